@@ -1,0 +1,43 @@
+# The course's two everyday commands:
+#   make book   set up everything, execute the notebooks, build the HTML book
+#   make test   set up everything, run the whole test suite (what CI runs)
+# Both create a virtual environment in .venv with the pinned versions of
+# requirements-ci.txt the first time; later runs reuse it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+TORCHATTACKS := torchattacks==3.5.1
+
+.PHONY: book test student setup browser clean
+
+book: setup
+	$(PY) scripts/build_course.py book
+
+test: setup browser
+	$(PY) -m pytest
+
+student: setup
+	$(PY) scripts/make_student_versions.py
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-ci.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-ci.txt
+	$(PY) -m pip install --quiet --no-deps $(TORCHATTACKS)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# The book's test opens pages in headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "The book's test needs Chromium: install Debian's 'chromium' package (sudo apt-get install chromium)."; exit 1; \
+	  fi; }
+
+clean:
+	rm -rf _build book/_offline_assets

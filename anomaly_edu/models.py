@@ -1,0 +1,115 @@
+"""Models: plain ``torch.nn.Module``s used across the course.
+
+- :class:`MLPAutoencoder`: the talk's autoencoder (Lecture 1, used again by ARAE in Lecture 4)
+- :class:`ConvAutoencoder`: a small convolutional autoencoder (Lecture 1)
+- :class:`DeepSVDDNet`: the bias-free network of Deep SVDD (Lecture 1)
+- :class:`MnistCNN`: a small classifier for adversarial examples (Lectures 2 and 3)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MLPAutoencoder(nn.Module):
+    """The talk's autoencoder: flattened pixels, encoder 784-512-256-128, decoder
+    128-256-512-784, a sigmoid after every layer, Glorot-normal weights.
+
+    ``encoder`` and ``decoder`` are separate attributes so that later lectures can
+    attack the latent code. ``forward`` keeps the input's shape. Lecture 1.
+    """
+
+    def __init__(self, image_shape=(1, 28, 28), hidden=(512, 256, 128)):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        sizes = [math.prod(self.image_shape), *hidden]
+        self.encoder = _sigmoid_mlp(sizes)
+        self.decoder = _sigmoid_mlp(sizes[::-1])
+        for layer in self.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_normal_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).view(-1, *self.image_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def _sigmoid_mlp(sizes) -> nn.Sequential:
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.Sigmoid()]
+    return nn.Sequential(*layers)
+
+
+class ConvAutoencoder(nn.Module):
+    """A small convolutional autoencoder for 28x28 or 32x32 images: two stride-2
+    convolutions down to a ``latent_dim`` code, two transposed convolutions back
+    up, sigmoid output. Lecture 1."""
+
+    def __init__(self, channels: int = 1, size: int = 28, latent_dim: int = 32):
+        super().__init__()
+        if size % 4:
+            raise ValueError(f"size must be a multiple of 4, got {size}")
+        self.channels, self.size = channels, size
+        feat = size // 4
+        self.encoder = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(64 * feat * feat, latent_dim))
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 64 * feat * feat), nn.ReLU(),
+            nn.Unflatten(1, (64, feat, feat)),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1), nn.Sigmoid())
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class DeepSVDDNet(nn.Module):
+    """Deep SVDD's network for 28x28 grey images (Ruff et al. 2018): no bias
+    terms anywhere and batch norm without affine parameters, so that the network
+    cannot map everything to the centre by a constant. Output: a 32-d code. Lecture 1."""
+
+    def __init__(self, rep_dim: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 5, padding=2, bias=False), nn.BatchNorm2d(8, affine=False),
+            nn.LeakyReLU(0.1), nn.MaxPool2d(2),
+            nn.Conv2d(8, 4, 5, padding=2, bias=False), nn.BatchNorm2d(4, affine=False),
+            nn.LeakyReLU(0.1), nn.MaxPool2d(2))
+        self.head = nn.Linear(4 * 7 * 7, rep_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+class MnistCNN(nn.Module):
+    """A small MNIST classifier: two conv layers and two dense layers, returning
+    logits. Inputs are pixels in [0, 1]; any normalisation belongs inside the
+    model so that attacks work in pixel space. Lectures 2 and 3."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

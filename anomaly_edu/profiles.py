@@ -1,0 +1,48 @@
+"""The quick and full settings of every experiment, in one place.
+
+``quick`` runs on two CPU cores in a few minutes and still shows real, smaller
+results; ``full`` follows the papers' settings and is meant for a GPU.
+Notebooks, the command line and the tests all read their settings from here.
+Introduced in Lecture 1.
+"""
+
+from __future__ import annotations
+
+import copy
+
+PROFILES: dict[str, dict] = {
+    "quick": {
+        "ae": {"epochs": 30, "batch_size": 128, "lr": 1e-3},
+        "dae": {"epochs": 30, "batch_size": 128, "lr": 1e-3, "noise_std": 0.2},
+        "ocsvm": {"kernel": "rbf", "nu": 0.1, "gamma": "scale", "max_train": 2000},
+        "dsvdd": {"epochs": 10, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
+        "cnn": {"epochs": 2, "batch_size": 128, "lr": 1e-3, "max_train": 20000},
+        "adv_cnn": {"epochs": 2, "batch_size": 128, "lr": 1e-3, "max_train": 20000,
+                    "eps": 0.1, "alpha": 0.025, "steps": 7},
+    },
+    "full": {
+        "ae": {"epochs": 100, "batch_size": 256, "lr": 1e-3},
+        "dae": {"epochs": 100, "batch_size": 256, "lr": 1e-3, "noise_std": 0.2},
+        "ocsvm": {"kernel": "rbf", "nu": 0.1, "gamma": "scale", "max_train": None},
+        "dsvdd": {"epochs": 150, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
+        "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "max_train": None},
+        "adv_cnn": {"epochs": 30, "batch_size": 128, "lr": 1e-3, "max_train": None,
+                    "eps": 0.3, "alpha": 0.01, "steps": 40},
+    },
+}
+
+
+def get_profile(name: str) -> dict:
+    """Return a copy of the settings of profile ``name`` ("quick" or "full"). Lecture 1."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return copy.deepcopy(PROFILES[name])
+
+
+def settings(profile: str, method: str) -> dict:
+    """Return the settings of one method (e.g. "ae") in one profile. Lecture 1."""
+    values = get_profile(profile)
+    if method not in values:
+        raise ValueError(f"profile {profile!r} has no settings for {method!r}; "
+                         f"known methods: {sorted(values)}")
+    return values[method]

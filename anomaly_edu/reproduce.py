@@ -1,0 +1,162 @@
+"""Reproduce the talk's tables with our code, and record where the numbers came from.
+
+``python -m anomaly_edu reproduce mnist --methods ae,dae,ocsvm,dsvdd --classes 0-9
+--profile quick --seed 0 --out results/mnist_quick.json`` trains one detector per
+method and normal class under protocol 2, prints our AUCs beside the talk's, and
+writes a JSON file with the numbers and their provenance. Introduced in Lecture 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .data import load_dataset, protocol2_split
+from .detectors import make_detector
+from .metrics import auroc
+from .profiles import get_profile
+from .training import pick_device
+
+# table name -> (data set, CSV of the talk's table)
+TABLES = {
+    "mnist": ("mnist", "mnist_protocol2_auc.csv"),
+    "fashion-mnist": ("fashion-mnist", "fashion_mnist_protocol2_auc.csv"),
+}
+# our method name -> the row of the same method in the talk's tables
+TALK_ROW = {"ae": None, "dae": "DAE", "ocsvm": "OCSVM", "dsvdd": "DSVDD"}
+
+
+def talk_table(table: str) -> dict[str, dict[str, float]]:
+    """The talk's AUC table (percent) as {method: {"0": .., ..., "mean": ..}}. Lecture 1."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; known tables: {', '.join(TABLES)}")
+    text = resources.files("anomaly_edu").joinpath("paper_tables", TABLES[table][1]).read_text()
+    rows = csv.DictReader(io.StringIO(text))
+    return {row.pop("method"): {k: float(v) for k, v in row.items()} for row in rows}
+
+
+def parse_classes(text: str) -> list[int]:
+    """"0-9" -> [0, ..., 9]; "1,3,8" -> [1, 3, 8]; "8" -> [8]. Lecture 1."""
+    classes = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                first, last = (int(p) for p in part.split("-"))
+                classes.extend(range(first, last + 1))
+            else:
+                classes.append(int(part))
+        except ValueError:
+            raise ValueError(f"cannot read classes {text!r}: use e.g. 0-9 or 1,3,8") from None
+    if not classes:
+        raise ValueError(f"no classes in {text!r}")
+    return classes
+
+
+def provenance(*, settings: dict, wall_time_s: float, device) -> dict:
+    """Where a result came from: commit, device, library versions, date, wall
+    time and settings. Lecture 1."""
+    import sklearn
+    import torch
+    import torchvision
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  cwd=Path(__file__).parent).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    device = torch.device(device)
+    return {
+        "commit": git("rev-parse", "HEAD") or "unknown (not a git checkout)",
+        "uncommitted_changes": bool(git("status", "--porcelain", "--", ".")),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
+        f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "versions": {"python": platform.python_version(), "anomaly_edu": __version__,
+                     "torch": torch.__version__, "torchvision": torchvision.__version__,
+                     "numpy": np.__version__, "scikit-learn": sklearn.__version__},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(wall_time_s, 1),
+        "settings": settings,
+    }
+
+
+def write_json_atomically(data: dict, path: str | os.PathLike) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename it into place,
+    so that an interrupted run never leaves a half-written file. Lecture 1."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def run_table(table: str, methods: list[str], classes: list[int], *, profile: str = "quick",
+              seed: int = 0, device=None, root=None, progress: bool = True) -> dict:
+    """Train every method on every normal class under protocol 2 and return the
+    results with their provenance (see :func:`provenance`). Lecture 1."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; known tables: {', '.join(TABLES)}")
+    unknown = [m for m in methods if m not in TALK_ROW]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; known methods: {', '.join(TALK_ROW)}")
+    settings = get_profile(profile)
+    device = pick_device(device)
+    start = time.perf_counter()
+    train = load_dataset(TABLES[table][0], True, root=root, device=device)
+    test = load_dataset(TABLES[table][0], False, root=root, device=device)
+    auc = {m: {} for m in methods}
+    for c in classes:
+        split = protocol2_split(train, test, c)
+        for m in methods:
+            detector = make_detector(m, settings, seed=seed, device=device, progress=progress)
+            scores = detector.fit(split.x_train).score(split.x_test)
+            auc[m][str(c)] = round(100 * auroc(split.y_test, scores), 2)
+            if progress:
+                print(f"class {c} {m}: AUC {auc[m][str(c)]:.1f}", flush=True)
+    results = {m: {"auc": values, "mean": round(float(np.mean(list(values.values()))), 2)}
+               for m, values in auc.items()}
+    used = {"table": table, "dataset": TABLES[table][0], "protocol": 2, "profile": profile,
+            "seed": seed, "classes": classes, "methods": {m: settings[m] for m in methods}}
+    return {"table": table, "metric": "AUROC (%)", "results": results,
+            "provenance": provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device)}
+
+
+def format_comparison(result: dict) -> str:
+    """A text table of our AUCs beside the talk's, one pair of rows per method. Lecture 1."""
+    talk = talk_table(result["table"])
+    classes = result["provenance"]["settings"]["classes"]
+    head = f"{'method':<16}" + "".join(f"{c:>7}" for c in classes) + f"{'mean':>8}"
+    lines = [f"{result['table']} protocol 2, AUROC in %, profile "
+             f"{result['provenance']['settings']['profile']}", head, "-" * len(head)]
+    for method, ours in result["results"].items():
+        lines.append(f"{method + ' (ours)':<16}" + "".join(f"{ours['auc'][str(c)]:>7.1f}" for c in classes)
+                     + f"{ours['mean']:>8.1f}")
+        row = talk.get(TALK_ROW.get(method) or "")
+        if row:
+            talk_mean = np.mean([row[str(c)] for c in classes])
+            lines.append(f"{TALK_ROW[method] + ' (talk)':<16}" + "".join(f"{row[str(c)]:>7.1f}" for c in classes)
+                         + f"{talk_mean:>8.1f}")
+        else:
+            lines.append(f"{'':<16}(the talk has no {method} row)")
+    lines.append("talk: the seed talk's table; mean over the classes shown")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""One training loop for the whole course, and the batch losses it trains with.
+
+The loop knows nothing about autoencoders or attacks: it shuffles tensors that
+already live on the device, cuts them into mini-batches and minimises
+``batch_loss(model, x, y)``. Lecture 1 plugs in the reconstruction and denoising
+losses; Lecture 3 plugs in adversarial training; Lecture 4 the ARAE loss.
+Introduced in Lecture 1.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+BatchLoss = Callable[[torch.nn.Module, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and GPU), so that a run repeats. Lecture 1."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else the GPU when there is one, else the CPU. Lecture 1."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
+          batch_loss: BatchLoss, epochs: int, batch_size: int, lr: float = 1e-3,
+          weight_decay: float = 0.0, seed: int = 0, optimizer: torch.optim.Optimizer | None = None,
+          progress: bool = True, desc: str = "training") -> list[float]:
+    """Train ``model`` on ``x`` (and targets ``y``) with Adam by minimising
+    ``batch_loss(model, x_batch, y_batch)``; return the mean loss of each epoch.
+
+    ``x`` (and ``y``) should already be on the model's device. The shuffling is
+    drawn from its own generator seeded with ``seed``. Lecture 1.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
+    if y is not None and len(y) != len(x):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+    if len(x) == 0:
+        raise ValueError("cannot train on an empty training set")
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    n_batches = (len(x) + batch_size - 1) // batch_size
+    history = []
+    model.train()
+    bar = tqdm(total=epochs * n_batches, desc=desc, disable=not progress, unit="batch")
+    for epoch in range(epochs):
+        order = torch.randperm(len(x), generator=generator).to(x.device)
+        total = 0.0
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            loss = batch_loss(model, x[idx], None if y is None else y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+            bar.update(1)
+        history.append(total / len(x))
+        bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.4g}")
+    bar.close()
+    model.eval()
+    return history
+
+
+# ---------------------------------------------------------------- batch losses
+
+
+def reconstruction_loss(model: torch.nn.Module, x: torch.Tensor, y=None) -> torch.Tensor:
+    """Mean squared error between the input and its reconstruction. Lecture 1."""
+    return F.mse_loss(model(x), x)
+
+
+def denoising_loss(noise_std: float) -> BatchLoss:
+    """A batch loss that reconstructs the clean image from a copy with Gaussian
+    noise of standard deviation ``noise_std`` (clipped to [0, 1]). Lecture 1."""
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+
+    def loss(model, x, y=None):
+        noisy = (x + noise_std * torch.randn_like(x)).clamp(0, 1)
+        return F.mse_loss(model(noisy), x)
+
+    return loss
+
+
+def classification_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a classifier's logits. Lecture 2."""
+    return F.cross_entropy(model(x), y)
+
+
+@torch.no_grad()
+def predict_in_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                       batch_size: int = 1024) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` in chunks (to bound memory) and concatenate. Lecture 1."""
+    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Fraction of ``x`` that ``model`` classifies as ``y``. Lecture 2."""
+    model.eval()
+    predictions = predict_in_batches(lambda b: model(b).argmax(1), x, batch_size)
+    return (predictions == y).float().mean().item()

@@ -1,0 +1,138 @@
+"""Figures: plotly for plots and image grids, ipywidgets for one interactive
+control. Introduced in Lecture 1.
+
+Call :func:`setup_notebook` once at the top of a notebook: it selects a
+plotly renderer that embeds plotly.js in the notebook (so figures show in the
+rendered book and offline) and does not load MathJax from the internet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.io._base_renderers import NotebookRenderer
+
+from .metrics import confusion_counts, f1_at_threshold, roc_curve_data
+
+
+class _OfflineNotebookRenderer(NotebookRenderer):
+    """plotly's "notebook" renderer, minus the MathJax script it adds to each figure."""
+
+    def to_mimebundle(self, fig_dict):
+        html = pio.to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False,
+                           full_html=False, default_width="100%", default_height=450, validate=False)
+        return {"text/html": html}
+
+
+def setup_notebook() -> None:
+    """Make plotly figures render inside notebooks and the book, offline. Lecture 1."""
+    pio.renderers["course"] = _OfflineNotebookRenderer()
+    pio.renderers.default = "course"
+
+
+def _to_numpy(values):
+    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+
+
+def roc_figure(curves: dict, title: str = "ROC curves") -> go.Figure:
+    """ROC curves of several detectors: ``curves`` maps a name to
+    ``(labels, scores)``. Lecture 1."""
+    fig = go.Figure()
+    for name, (labels, scores) in curves.items():
+        roc = roc_curve_data(labels, scores)
+        fpr, tpr = _corners(roc["fpr"], roc["tpr"])
+        fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=name))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                             line=dict(dash="dot", color="grey")))
+    fig.update_layout(title=title, xaxis_title="false-positive rate",
+                      yaxis_title="true-positive rate", height=450)
+    return fig
+
+
+def _corners(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the ROC points that lie on a straight line between their neighbours
+    (the drawn curve is the same, the figure much smaller)."""
+    bends = np.r_[True, ~np.isclose(np.diff(fpr, 2), 0, atol=1e-12) | ~np.isclose(np.diff(tpr, 2), 0, atol=1e-12), True]
+    return fpr[bends], tpr[bends]
+
+
+def score_histogram(labels, scores, title: str = "Anomaly scores", threshold: float | None = None) -> go.Figure:
+    """Overlaid histograms of the scores of normal and anomalous images, with an
+    optional threshold line. Lecture 1."""
+    labels, scores = _to_numpy(labels).ravel(), _to_numpy(scores).ravel()
+    fig = go.Figure()
+    for value, name in ((0, "normal"), (1, "anomalous")):
+        fig.add_trace(go.Histogram(x=scores[labels == value], name=name, opacity=0.6,
+                                   histnorm="probability density", nbinsx=60))
+    if threshold is not None:
+        fig.add_vline(x=threshold, line_dash="dash", annotation_text="threshold")
+    fig.update_layout(barmode="overlay", title=title, xaxis_title="score", yaxis_title="density", height=400)
+    return fig
+
+
+def image_grid(rows: dict, title: str = "", max_columns: int = 10) -> go.Figure:
+    """Show images as a grid: ``rows`` maps a row name (e.g. "input",
+    "reconstruction") to a tensor (N, C, H, W) in [0, 1]. Lecture 1."""
+    if not rows:
+        raise ValueError("image_grid needs at least one row of images")
+    strips = []
+    for images in rows.values():
+        images = _to_numpy(images)[:max_columns]
+        if images.ndim != 4:
+            raise ValueError(f"each row must be (N, C, H, W) images, got shape {images.shape}")
+        images = np.clip(images, 0, 1).transpose(0, 2, 3, 1)  # N, H, W, C
+        strips.append(np.concatenate(list(images), axis=1))
+    width = max(s.shape[1] for s in strips)
+    strips = [np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0))) for s in strips]
+    mosaic = np.concatenate(strips, axis=0)
+    if mosaic.shape[2] == 1:
+        mosaic = np.repeat(mosaic, 3, axis=2)
+    height = strips[0].shape[0]
+    fig = go.Figure(go.Image(z=(mosaic * 255).astype(np.uint8)))
+    fig.update_yaxes(tickvals=[height * (i + 0.5) for i in range(len(rows))], ticktext=list(rows), showgrid=False)
+    fig.update_xaxes(showticklabels=False, showgrid=False)
+    fig.update_layout(title=title, height=120 + 70 * len(rows), margin=dict(l=120, r=20, t=50, b=20))
+    return fig
+
+
+def heatmap_grid(maps, titles=None, title: str = "", colorscale: str = "RdBu_r") -> go.Figure:
+    """Show several 2-D maps (e.g. gradients) side by side with one colour scale. Lecture 3."""
+    from plotly.subplots import make_subplots
+
+    maps = [_to_numpy(m).squeeze() for m in maps]
+    limit = max(float(np.abs(m).max()) for m in maps) or 1.0
+    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=titles)
+    for i, m in enumerate(maps):
+        fig.add_trace(go.Heatmap(z=m[::-1], zmin=-limit, zmax=limit, colorscale=colorscale,
+                                 showscale=i == len(maps) - 1), row=1, col=i + 1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, scaleanchor="x")
+    fig.update_layout(title=title, height=300)
+    return fig
+
+
+def threshold_slider(labels, scores):
+    """An ipywidgets slider over thresholds that shows the confusion counts and
+    the F1 of "anomaly when score >= threshold". Lecture 1."""
+    import ipywidgets as widgets
+
+    labels, scores = _to_numpy(labels).ravel(), _to_numpy(scores).ravel()
+    low, high = float(np.quantile(scores, 0.01)), float(np.quantile(scores, 0.99))
+    slider = widgets.FloatSlider(value=float(np.median(scores)), min=low, max=high,
+                                 step=(high - low) / 200, description="threshold",
+                                 continuous_update=True, readout_format=".3g",
+                                 layout=widgets.Layout(width="600px"))
+    report = widgets.HTML()
+
+    def update(change=None):
+        t = slider.value
+        c = confusion_counts(labels, scores, t)
+        f1 = f1_at_threshold(labels, scores, t)
+        report.value = (f"<b>flagged as anomalies</b>: {c['tp']} true, {c['fp']} false &nbsp;|&nbsp; "
+                        f"<b>passed as normal</b>: {c['tn']} true, {c['fn']} missed &nbsp;|&nbsp; "
+                        f"<b>F1</b> = {f1:.3f}")
+
+    slider.observe(update, names="value")
+    update()
+    return widgets.VBox([slider, report])

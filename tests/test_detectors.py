@@ -1,0 +1,134 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from anomaly_edu import detectors, profiles, reproduce
+from anomaly_edu.metrics import auroc
+
+
+def blobs(n=300, seed=0):
+    """Normal images: dark with a bright square top-left; anomalies: bright bottom-right."""
+    g = torch.Generator().manual_seed(seed)
+    normal = 0.1 * torch.rand(n, 1, 28, 28, generator=g)
+    normal[:, :, 2:12, 2:12] += 0.8
+    anomalous = 0.1 * torch.rand(n // 3, 1, 28, 28, generator=g)
+    anomalous[:, :, 16:26, 16:26] += 0.8
+    return normal, anomalous
+
+
+@pytest.mark.parametrize("detector", [
+    detectors.AEDetector(epochs=8, batch_size=32, progress=False),
+    detectors.DAEDetector(epochs=8, batch_size=32, noise_std=0.2, progress=False),
+    detectors.OCSVMDetector(nu=0.1),
+    detectors.DeepSVDDDetector(epochs=5, batch_size=50, lr=1e-3, progress=False),
+], ids=["ae", "dae", "ocsvm", "dsvdd"])
+def test_detectors_score_obvious_anomalies_higher(detector):
+    normal, anomalous = blobs()
+    detector.fit(normal[:250])
+    test = torch.cat([normal[250:], anomalous])
+    labels = np.r_[np.zeros(50), np.ones(len(anomalous))]
+    scores = detector.score(test)
+    assert scores.shape == (len(test),)
+    assert auroc(labels, scores) > 0.95
+
+
+def test_reconstruction_error_is_the_sum_of_squared_errors():
+    class Zeros(torch.nn.Module):
+        def forward(self, b):
+            return torch.zeros_like(b)
+
+    x = torch.rand(3, 1, 2, 2)
+    assert torch.allclose(detectors.reconstruction_error(Zeros(), x), (x ** 2).flatten(1).sum(1))
+    assert torch.allclose(detectors.reconstruction_error(torch.nn.Identity(), x), torch.zeros(3))
+
+
+def test_detectors_refuse_to_score_before_fit():
+    for d in (detectors.AEDetector(), detectors.OCSVMDetector(), detectors.DeepSVDDDetector()):
+        with pytest.raises(RuntimeError, match="fit"):
+            d.score(torch.rand(2, 1, 28, 28))
+
+
+def test_detectors_reject_images_out_of_range():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        detectors.AEDetector(progress=False).fit(torch.rand(4, 1, 28, 28) * 255)
+
+
+def test_same_seed_gives_the_same_scores():
+    normal, _ = blobs(60)
+    a = detectors.AEDetector(epochs=2, batch_size=16, seed=3, progress=False).fit(normal).score(normal)
+    b = detectors.AEDetector(epochs=2, batch_size=16, seed=3, progress=False).fit(normal).score(normal)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_make_detector_reads_the_profile():
+    p = profiles.get_profile("quick")
+    d = detectors.make_detector("dae", p, progress=False)
+    assert isinstance(d, detectors.DAEDetector) and d.epochs == p["dae"]["epochs"]
+    with pytest.raises(ValueError, match="unknown method"):
+        detectors.make_detector("vae", p)
+    with pytest.raises(ValueError, match="unknown profile"):
+        profiles.get_profile("fast")
+
+
+def test_gcn_gives_zero_mean_unit_l1_images():
+    x = torch.rand(4, 1, 8, 8)
+    g = detectors.global_contrast_normalize(x)
+    assert torch.allclose(g.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-6)
+    assert torch.allclose(g.abs().mean(dim=(1, 2, 3)), torch.ones(4), atol=1e-5)
+
+
+# ------------------------------------------------------------------ reproduce
+
+
+def test_parse_classes():
+    assert reproduce.parse_classes("0-9") == list(range(10))
+    assert reproduce.parse_classes("1,3,8") == [1, 3, 8]
+    with pytest.raises(ValueError, match="cannot read"):
+        reproduce.parse_classes("eight")
+
+
+def test_talk_table_is_the_papers_table_1():
+    table = reproduce.talk_table("mnist")
+    assert table["ARAE"]["mean"] == 97.5 and table["DAE"]["8"] == 89.1
+    assert np.mean([table["OCSVM"][str(c)] for c in range(10)]) == pytest.approx(96.0, abs=0.05)
+
+
+def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, monkeypatch, capsys):
+    # Shrink the quick profile so that the test stays short; the real run is measured in the notes.
+    small = profiles.get_profile("quick")
+    small["ae"]["epochs"] = small["dae"]["epochs"] = 1
+    monkeypatch.setattr(reproduce, "get_profile", lambda name: small)
+    from anomaly_edu.__main__ import main
+
+    out = tmp_path / "r.json"
+    assert main(["reproduce", "mnist", "--methods", "ae,dae", "--classes", "8", "--out", str(out),
+                 "--no-progress", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "dae (ours)" in printed and "DAE (talk)" in printed and "89.1" in printed
+    result = json.loads(out.read_text())
+    assert set(result["results"]) == {"ae", "dae"}
+    auc = result["results"]["dae"]["auc"]["8"]
+    assert 50 < auc <= 100 and result["results"]["dae"]["mean"] == auc
+    prov = result["provenance"]
+    assert {"commit", "device", "versions", "date", "wall_time_s", "settings"} <= set(prov)
+    assert prov["settings"]["classes"] == [8] and prov["settings"]["profile"] == "quick"
+    assert prov["versions"]["torch"] == torch.__version__
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "r.json"
+    reproduce.write_json_atomically({"a": 1}, path)
+    with pytest.raises(TypeError):
+        reproduce.write_json_atomically({"a": object()}, path)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_reproduce_rejects_unknown_methods_and_tables():
+    with pytest.raises(ValueError, match="unknown method"):
+        reproduce.run_table("mnist", ["vae"], [8])
+    with pytest.raises(ValueError, match="unknown table"):
+        reproduce.run_table("svhn", ["ae"], [8])
