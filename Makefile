@@ -9,12 +9,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCHATTACKS := torchattacks==3.5.1
 
-.PHONY: book test student setup browser clean
+.PHONY: book test student setup npm browser clean
 
-book: setup
+book: setup npm
 	$(PY) scripts/build_course.py book
 
-test: setup browser
+test: setup npm browser
 	$(PY) -m pytest
 
 student: setup
@@ -29,6 +29,16 @@ $(VENV)/.installed: requirements-ci.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps $(TORCHATTACKS)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# The book's offline assets (MathJax, require.js, the widget manager) come from
+# the npm registry at build time.
+npm:
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+	  else \
+	    echo "The book needs npm (Node.js) to fetch its offline assets: install Debian's 'npm' package."; exit 1; \
+	  fi; }
 
 # The book's test opens pages in headless Chromium (Debian's package).
 browser:

@@ -142,3 +142,143 @@ def check_validation_threshold(pick_threshold) -> None:
                              f"{best:.3f} is reachable; try every distinct validation score as a threshold "
                              f"(anomaly when score >= threshold)")
     _passed(task, f"validation F1 {mine:.3f}.")
+
+
+# ---------------------------------------------------------------- Exercises 2 and 3
+
+
+def _tiny_classifier() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(),
+                               torch.nn.Linear(8, 3)).eval()
+
+
+def _tiny_batch():
+    g = torch.Generator().manual_seed(2)
+    return torch.rand(6, 1, 4, 4, generator=g), torch.randint(0, 3, (6,), generator=g)
+
+
+def check_fgsm(student_fgsm) -> None:
+    """Exercise 2.1: ``fgsm(model, x, y, eps)`` returns x + eps * sign(grad of the
+    cross-entropy), clipped to [0, 1], without changing ``x``."""
+    from .attacks import fgsm
+
+    task = "Exercise 2.1 (FGSM)"
+    model, (x, y) = _tiny_classifier(), _tiny_batch()
+    eps = 0.1
+    x_before = x.clone()
+    got = _call(task, student_fgsm, model, x, y, eps)
+    if got is None:
+        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
+    if not torch.equal(x, x_before):
+        raise AssertionError(f"{task}: your function changed its input x in place; work on a copy "
+                             f"(e.g. x.clone()) or build a new tensor")
+    got = got.detach()
+    expected = fgsm(model, x, y, eps)
+    if got.shape != x.shape:
+        raise AssertionError(f"{task}: expected a batch of images of shape {tuple(x.shape)}, got {tuple(got.shape)}")
+    if torch.allclose(got.abs().amax(), torch.tensor(eps)) and got.abs().amin() > eps - 1e-6:
+        raise AssertionError(f"{task}: you returned the perturbation eps * sign(grad); return the "
+                             f"attacked images x + perturbation")
+    if got.min() < 0 or got.max() > 1:
+        raise AssertionError(f"{task}: some pixels lie outside [0, 1] (min {got.min():.3f}, max "
+                             f"{got.max():.3f}); clamp the attacked images")
+    descend = (x - eps * (expected - x).sign()).clamp(0, 1)
+    if torch.allclose(got, descend, atol=1e-6) and not torch.allclose(got, expected, atol=1e-6):
+        raise AssertionError(f"{task}: you stepped DOWN the loss (x - eps * sign(grad)); an attack "
+                             f"climbs it: add the signed gradient")
+    if (got - x).abs().max() > eps + 1e-6:
+        raise AssertionError(f"{task}: a pixel moved by {(got - x).abs().max():.3f} > eps = {eps}")
+    if not torch.allclose(got, expected, atol=1e-6):
+        raise AssertionError(f"{task}: your images differ from FGSM's by up to "
+                             f"{(got - expected).abs().max():.3f}; every pixel should move by exactly "
+                             f"eps in the direction of the SIGN of the gradient (then clip to [0, 1])")
+    _passed(task)
+
+
+def check_project_l2(project_l2) -> None:
+    """Exercise 2.2: ``project_l2(delta, eps)`` rescales each example's
+    perturbation to L-2 norm eps when it is longer, and leaves it alone otherwise."""
+    task = "Exercise 2.2 (projection onto the L-2 ball)"
+    g = torch.Generator().manual_seed(3)
+    delta = torch.randn(4, 1, 5, 5, generator=g)
+    delta[1] *= 0.01  # already inside the ball
+    eps = 1.0
+    before = delta.clone()
+    got = _call(task, project_l2, delta, eps)
+    if got is None:
+        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
+    if not torch.equal(delta, before):
+        raise AssertionError(f"{task}: your function changed delta in place; return a new tensor")
+    got = got.detach()
+    if got.shape != delta.shape:
+        raise AssertionError(f"{task}: expected shape {tuple(delta.shape)}, got {tuple(got.shape)}")
+    norms = got.flatten(1).norm(dim=1)
+    if torch.allclose(got, delta.clamp(-eps, eps)):
+        raise AssertionError(f"{task}: you clipped each pixel to [-eps, eps]: that is the L-inf "
+                             f"projection; rescale the whole perturbation instead")
+    if torch.isclose(norms[1], torch.tensor(eps)):
+        raise AssertionError(f"{task}: a perturbation already inside the ball (norm "
+                             f"{delta[1].norm():.3f}) was stretched to norm eps; leave those unchanged")
+    if norms.max() > eps + 1e-5:
+        raise AssertionError(f"{task}: example norms {norms.numpy().round(3)} exceed eps = {eps}; "
+                             f"compute one norm PER EXAMPLE (flatten all but the batch axis)")
+    norms_in = delta.flatten(1).norm(dim=1)
+    expected = delta * torch.clamp(eps / norms_in, max=1.0).view(-1, 1, 1, 1)
+    if not torch.allclose(got, expected, atol=1e-6):
+        raise AssertionError(f"{task}: the directions changed or the norms are off: expected norms "
+                             f"{expected.flatten(1).norm(dim=1).numpy().round(3)}, got {norms.numpy().round(3)}")
+    _passed(task)
+
+
+def check_adversarial_batch_loss(adversarial_batch_loss) -> None:
+    """Exercise 3.1: ``adversarial_batch_loss(model, x, y, eps, alpha, steps)``:
+    PGD examples (no random start) against the current model, then the mean
+    cross-entropy on them, differentiable with respect to the weights."""
+    from .robust import adversarial_loss
+
+    task = "Exercise 3.1 (adversarial-training loss)"
+    model, (x, y) = _tiny_classifier(), _tiny_batch()
+    eps, alpha, steps = 0.2, 0.03, 5  # steps * alpha < eps: PGD differs from one FGSM step
+    model.train()
+    got = _call(task, adversarial_batch_loss, model, x, y, eps, alpha, steps)
+    if got is None:
+        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
+    if not isinstance(got, torch.Tensor) or got.ndim != 0:
+        raise AssertionError(f"{task}: return one scalar tensor (the mean loss over the batch), got {got!r}")
+    if got.grad_fn is None:
+        raise AssertionError(f"{task}: your loss carries no gradient, so training could not use it; "
+                             f"compute the final cross-entropy outside torch.no_grad() and do not call .item()")
+    if not model.training:
+        raise AssertionError(f"{task}: the model was left in eval mode; the training loop expects train mode")
+    expected = adversarial_loss(eps=eps, alpha=alpha, steps=steps, random_start=False)(model, x, y)
+    clean = torch.nn.functional.cross_entropy(model(x), y)
+    if torch.isclose(got, clean, atol=1e-6):
+        raise AssertionError(f"{task}: your loss equals the clean loss {clean.item():.4f}; attack the batch "
+                             f"with PGD first and compute the loss on the attacked images")
+    if not torch.isclose(got, expected, atol=1e-5):
+        raise AssertionError(f"{task}: expected {expected.item():.4f} (PGD with eps={eps}, alpha={alpha}, "
+                             f"steps={steps}, no random start, then mean cross-entropy), got {got.item():.4f}")
+    _passed(task)
+
+
+def check_robust_model(robust_model, standard_model, x, y, *, eps: float, steps: int) -> None:
+    """Exercise 3.2: the adversarially trained model must beat the standard one
+    under PGD by more than 20 points of accuracy."""
+    from .robust import robust_accuracy
+    from .training import accuracy
+
+    task = "Exercise 3.2 (adversarial training)"
+    if robust_model is None:
+        raise _NotDone(f"{task} is not done yet: train a model with your loss and store it in "
+                       f"`robust_model`, then run this check again.")
+    standard_pgd = robust_accuracy(standard_model, x, y, eps=eps, steps=steps)
+    robust_pgd = robust_accuracy(robust_model, x, y, eps=eps, steps=steps)
+    print(f"accuracy under PGD-{steps}, eps {eps}: standard {100 * standard_pgd:.1f}%, "
+          f"yours {100 * robust_pgd:.1f}%; clean: standard {100 * accuracy(standard_model, x, y):.1f}%, "
+          f"yours {100 * accuracy(robust_model, x, y):.1f}%")
+    if robust_pgd <= standard_pgd + 0.2:
+        raise AssertionError(f"{task}: under PGD your model is only {100 * (robust_pgd - standard_pgd):.1f} "
+                             f"points better than the standard one (we expect more than 20); check that "
+                             f"you trained with adversarial_batch_loss and the adv_cnn settings")
+    _passed(task)

@@ -101,15 +101,18 @@ class DeepSVDDNet(nn.Module):
 
 class MnistCNN(nn.Module):
     """A small MNIST classifier: two conv layers and two dense layers, returning
-    logits. Inputs are pixels in [0, 1]; any normalisation belongs inside the
-    model so that attacks work in pixel space. Lectures 2 and 3."""
+    logits. ``width`` multiplies the number of channels and units (1: 16-32
+    channels and 100 units; Madry et al.'s MNIST network is about width 2 to 10).
+    Inputs are pixels in [0, 1]; any normalisation belongs inside the model so
+    that attacks work in pixel space. Lectures 2 and 3."""
 
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, width: int = 1):
         super().__init__()
+        c1, c2, hidden = 16 * width, 32 * width, 100 * width
         self.net = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, num_classes))
+            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

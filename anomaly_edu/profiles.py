@@ -16,18 +16,24 @@ PROFILES: dict[str, dict] = {
         "dae": {"epochs": 30, "batch_size": 128, "lr": 1e-3, "noise_std": 0.2},
         "ocsvm": {"kernel": "rbf", "nu": 0.1, "gamma": "scale", "max_train": 2000},
         "dsvdd": {"epochs": 10, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
-        "cnn": {"epochs": 2, "batch_size": 128, "lr": 1e-3, "max_train": 20000},
-        "adv_cnn": {"epochs": 2, "batch_size": 128, "lr": 1e-3, "max_train": 20000,
-                    "eps": 0.1, "alpha": 0.025, "steps": 7},
+        "cnn": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "max_train": None},
+        # one epoch of PGD training, a little wider than the eps it is tested at
+        "adv_cnn": {"epochs": 1, "batch_size": 64, "lr": 2e-3, "max_train": None,
+                    "eps": 0.15, "alpha": 0.05, "steps": 4},
+        "eval": {"n_images": 500, "pgd_steps": 20, "eps_demo": 0.15,
+                 "eps_grid": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]},
     },
     "full": {
         "ae": {"epochs": 100, "batch_size": 256, "lr": 1e-3},
         "dae": {"epochs": 100, "batch_size": 256, "lr": 1e-3, "noise_std": 0.2},
         "ocsvm": {"kernel": "rbf", "nu": 0.1, "gamma": "scale", "max_train": None},
         "dsvdd": {"epochs": 150, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
-        "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "max_train": None},
-        "adv_cnn": {"epochs": 30, "batch_size": 128, "lr": 1e-3, "max_train": None,
+        "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2},
+        # Madry et al.'s MNIST settings: PGD-40, steps of 0.01, eps 0.3 (about 80 epochs of batch 50)
+        "adv_cnn": {"epochs": 40, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2,
                     "eps": 0.3, "alpha": 0.01, "steps": 40},
+        "eval": {"n_images": 10000, "pgd_steps": 40, "eps_demo": 0.15,
+                 "eps_grid": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]},
     },
 }
 

@@ -96,19 +96,24 @@ def image_grid(rows: dict, title: str = "", max_columns: int = 10) -> go.Figure:
     return fig
 
 
-def heatmap_grid(maps, titles=None, title: str = "", colorscale: str = "RdBu_r") -> go.Figure:
-    """Show several 2-D maps (e.g. gradients) side by side with one colour scale. Lecture 3."""
+def heatmap_grid(maps, titles=None, title: str = "", columns: int | None = None,
+                 colorscale: str = "RdBu_r") -> go.Figure:
+    """Show several 2-D maps (e.g. input gradients) in a grid with one shared
+    colour scale, symmetric around zero. Lecture 3."""
     from plotly.subplots import make_subplots
 
     maps = [_to_numpy(m).squeeze() for m in maps]
+    columns = columns or len(maps)
+    rows = (len(maps) + columns - 1) // columns
     limit = max(float(np.abs(m).max()) for m in maps) or 1.0
-    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=titles)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles,
+                        horizontal_spacing=0.02, vertical_spacing=0.08)
     for i, m in enumerate(maps):
         fig.add_trace(go.Heatmap(z=m[::-1], zmin=-limit, zmax=limit, colorscale=colorscale,
-                                 showscale=i == len(maps) - 1), row=1, col=i + 1)
+                                 showscale=i == 0), row=i // columns + 1, col=i % columns + 1)
     fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, scaleanchor="x")
-    fig.update_layout(title=title, height=300)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(title=title, height=80 + 220 * rows)
     return fig
 
 
@@ -136,3 +141,52 @@ def threshold_slider(labels, scores):
     slider.observe(update, names="value")
     update()
     return widgets.VBox([slider, report])
+
+
+def _png(image: np.ndarray, scale: int = 6) -> bytes:
+    """A (C, H, W) image in [0, 1] as PNG bytes, enlarged ``scale`` times."""
+    import io
+
+    from PIL import Image
+
+    pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+    if pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    picture = Image.fromarray(pixels)
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def attack_slider(model, x, y, eps_values, attack):
+    """An ipywidgets slider over eps that shows the attacked image, the
+    perturbation (magnified to the full grey range) and the model's prediction.
+    ``attack(model, x, y, eps)`` attacks one image ``x`` (1, C, H, W); all eps
+    values are attacked up front, so moving the slider is instant. Lecture 2."""
+    import ipywidgets as widgets
+    import torch
+
+    eps_values = [float(e) for e in eps_values]
+    frames = []
+    for eps in eps_values:
+        x_adv = attack(model, x, y, eps)
+        with torch.no_grad():
+            probs = torch.softmax(model(x_adv), 1)[0]
+        delta = (x_adv - x)[0].detach().cpu().numpy()
+        magnified = 0.5 + delta / (2 * max(np.abs(delta).max(), 1e-12))
+        frames.append((_png(x_adv[0].detach().cpu().numpy()), _png(magnified),
+                       f"eps = {eps:.3f}: predicted <b>{int(probs.argmax())}</b> "
+                       f"({100 * probs.max().item():.1f}%), true label {int(y[0])}"))
+    slider = widgets.SelectionSlider(options=[(f"{e:.3f}", i) for i, e in enumerate(eps_values)],
+                                     value=0, description="eps", layout=widgets.Layout(width="500px"))
+    adversarial, noise, caption = widgets.Image(format="png"), widgets.Image(format="png"), widgets.HTML()
+
+    def update(change=None):
+        adversarial.value, noise.value, caption.value = frames[slider.value]
+
+    slider.observe(update, names="value")
+    update()
+    return widgets.VBox([slider, widgets.HBox([
+        widgets.VBox([widgets.HTML("attacked image"), adversarial]),
+        widgets.VBox([widgets.HTML("perturbation (magnified)"), noise])]), caption])

@@ -131,3 +131,94 @@ def test_strip_solutions_keeps_indentation_and_surrounding_code():
         "def f(x):\n    y = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()")
     with pytest.raises(ValueError, match="unmatched"):
         make_student_versions.strip_solutions("### BEGIN SOLUTION\nx = 1\n")
+
+
+# ------------------------------------------------------------------ Exercise 2
+
+import torch.nn.functional as F  # noqa: E402
+
+from anomaly_edu import attacks, robust  # noqa: E402
+
+
+def signed_gradient(model, x, y):
+    x = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
+    return g.sign()
+
+
+def test_fgsm_check_accepts_the_package_fgsm():
+    checks.check_fgsm(attacks.fgsm)
+
+
+def fgsm_in_place(model, x, y, eps):
+    x += eps * signed_gradient(model, x, y)
+    return x.clamp_(0, 1)
+
+
+@pytest.mark.parametrize("wrong, feedback", [
+    (lambda m, x, y, e: (x - e * signed_gradient(m, x, y)).clamp(0, 1), "DOWN the loss"),
+    (lambda m, x, y, e: x + e * signed_gradient(m, x, y), "outside"),
+    (lambda m, x, y, e: e * signed_gradient(m, x, y), "perturbation"),
+    (fgsm_in_place, "in place"),
+    (lambda m, x, y, e: (x + e * 0.5 * signed_gradient(m, x, y)).clamp(0, 1), "SIGN"),
+    (lambda m, x, y, e: None, "returned None"),
+    (not_done, "not done yet"),
+])
+def test_fgsm_check_rejects_wrong_answers(wrong, feedback):
+    with pytest.raises(AssertionError, match=feedback):
+        checks.check_fgsm(wrong)
+
+
+def project_l2_reference(delta, eps):
+    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return delta * torch.clamp(eps / norms, max=1.0).view(-1, 1, 1, 1)
+
+
+def test_project_l2_check_accepts_the_reference():
+    checks.check_project_l2(project_l2_reference)
+
+
+@pytest.mark.parametrize("wrong, feedback", [
+    (lambda d, e: d.clamp(-e, e), "L-inf"),
+    (lambda d, e: e * d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1), "stretched"),
+    (lambda d, e: d * min(1.0, e / d.norm().item()), "stretched|PER EXAMPLE|norms"),
+    (lambda d, e: d * 0.5, "PER EXAMPLE|norms"),
+    (not_done, "not done yet"),
+])
+def test_project_l2_check_rejects_wrong_answers(wrong, feedback):
+    with pytest.raises(AssertionError, match=feedback):
+        checks.check_project_l2(wrong)
+
+
+# ------------------------------------------------------------------ Exercise 3
+
+
+def reference_adversarial_loss(model, x, y, eps, alpha, steps):
+    return robust.adversarial_loss(eps=eps, alpha=alpha, steps=steps, random_start=False)(model, x, y)
+
+
+def test_adversarial_loss_check_accepts_the_reference():
+    checks.check_adversarial_batch_loss(reference_adversarial_loss)
+
+
+@pytest.mark.parametrize("wrong, feedback", [
+    (lambda m, x, y, e, a, s: F.cross_entropy(m(x), y), "clean loss"),
+    (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e, a, s).detach(), "no gradient"),
+    (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e, a, s).item(), "scalar tensor"),
+    (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e / 2, a, s), "expected"),
+    (lambda m, x, y, e, a, s: F.cross_entropy(m(attacks.fgsm(m, x, y, e)), y), "expected"),
+    (lambda m, x, y, e, a, s: (m.eval(), reference_adversarial_loss(m, x, y, e, a, s))[1], "eval mode"),
+    (not_done, "not done yet"),
+])
+def test_adversarial_loss_check_rejects_wrong_answers(wrong, feedback):
+    with pytest.raises(AssertionError, match=feedback):
+        checks.check_adversarial_batch_loss(wrong)
+
+
+def test_robust_model_check_rejects_a_missing_or_non_robust_model():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    x, y = torch.rand(20, 1, 4, 4), torch.randint(0, 3, (20,))
+    with pytest.raises(AssertionError, match="not done yet"):
+        checks.check_robust_model(None, model, x, y, eps=0.1, steps=3)
+    with pytest.raises(AssertionError, match="only"):
+        checks.check_robust_model(model, model, x, y, eps=0.1, steps=3)

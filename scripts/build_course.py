@@ -1,0 +1,503 @@
+#!/usr/bin/env python
+"""Build the anomaly-edu course: offline assets, executed notebooks, the HTML book.
+
+Run it from anywhere with the project's virtual environment::
+
+    python scripts/build_course.py assets                 # MathJax, require.js, widget manager
+    python scripts/build_course.py execute [--profile quick|full] [--force]
+    python scripts/build_course.py book    [--profile quick|full] [--force]
+
+``book`` runs ``assets`` and ``execute`` first, then builds the HTML into
+``_build/html/`` from the executed copies (Jupyter Book does not execute anything).
+
+Each step is also a function (``fetch_assets``, ``execute_notebooks``,
+``build_book``) so that the tests can call them.
+
+Adding a lecture or an exercise needs no change here: every notebook that matches
+``EXECUTE_WITH_PAPERMILL`` or ``EXECUTE_AS_STUDENT`` is executed; list the new page
+in ``_toc.yml`` so that the book shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "_build"
+EXECUTED = BUILD / "executed"
+STATISTICS = EXECUTED / "run_statistics.json"
+BOOK_SRC = BUILD / "book_src"   # staged copy of the book's sources
+JB_OUT = BUILD / "jupyter_book"  # where jupyter-book writes (it adds _build/html)
+HTML = BUILD / "html"            # the finished book
+
+# --- offline assets --------------------------------------------------------
+# The versions are pinned in book/assets/package.json and its lock file.
+NPM_MANIFEST = ROOT / "book" / "assets"
+NPM_PREFIX = BUILD / "npm"
+# Not `_static`: Jupyter Book would add every script found there to every page.
+ASSETS = ROOT / "book" / "_offline_assets"
+# target folder in ASSETS -> (folder in node_modules, files or folders to copy)
+ASSET_FILES = {
+    "mathjax": ("mathjax/es5", [
+        "tex-chtml.js",           # the component Sphinx loads
+        "output/chtml/fonts",     # fonts of the CHTML output
+        "input/tex/extensions",   # TeX packages loaded on demand (\require, autoload)
+        "ui", "a11y", "sre",      # context menu and accessibility, loaded on demand
+    ]),
+    "requirejs": ("requirejs", ["require.js"]),
+    "html-manager": ("@jupyter-widgets/html-manager/dist", ["embed-amd.js"]),
+}
+# The assets count as present when these files exist and the lock file is the
+# one they were installed from (a dot file: Sphinx does not publish it).
+ASSET_MARKERS = ["mathjax/tex-chtml.js", "requirejs/require.js",
+                 "html-manager/embed-amd.js"]
+ASSET_LOCK_STAMP = ".package-lock.sha256"
+
+# --- execution ---------------------------------------------------------------
+# Lectures and instructor versions of the exercises: papermill, no errors allowed.
+EXECUTE_WITH_PAPERMILL = ["lectures/*.ipynb", "exercises/solutions/*.ipynb"]
+# Student versions: their stubs raise NotImplementedError, so errors are allowed,
+# but only in cells tagged `raises-exception`. Papermill (2.7) fails on any error
+# output, tagged or not, so these run with nbclient directly.
+EXECUTE_AS_STUDENT = ["exercises/*.ipynb"]
+KERNEL = "python3"
+CELL_TIMEOUT_S = 3600  # generous: a full-profile cell on a CPU can take long
+PROFILES = ("quick", "full")
+
+# --- book ----------------------------------------------------------------------
+BOOK_FILES = ["_config.yml", "_toc.yml"]
+BOOK_DIR = "book"
+BOOK_EXECUTED = ["lectures/*.ipynb"]         # shown with their papermill outputs
+BOOK_WITHOUT_OUTPUTS = ["exercises/*.ipynb"]  # shown as handed out; solutions not at all
+STATISTICS_MARKER = "<!-- RUN_STATISTICS_TABLE -->"
+# The notebooks' "Open in Colab" badge is an image on Google's server. The book
+# must load nothing from the network, so its pages show a local drawing instead.
+REMOTE_COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+LOCAL_COLAB_BADGE = "book/images/open-in-colab.svg"
+
+
+class BuildError(RuntimeError):
+    """A step failed; the message says which and why."""
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# =============================================================================
+# assets
+# =============================================================================
+def lock_digest() -> str:
+    return hashlib.sha256((NPM_MANIFEST / "package-lock.json").read_bytes()).hexdigest()
+
+
+def assets_present() -> bool:
+    stamp_file = ASSETS / ASSET_LOCK_STAMP
+    return (all((ASSETS / marker).is_file() for marker in ASSET_MARKERS)
+            and stamp_file.is_file() and stamp_file.read_text().strip() == lock_digest())
+
+
+def fetch_assets(force: bool = False) -> Path:
+    """Install the pinned npm packages and copy the needed files into ASSETS."""
+    if assets_present() and not force:
+        log(f"assets: present in {ASSETS.relative_to(ROOT)}, skipping npm")
+        return ASSETS
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError("assets: `npm` not found; install Node.js and npm "
+                         "(Debian: apt-get install nodejs npm)")
+    NPM_PREFIX.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy2(NPM_MANIFEST / name, NPM_PREFIX / name)
+    command = [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts",
+               "--prefix", str(NPM_PREFIX)]
+    log("assets: " + " ".join(command[1:]))
+    result = subprocess.run(command, cwd=NPM_PREFIX)
+    if result.returncode != 0:
+        raise BuildError(f"assets: npm ci failed (exit code {result.returncode})")
+
+    # Copy into a temporary folder, then swap it in, so that a failed copy
+    # never leaves a half-filled ASSETS folder behind.
+    staging = BUILD / "offline_assets.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    modules = NPM_PREFIX / "node_modules"
+    for target, (source, parts) in ASSET_FILES.items():
+        for part in parts:
+            src = modules / source / part
+            dst = staging / target / part
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dst)
+            else:
+                shutil.copy2(src, dst)
+    (staging / ASSET_LOCK_STAMP).write_text(lock_digest() + "\n")
+    shutil.rmtree(ASSETS, ignore_errors=True)
+    staging.rename(ASSETS)
+    size_mb = sum(f.stat().st_size for f in ASSETS.rglob("*") if f.is_file()) / 1e6
+    log(f"assets: copied {size_mb:.1f} MB into {ASSETS.relative_to(ROOT)}")
+    return ASSETS
+
+
+# =============================================================================
+# execute
+# =============================================================================
+def find_notebooks(patterns: list[str]) -> list[Path]:
+    """Notebooks matching the glob patterns, relative to ROOT, sorted."""
+    found = set()
+    for pattern in patterns:
+        for path in ROOT.glob(pattern):
+            if ".ipynb_checkpoints" not in path.parts:
+                found.add(path.relative_to(ROOT))
+    return sorted(found)
+
+
+def package_files() -> list[Path]:
+    """Every file of the package that can change a notebook's output."""
+    files = [p for p in (ROOT / "anomaly_edu").rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    return sorted(files)
+
+
+def stamp(notebook: Path, profile: str) -> str:
+    """sha256 of the notebook, the package's files and the profile."""
+    digest = hashlib.sha256()
+    for path in [ROOT / notebook, *package_files()]:
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    digest.update(profile.encode())
+    return digest.hexdigest()
+
+
+def executed_path(notebook: Path) -> Path:
+    return EXECUTED / notebook
+
+
+def record_path(notebook: Path) -> Path:
+    """What the last successful run of a notebook recorded: stamp, wall time, date."""
+    return EXECUTED / (notebook.as_posix() + ".run.json")
+
+
+def up_to_date_record(notebook: Path, profile: str) -> dict | None:
+    """The last run's record if the executed copy is up to date, else None."""
+    record_file = record_path(notebook)
+    if not (executed_path(notebook).is_file() and record_file.is_file()):
+        return None
+    try:
+        record = json.loads(record_file.read_text())
+    except ValueError:
+        return None
+    return record if record.get("stamp") == stamp(notebook, profile) else None
+
+
+@contextlib.contextmanager
+def kernel_environment():
+    """Let the kernels import this checkout's `anomaly_edu` (the code the stamp
+    hashes) before any installed copy. Every other variable, ANOMALY_EDU_DATA
+    included, passes through untouched."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), old]))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def run_with_papermill(source: Path, target: Path, profile: str, timeout: int) -> None:
+    import papermill
+
+    papermill.execute_notebook(
+        str(source), str(target),
+        parameters={"PROFILE": profile},
+        kernel_name=KERNEL,
+        cwd=str(source.parent),
+        execution_timeout=timeout,
+        progress_bar=False,
+    )
+
+
+def run_as_student(source: Path, target: Path, profile: str, timeout: int) -> None:
+    """Execute with nbclient: an error stops the run unless its cell is tagged
+    `raises-exception`. Parameters are injected the way papermill does it."""
+    import nbformat
+    from nbclient import NotebookClient
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    nb = load_notebook_node(str(source))  # papermill's reader: adds the metadata it needs
+    nb = parameterize_notebook(nb, {"PROFILE": profile}, kernel_name=KERNEL)
+    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
+                            resources={"metadata": {"path": str(source.parent)}})
+    try:
+        client.execute()
+    finally:  # on failure too, like papermill: the traceback is in the notebook
+        nbformat.write(nb, target)
+
+
+def execute_notebook(notebook: Path, profile: str, student: bool,
+                     timeout: int = CELL_TIMEOUT_S) -> dict:
+    """Execute one notebook into EXECUTED and return the record of the run.
+
+    The result goes to a temporary file that is renamed only on success, so a
+    failed or interrupted run never leaves a half-written executed copy. After
+    a failure the old executed copy is removed too (it no longer matches the
+    source), and the failed run's notebook is kept as ``<name>.failed.ipynb``.
+    """
+    source, target = ROOT / notebook, executed_path(notebook)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.stem}.partial.ipynb")
+    failed = target.with_name(f"{target.stem}.failed.ipynb")
+    run = run_as_student if student else run_with_papermill
+    # The stamp of the sources as they are now, before the run: if they change
+    # while the notebook runs, the next build sees the copy as out of date.
+    source_stamp = stamp(notebook, profile)
+    start = time.perf_counter()
+    try:
+        run(source, partial, profile, timeout)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        record_path(notebook).unlink(missing_ok=True)
+        if partial.exists():
+            os.replace(partial, failed)
+        raise
+    wall = time.perf_counter() - start
+    os.replace(partial, target)
+    failed.unlink(missing_ok=True)
+    record = {
+        "stamp": source_stamp,
+        "profile": profile,
+        "wall_s": round(wall, 1),
+        "executed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "kind": "student version (nbclient)" if student else "papermill",
+    }
+    write_json(record_path(notebook), record)
+    return record
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically: a temporary file, then a rename."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def machine_description() -> dict:
+    """Python, torch, CPU and GPU of this machine, for the run statistics."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info = {"python": platform.python_version(), "platform": platform.platform(),
+            "cpu": cpu, "cpu_count": os.cpu_count(), "torch": None, "gpu": None}
+    try:
+        import torch
+    except ImportError:
+        return info
+    info["torch"] = torch.__version__
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def error_summary(error: Exception) -> str:
+    """One line about a failed notebook: the exception raised inside it if known."""
+    if getattr(error, "ename", None):  # papermill's and nbclient's execution errors
+        return f"{error.ename}: {(error.evalue or '').strip()}"
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+def execute_notebooks(profile: str = "quick", force: bool = False,
+                      timeout: int = CELL_TIMEOUT_S) -> dict:
+    """Execute every lecture and exercise notebook that is not up to date.
+
+    Runs them all even when one fails, then raises BuildError naming the
+    failures. Returns the run statistics, also saved to STATISTICS.
+    """
+    if profile not in PROFILES:
+        raise BuildError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    jobs = ([(nb, False) for nb in find_notebooks(EXECUTE_WITH_PAPERMILL)]
+            + [(nb, True) for nb in find_notebooks(EXECUTE_AS_STUDENT)])
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    statistics = {
+        "profile": profile,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_description(),
+        "notebooks": {},
+    }
+    failures = []
+    with kernel_environment():
+        for notebook, student in jobs:
+            name = notebook.as_posix()
+            record = None if force else up_to_date_record(notebook, profile)
+            if record is not None:
+                log(f"execute: {name:<54} up to date (last run {record['wall_s']:.1f} s)")
+            else:
+                try:
+                    record = execute_notebook(notebook, profile, student, timeout)
+                except Exception as error:  # run the others, report all failures
+                    failures.append(name)
+                    log(f"execute: {name:<54} FAILED: {error_summary(error)}")
+                    continue
+                log(f"execute: {name:<54} {record['wall_s']:7.1f} s")
+            statistics["notebooks"][name] = {k: v for k, v in record.items() if k != "stamp"}
+            write_json(STATISTICS, statistics)
+    write_json(STATISTICS, statistics)
+    if failures:
+        raise BuildError("execute: failed: " + ", ".join(failures) + "; their executed "
+                         f"copies are the *.failed.ipynb files under {EXECUTED}")
+    return statistics
+
+
+# =============================================================================
+# book
+# =============================================================================
+def statistics_table(statistics: dict) -> str:
+    """The run statistics as MyST markdown, for book/run_statistics.md."""
+    machine = statistics.get("machine", {})
+    lines = [
+        f"- **Profile:** `{statistics.get('profile')}`",
+        f"- **Statistics written:** {statistics.get('date')}",
+        f"- **Python:** {machine.get('python')}, **torch:** {machine.get('torch')}",
+        f"- **CPU:** {machine.get('cpu')} ({machine.get('cpu_count')} logical cores)",
+        f"- **GPU:** {machine.get('gpu') or 'none'}",
+        "",
+        "| Notebook | Kind | Wall time (s) | Executed (UTC) |",
+        "|---|---|---:|---|",
+    ]
+    for name, run in sorted(statistics.get("notebooks", {}).items()):
+        lines.append(f"| `{name}` | {run['kind']} | {run['wall_s']:.1f} | {run['executed']} |")
+    total = sum(run["wall_s"] for run in statistics.get("notebooks", {}).values())
+    lines.append(f"| **total** | | **{total:.1f}** | |")
+    return "\n".join(lines)
+
+
+def stage_notebook(source: Path, target: Path, keep_outputs: bool) -> None:
+    """Copy a notebook into the staged book, pointing its Colab badge at the
+    local image and, unless keep_outputs, without outputs (the exercise pages
+    are shown as handed out)."""
+    import nbformat
+
+    nb = nbformat.read(source, as_version=4)
+    badge = os.path.relpath(BOOK_SRC / LOCAL_COLAB_BADGE, target.parent)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.replace(REMOTE_COLAB_BADGE, Path(badge).as_posix())
+        elif not keep_outputs:
+            cell.outputs, cell.execution_count = [], None
+    if not keep_outputs:
+        nb.metadata.pop("widgets", None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, target)
+
+
+def stage_sources(statistics: dict) -> Path:
+    """Copy the book's sources into BOOK_SRC: the executed lectures, the student
+    exercises without outputs, and the book's own pages with the run statistics
+    filled in. The solutions stay out of the book."""
+    shutil.rmtree(BOOK_SRC, ignore_errors=True)
+    BOOK_SRC.mkdir(parents=True)
+    for name in BOOK_FILES:
+        shutil.copy2(ROOT / name, BOOK_SRC / name)
+    shutil.copytree(ROOT / BOOK_DIR, BOOK_SRC / BOOK_DIR,
+                    ignore=shutil.ignore_patterns("assets", ".ipynb_checkpoints"))
+    for notebook in find_notebooks(BOOK_EXECUTED):
+        stage_notebook(executed_path(notebook), BOOK_SRC / notebook, keep_outputs=True)
+    for notebook in find_notebooks(BOOK_WITHOUT_OUTPUTS):
+        stage_notebook(ROOT / notebook, BOOK_SRC / notebook, keep_outputs=False)
+
+    page = BOOK_SRC / BOOK_DIR / "run_statistics.md"
+    text = page.read_text()
+    if STATISTICS_MARKER not in text:
+        raise BuildError(f"{page.relative_to(BOOK_SRC)} lacks the line {STATISTICS_MARKER}")
+    page.write_text(text.replace(STATISTICS_MARKER, statistics_table(statistics)))
+    return BOOK_SRC
+
+
+def run_jupyter_book() -> Path:
+    """Build BOOK_SRC into HTML with warnings as errors; return the path of index.html."""
+    shutil.rmtree(JB_OUT, ignore_errors=True)  # always a full build: -W sees every page
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
+               "build", str(BOOK_SRC), "--path-output", str(JB_OUT),
+               "--builder", "html", "--all", "-W", "-n", "--keep-going"]
+    log("book: " + " ".join(command[1:]))
+    result = subprocess.run(command, cwd=ROOT)
+    if result.returncode != 0:
+        raise BuildError(f"book: jupyter-book build failed (exit code {result.returncode})"
+                         "; the warnings above say why")
+
+    # Swap the new HTML in only now, so a failed build leaves the last good one.
+    partial = HTML.with_name(HTML.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(JB_OUT / "_build" / "html", partial)
+    shutil.rmtree(HTML, ignore_errors=True)
+    partial.rename(HTML)
+    return HTML / "index.html"
+
+
+def build_book(profile: str = "quick", force: bool = False,
+               timeout: int = CELL_TIMEOUT_S) -> Path:
+    """assets + execute + jupyter-book build; return the path of index.html."""
+    fetch_assets()
+    statistics = execute_notebooks(profile, force=force, timeout=timeout)
+    stage_sources(statistics)
+    index = run_jupyter_book()
+    log(f"book: {index}")
+    return index
+
+
+# =============================================================================
+# command line
+# =============================================================================
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="build_course.py",
+        description="Build the anomaly-edu course (offline assets, executed notebooks, book).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    assets = commands.add_parser("assets", help="fetch MathJax, require.js and the "
+                                 "widget manager from npm into book/_offline_assets")
+    assets.add_argument("--force", action="store_true", help="fetch even if present")
+    for name, text in [("execute", "execute the notebooks into _build/executed"),
+                       ("book", "assets + execute, then build the HTML into _build/html")]:
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--profile", default="quick", choices=PROFILES,
+                             help="settings the notebooks run with (default: quick)")
+        command.add_argument("--force", action="store_true",
+                             help="execute even the notebooks that are up to date")
+        command.add_argument("--cell-timeout", type=int, default=CELL_TIMEOUT_S,
+                             help=f"seconds one cell may run (default: {CELL_TIMEOUT_S})")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    try:
+        if args.command == "assets":
+            fetch_assets(force=args.force)
+        elif args.command == "execute":
+            execute_notebooks(args.profile, force=args.force, timeout=args.cell_timeout)
+        else:
+            build_book(args.profile, force=args.force, timeout=args.cell_timeout)
+    except BuildError as error:
+        log(f"error: {error}")
+        return 1
+    log(f"{args.command}: done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

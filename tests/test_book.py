@@ -1,0 +1,229 @@
+"""The built book: it builds with warnings as errors, works offline, and renders.
+
+The book is built once per test session by ``scripts/build_course.py``'s functions;
+notebooks whose executed copies are up to date are not run again. A lecture page
+is then opened in headless Chromium (Debian's ``chromium`` package) with the
+network switched off, and the rendered page is checked for a plotly figure, math
+typeset by MathJax and a widget drawn by the widget manager.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.book
+
+ROOT = Path(__file__).resolve().parent.parent
+LECTURE_1 = "lectures/01_autoencoders"
+CHROMIUM_NAMES = ["chromium", "chromium-browser"]
+
+# Chromium with no network: every http(s) request goes to a proxy that does not exist.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--proxy-server=127.0.0.1:9", "--virtual-time-budget=20000", "--dump-dom",
+]
+
+
+def load_build_course():
+    spec = importlib.util.spec_from_file_location(
+        "build_course", ROOT / "scripts" / "build_course.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_course = load_build_course()
+
+
+# --- reading HTML -----------------------------------------------------------
+VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link",
+             "meta", "param", "source", "track", "wbr"}
+
+
+class Element:
+    def __init__(self, tag: str, attrs: dict, ancestors: list[Element]):
+        self.tag, self.attrs, self.ancestors = tag, attrs, ancestors
+        self.classes = set((attrs.get("class") or "").split())
+
+    def inside(self, css_class: str) -> bool:
+        return any(css_class in parent.classes for parent in self.ancestors)
+
+
+class ElementCollector(HTMLParser):
+    """Every element of a page, with its ancestors (script contents are text)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.elements: list[Element] = []
+        self.open: list[Element] = []
+
+    def handle_starttag(self, tag, attrs):
+        element = Element(tag, dict(attrs), list(self.open))
+        self.elements.append(element)
+        if tag not in VOID_TAGS:
+            self.open.append(element)
+
+    def handle_startendtag(self, tag, attrs):
+        self.elements.append(Element(tag, dict(attrs), list(self.open)))
+
+    def handle_endtag(self, tag):
+        for depth in range(len(self.open) - 1, -1, -1):
+            if self.open[depth].tag == tag:
+                del self.open[depth:]
+                break
+
+
+def elements(html: str) -> list[Element]:
+    collector = ElementCollector()
+    collector.feed(html)
+    collector.close()
+    return collector.elements
+
+
+# --- fixtures ----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def book_html() -> Path:
+    """Build the book (quick profile) and return the folder of its HTML."""
+    try:
+        return build_course.build_book(profile="quick").parent
+    except build_course.BuildError as error:
+        message = str(error)
+    pytest.fail(f"the book did not build: {message}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail("headless Chromium is needed to check the rendered book, and none was "
+                "found on PATH; install Debian's package: apt-get install chromium")
+
+
+@pytest.fixture(scope="session")
+def lecture_1_dom(book_html, chromium, tmp_path_factory) -> list[Element]:
+    """Lecture 1 as Chromium renders it offline, after its scripts have run."""
+    page = book_html / f"{LECTURE_1}.html"
+    assert page.is_file(), f"{page} was not built; is {LECTURE_1} in _toc.yml?"
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    result = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", page.as_uri()],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "</html>" in result.stdout, (
+        f"chromium failed (exit code {result.returncode}):\n{result.stderr[-3000:]}")
+    return elements(result.stdout)
+
+
+def config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def toc_files() -> set[str]:
+    """Every `file:` entry of _toc.yml, plus the root."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = {toc["root"]}
+    for part in toc.get("parts", []):
+        files.update(chapter["file"] for chapter in part.get("chapters", []))
+    files.update(chapter["file"] for chapter in toc.get("chapters", []))
+    return files
+
+
+# --- tests that need no build ------------------------------------------------
+def test_every_lecture_and_exercise_is_in_the_toc():
+    notebooks = sorted(ROOT.glob("lectures/*.ipynb")) + sorted(ROOT.glob("exercises/*.ipynb"))
+    missing = [str(nb.relative_to(ROOT).with_suffix("")) for nb in notebooks
+               if str(nb.relative_to(ROOT).with_suffix("")) not in toc_files()]
+    assert not missing, f"add these pages to _toc.yml: {missing}"
+
+
+# --- the rendered lecture ------------------------------------------------------
+def test_plotly_figure_is_drawn(lecture_1_dom):
+    figures = [e for e in lecture_1_dom
+               if e.tag == "svg" and "main-svg" in e.classes and e.inside("plotly-graph-div")]
+    assert figures, (f"no plotly figure was drawn on {LECTURE_1}: no svg.main-svg inside a "
+                     ".plotly-graph-div (was plotly.js embedded by the notebook renderer?)")
+
+
+def test_math_is_typeset_by_mathjax(lecture_1_dom):
+    typeset = [e for e in lecture_1_dom if e.tag == "mjx-container"]
+    assert typeset, (f"MathJax 3 typeset nothing on {LECTURE_1} (no mjx-container); "
+                     "is book/_offline_assets/mathjax/ there and mathjax_path right?")
+    errors = [e for e in lecture_1_dom if e.tag == "mjx-merror"]
+    assert not errors, f"MathJax reported {len(errors)} error(s) in the math of {LECTURE_1}"
+
+
+def test_widget_is_rendered(lecture_1_dom):
+    widgets = [e for e in lecture_1_dom
+               if e.classes & {"widget-slider", "jupyter-widgets"}]
+    assert widgets, (f"no widget was rendered on {LECTURE_1}; the widget manager needs "
+                     "require.js and embed-amd.js from _static/ and the widget state saved "
+                     "in the executed notebook")
+
+
+# --- every page ----------------------------------------------------------------
+def remote_loads(book_html: Path, attributes: dict[str, str]) -> list[str]:
+    """`page: <tag attribute=url>` for every element that loads a URL from the network."""
+    found = []
+    for page in sorted(book_html.rglob("*.html")):
+        for element in elements(page.read_text(encoding="utf-8")):
+            attribute = attributes.get(element.tag)
+            url = (element.attrs.get(attribute) or "") if attribute else ""
+            if url.startswith(("http://", "https://", "//")):
+                found.append(f"{page.relative_to(book_html)}: <{element.tag} {attribute}={url}>")
+    return found
+
+
+def test_no_script_or_stylesheet_comes_from_the_network(book_html):
+    remote = remote_loads(book_html, {"script": "src", "link": "href"})
+    assert not remote, ("the book must work offline, but these pages load scripts or "
+                        "styles from the network:\n" + "\n".join(remote))
+
+
+def test_no_image_or_frame_comes_from_the_network(book_html):
+    remote = remote_loads(book_html, {"img": "src", "iframe": "src", "source": "src",
+                                      "video": "src", "audio": "src", "embed": "src",
+                                      "object": "data"})
+    assert not remote, ("the book must work offline, but these pages load images or "
+                        "frames from the network (use a local file or a text link):\n"
+                        + "\n".join(remote))
+
+
+def test_every_lecture_page_has_an_open_in_colab_link(book_html):
+    settings = config()
+    repository = settings["repository"]["url"].rstrip("/").removeprefix("https://github.com/")
+    colab = settings["launch_buttons"]["colab_url"].rstrip("/")
+    branch = settings["repository"].get("branch", "main")
+    pages = sorted((book_html / "lectures").glob("*.html"))
+    assert pages, "no lecture page was built"
+    for page in pages:
+        expected = f"{colab}/github/{repository}/blob/{branch}/lectures/{page.stem}.ipynb"
+        links = [e.attrs.get("href") for e in elements(page.read_text(encoding="utf-8"))
+                 if e.tag == "a"]
+        assert expected in links, f"{page.name} has no 'Open in Colab' link to {expected}"
+
+
+def test_exercise_pages_show_no_outputs(book_html):
+    pages = sorted((book_html / "exercises").glob("*.html"))
+    assert pages, "no exercise page was built"
+    for page in pages:
+        outputs = [e for e in elements(page.read_text(encoding="utf-8"))
+                   if "cell_output" in e.classes]
+        assert not outputs, f"{page.name} shows {len(outputs)} output(s); students get none"
+
+
+def test_run_statistics_page_lists_every_notebook(book_html):
+    text = (book_html / "book" / "run_statistics.html").read_text(encoding="utf-8")
+    assert build_course.STATISTICS_MARKER not in text
+    notebooks = build_course.find_notebooks(build_course.EXECUTE_WITH_PAPERMILL
+                                            + build_course.EXECUTE_AS_STUDENT)
+    for notebook in notebooks:
+        assert notebook.as_posix() in text, f"the run statistics do not list {notebook}"

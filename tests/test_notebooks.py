@@ -1,0 +1,91 @@
+"""Every lecture and exercise notebook executes in the quick profile.
+
+The notebooks are executed once per run by scripts/build_course.py (papermill;
+the student versions with nbclient), which skips notebooks whose executed copy
+is up to date; these tests read the executed copies. The book test reuses them.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import build_course  # noqa: E402
+
+LECTURES = sorted(p.relative_to(ROOT) for p in (ROOT / "lectures").glob("*.ipynb"))
+INSTRUCTOR = sorted(p.relative_to(ROOT) for p in (ROOT / "exercises" / "solutions").glob("*.ipynb"))
+STUDENT = sorted(p.relative_to(ROOT) for p in (ROOT / "exercises").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="session")
+def executed(mnist_root):
+    build_course.execute_notebooks(profile="quick")
+    return lambda path: nbformat.read(build_course.executed_path(path), as_version=4)
+
+
+def errors(nb):
+    return [(i, o) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            for o in c.get("outputs", []) if o.output_type == "error"]
+
+
+def stdout(nb):
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []) if o.output_type == "stream" and o.name == "stdout")
+
+
+@pytest.mark.parametrize("path", LECTURES + INSTRUCTOR + STUDENT, ids=str)
+def test_notebook_follows_the_course_conventions(path):
+    nb = nbformat.read(ROOT / path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "import anomaly_edu" in code[0].source and "pip install" in code[0].source
+    parameters = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(parameters) == 1
+    for name in ("PROFILE", "SEED", "DATA_ROOT", "DEVICE"):
+        assert re.search(rf"^{name} = ", parameters[0].source, re.M), f"{path}: no {name} parameter"
+    badge = f"colab.research.google.com/github/anomaly-edu/anomaly-edu/blob/main/{path.as_posix().replace('solutions/', '')}"
+    assert badge in nb.cells[0].source, f"{path}: the first cell needs an Open-in-Colab badge"
+    assert "../shared" not in "".join(c.source for c in nb.cells)
+    assert all(not c.get("outputs") for c in code), f"{path}: commit notebooks without outputs"
+
+
+@pytest.mark.parametrize("path", LECTURES + INSTRUCTOR, ids=str)
+def test_notebook_executes_without_errors(executed, path):
+    nb = executed(path)
+    assert not errors(nb)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_lecture1_shows_real_results(executed):
+    nb = executed(Path("lectures/01_autoencoders.ipynb"))
+    text = stdout(nb)
+    assert "train 5851 normal" in text and "974 normal" in text
+    auc = float(re.search(r"AE  AUROC ([\d.]+)%", text).group(1))
+    assert 60 < auc <= 100
+    assert "threshold chosen on validation" in text
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
+    assert html.count("plotly-graph-div") >= 5  # figures are embedded, not dropped
+
+
+@pytest.mark.parametrize("path", INSTRUCTOR, ids=str)
+def test_instructor_version_passes_every_check(executed, path):
+    nb = executed(path)
+    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    passed = stdout(nb).count("✓")
+    assert graded and passed == len(graded)
+
+
+@pytest.mark.parametrize("path", STUDENT, ids=str)
+def test_student_version_stops_only_at_its_stubs(executed, path):
+    nb = executed(path)
+    failing = errors(nb)
+    assert failing, "a student version with nothing to do"
+    for index, output in failing:
+        assert "raises-exception" in nb.cells[index].metadata.get("tags", [])
+        assert output.ename == "NotImplementedError" or "not done yet" in output.evalue, output.evalue
+    first_check = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade"))
+    check_outputs = nb.cells[first_check].outputs
+    assert any(o.output_type == "error" and "not done yet" in o.evalue for o in check_outputs)
