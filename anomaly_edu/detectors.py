@@ -172,8 +172,9 @@ class DeepSVDDDetector:
 
 
 def make_detector(method: str, profile: dict, *, seed: int = 0, device=None, progress: bool = True):
-    """Build the detector called ``method`` ("ae", "dae", "ocsvm", "dsvdd") with
-    the settings of one profile (see :mod:`anomaly_edu.profiles`). Lecture 1."""
+    """Build the detector called ``method`` ("ae", "dae", "ocsvm", "dsvdd", and
+    from Lecture 4 on "arae") with the settings of one profile (see
+    :mod:`anomaly_edu.profiles`). Lecture 1."""
     s = dict(profile[method]) if method in profile else None
     if method == "ae":
         return AEDetector(seed=seed, device=device, progress=progress, **s)
@@ -183,4 +184,8 @@ def make_detector(method: str, profile: dict, *, seed: int = 0, device=None, pro
         return OCSVMDetector(seed=seed, **s)
     if method == "dsvdd":
         return DeepSVDDDetector(seed=seed, device=device, progress=progress, **s)
-    raise ValueError(f"unknown method {method!r}; known methods: ae, dae, ocsvm, dsvdd")
+    if method == "arae":
+        from .arae import ARAEDetector  # taught in Lecture 4
+
+        return ARAEDetector(seed=seed, device=device, progress=progress, **s)
+    raise ValueError(f"unknown method {method!r}; known methods: ae, dae, ocsvm, dsvdd, arae")

@@ -16,6 +16,8 @@ PROFILES: dict[str, dict] = {
         "dae": {"epochs": 30, "batch_size": 128, "lr": 1e-3, "noise_std": 0.2},
         "ocsvm": {"kernel": "rbf", "nu": 0.1, "gamma": "scale", "max_train": 2000},
         "dsvdd": {"epochs": 10, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
+        # ARAE at the talk's eps with a short attack: shows what the attack does and costs
+        "arae": {"epochs": 15, "batch_size": 128, "lr": 1e-3, "eps": 0.2, "steps": 5, "gamma": 0.1},
         "cnn": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "max_train": None},
         # one epoch of PGD training, a little wider than the eps it is tested at
         "adv_cnn": {"epochs": 1, "batch_size": 64, "lr": 2e-3, "max_train": None,
@@ -28,6 +30,8 @@ PROFILES: dict[str, dict] = {
         "dae": {"epochs": 100, "batch_size": 256, "lr": 1e-3, "noise_std": 0.2},
         "ocsvm": {"kernel": "rbf", "nu": 0.1, "gamma": "scale", "max_train": None},
         "dsvdd": {"epochs": 150, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
+        # the ARAE code's MNIST settings (it trains for 1,600 epochs)
+        "arae": {"epochs": 1600, "batch_size": 256, "lr": 1e-3, "eps": 0.2, "steps": 40, "gamma": 0.1},
         "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2},
         # Madry et al.'s MNIST settings: PGD-40, steps of 0.01, eps 0.3 (about 80 epochs of batch 50)
         "adv_cnn": {"epochs": 40, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2,

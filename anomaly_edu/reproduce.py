@@ -35,7 +35,7 @@ TABLES = {
     "fashion-mnist": ("fashion-mnist", "fashion_mnist_protocol2_auc.csv"),
 }
 # our method name -> the row of the same method in the talk's tables
-TALK_ROW = {"ae": None, "dae": "DAE", "ocsvm": "OCSVM", "dsvdd": "DSVDD"}
+TALK_ROW = {"ae": None, "dae": "DAE", "ocsvm": "OCSVM", "dsvdd": "DSVDD", "arae": "ARAE"}
 
 
 def talk_table(table: str) -> dict[str, dict[str, float]]:
