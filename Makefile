@@ -30,24 +30,24 @@ $(VENV)/.installed: requirements-ci.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# The book's offline assets (MathJax, require.js, the widget manager) come from
-# the npm registry at build time.
-npm:
-	@command -v npm >/dev/null || { \
+# $(call need,COMMAND,DEBIAN_PACKAGE,WHY): install the package with apt-get (as
+# root) when COMMAND is missing, or say what to install.
+define need
+	@command -v $(1) >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	  else \
-	    echo "The book needs npm (Node.js) to fetch its offline assets: install Debian's 'npm' package."; exit 1; \
+	    echo "$(3): install Debian's '$(2)' package (sudo apt-get install $(2))."; exit 1; \
 	  fi; }
+endef
 
-# The book's test opens pages in headless Chromium (Debian's package).
+# The book's offline assets (MathJax, require.js, the widget manager) come from npm.
+npm:
+	$(call need,npm,npm,The book fetches its offline assets with npm)
+
+# The book's test opens pages in headless Chromium.
 browser:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "The book's test needs Chromium: install Debian's 'chromium' package (sudo apt-get install chromium)."; exit 1; \
-	  fi; }
+	$(call need,chromium,chromium,The book's test needs Chromium)
 
 clean:
 	rm -rf _build book/_offline_assets

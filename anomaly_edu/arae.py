@@ -76,3 +76,58 @@ class ARAEDetector(AEDetector):
 
     def _batch_loss(self):
         return arae_loss(eps=self.eps, steps=self.steps, gamma=self.gamma)
+
+
+# ---------------------------------------------------------------- the union of perturbation sets
+
+
+def spatial_attack(model: torch.nn.Module, x: torch.Tensor, *, angles=None, shifts=(-4, 0, 4)) -> torch.Tensor:
+    """Grid search over rotations (degrees) and x/y shifts (pixels): for each
+    image, the transformed copy whose code lies furthest from the clean code.
+    The defaults are the published union variant's 31 angles in [-30, 30] times
+    3 x 3 shifts: 279 transformations. Lecture 4."""
+    angles = torch.linspace(-30, 30, 31) if angles is None else torch.as_tensor(angles, dtype=torch.float32)
+    with torch.no_grad():
+        clean_code = model.encode(x)
+        best, best_distance = x.clone(), torch.full((len(x),), -1.0, device=x.device)
+        for angle in angles.tolist():
+            for dx in shifts:
+                for dy in shifts:
+                    moved = rotate_and_shift(x, angle, dx, dy)
+                    distance = ((model.encode(moved) - clean_code) ** 2).mean(1)
+                    better = distance > best_distance
+                    best[better], best_distance[better] = moved[better], distance[better]
+    return best
+
+
+def rotate_and_shift(x: torch.Tensor, angle: float, dx: float, dy: float) -> torch.Tensor:
+    """Rotate images (N, C, H, W) by ``angle`` degrees about their centre and
+    shift them by (dx, dy) pixels, filling with 0 (bilinear sampling). Lecture 4."""
+    import math
+
+    _, _, height, width = x.shape
+    a = math.radians(angle)
+    theta = torch.tensor([[math.cos(a), -math.sin(a), -2 * dx / width],
+                          [math.sin(a), math.cos(a), -2 * dy / height]], dtype=x.dtype, device=x.device)
+    grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+
+
+def union_attack(model: torch.nn.Module, x: torch.Tensor, *, linf=(0.2, 0.01, 40), l2=(5.0, 0.1, 100),
+                 spatial: bool = True) -> torch.Tensor:
+    """The published union variant: L-inf PGD, L-2 PGD (each ``(eps, step,
+    steps)``) and the spatial grid search, each maximising the latent distance;
+    per image the one that moves the code most is kept. Lecture 4."""
+    encoder = _Encoder(model)
+    with torch.no_grad():
+        clean_code = model.encode(x)
+    candidates = [pgd(encoder, x, clean_code, eps=eps, alpha=alpha, steps=steps, norm=norm,
+                      random_start=True, loss_fn=per_example_mse)
+                  for norm, (eps, alpha, steps) in (("linf", linf), ("l2", l2))]
+    if spatial:
+        candidates.append(spatial_attack(model, x))
+    with torch.no_grad():
+        distances = torch.stack([((model.encode(c) - clean_code) ** 2).mean(1) for c in candidates])
+    worst = distances.argmax(0)
+    stacked = torch.stack(candidates)
+    return stacked[worst, torch.arange(len(x), device=x.device)]

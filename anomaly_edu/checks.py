@@ -282,3 +282,98 @@ def check_robust_model(robust_model, standard_model, x, y, *, eps: float, steps:
                              f"points better than the standard one (we expect more than 20); check that "
                              f"you trained with adversarial_batch_loss and the adv_cnn settings")
     _passed(task)
+
+
+# ---------------------------------------------------------------- Exercise 4
+
+
+class _TinyAutoencoder(torch.nn.Module):
+    """4 pixels -> 3-d code -> 4 pixels, with an ``encode`` and a ``decode``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.enc, self.dec = torch.nn.Linear(4, 3), torch.nn.Linear(3, 4)
+
+    def encode(self, x):
+        return torch.sigmoid(self.enc(x.flatten(1)))
+
+    def decode(self, z):
+        return torch.sigmoid(self.dec(z)).view(-1, 1, 2, 2)
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+
+def _tiny_images():
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(5, 1, 2, 2, generator=g)
+    return x, (x + 0.1 * torch.randn(5, 1, 2, 2, generator=g)).clamp(0, 1)
+
+
+def check_latent_objective(latent_objective) -> None:
+    """Exercise 4.1: ``latent_objective(codes, clean_codes)`` returns, per
+    example, the mean over latent units of (codes - clean_codes)^2; it is the
+    ``loss_fn`` that the latent attack maximises."""
+    task = "Exercise 4.1 (the latent attack's objective)"
+    model = _TinyAutoencoder()
+    x, x_adv = _tiny_images()
+    with torch.no_grad():
+        clean_codes = model.encode(x)
+    codes = model.encode(x_adv)
+    got = _call(task, latent_objective, codes, clean_codes)
+    if got is None:
+        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
+    expected = ((codes - clean_codes) ** 2).mean(1)
+    if not isinstance(got, torch.Tensor):
+        raise AssertionError(f"{task}: return a torch tensor (the attack differentiates it), got {type(got).__name__}")
+    if got.ndim == 0:
+        raise AssertionError(f"{task}: you returned one number for the batch; return one value per example, "
+                             f"shape ({len(x)},) (average over the latent units only)")
+    if got.shape != expected.shape:
+        raise AssertionError(f"{task}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if got.grad_fn is None:
+        raise AssertionError(f"{task}: your result carries no gradient; the attack needs to differentiate it "
+                             f"(no .detach(), no numpy)")
+    if torch.allclose(got, expected * codes.shape[1], atol=1e-6):
+        raise AssertionError(f"{task}: you summed over the latent units; the ARAE code takes the MEAN")
+    if not torch.allclose(got, expected, atol=1e-6):
+        raise AssertionError(f"{task}: expected {expected.detach().numpy().round(5)}, "
+                             f"got {got.detach().numpy().round(5)}")
+    _passed(task)
+
+
+def check_arae_loss(arae_batch_loss) -> None:
+    """Exercise 4.2: ``arae_batch_loss(model, x, x_adv, gamma)`` =
+    mean((Dec(Enc(x_adv)) - x)^2) + gamma * mean((Enc(x_adv) - Enc(x))^2), with
+    gradients through both encoder branches."""
+    task = "Exercise 4.2 (the ARAE loss)"
+    model = _TinyAutoencoder()
+    x, x_adv = _tiny_images()
+    gamma = 0.5
+    got = _call(task, arae_batch_loss, model, x, x_adv, gamma)
+    if got is None:
+        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
+    if not isinstance(got, torch.Tensor) or got.ndim != 0:
+        raise AssertionError(f"{task}: return one scalar tensor, got {got!r}")
+    code, code_adv = model.encode(x), model.encode(x_adv)
+    rec = ((model.decode(code_adv) - x) ** 2).mean()
+    latent = ((code_adv - code) ** 2).mean()
+    expected = rec + gamma * latent
+    if torch.isclose(got, ((model.decode(code_adv) - x_adv) ** 2).mean() + gamma * latent, atol=1e-7) \
+            and not torch.isclose(got, expected, atol=1e-7):
+        raise AssertionError(f"{task}: you reconstruct towards x_adv; the target is the CLEAN image x")
+    if torch.isclose(got, rec, atol=1e-7):
+        raise AssertionError(f"{task}: your loss is the reconstruction term alone; add gamma times "
+                             f"the latent term")
+    if torch.isclose(got, ((model(x) - x) ** 2).mean() + gamma * latent, atol=1e-7):
+        raise AssertionError(f"{task}: you reconstruct the clean input; ARAE reconstructs x from "
+                             f"Enc(x_adv), the attacked image's code")
+    if not torch.isclose(got, expected, atol=1e-6):
+        raise AssertionError(f"{task}: expected {expected.item():.6f}, got {got.item():.6f}")
+    (grad_got,) = torch.autograd.grad(got, model.enc.weight, allow_unused=True)
+    (grad_expected,) = torch.autograd.grad(expected, model.enc.weight)
+    if grad_got is None or not torch.allclose(grad_got, grad_expected, atol=1e-6):
+        raise AssertionError(f"{task}: the value is right but the gradients are not: do not detach "
+                             f"Enc(x); gradients flow through both encoder branches")
+    _passed(task)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,15 +279,18 @@ def protocol2_split(train: tuple[torch.Tensor, torch.Tensor],
                          x_te, y_test, normal_classes, protocol=2, test_classes=y_te)
 
 
-def protocol1_sizes(n_normal: int, anomaly_fraction: float) -> dict[str, int]:
-    """Split sizes of protocol 1 for ``n_normal`` normal images: 60% / 20% / 20%
-    of the normal images for train / validation / test (the test takes the
+def protocol1_sizes(n_normal: int, anomaly_fraction: float,
+                    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, int]:
+    """Split sizes of protocol 1 for ``n_normal`` normal images: ``fractions`` of
+    them for train / validation / test (60/20/20 by default; the test takes the
     remainder), and ``int(n * p / (1 - p))`` anomalies added to validation and
     test so that they make a fraction p of each. Lecture 1."""
     if not 0 < anomaly_fraction < 1:
         raise ValueError(f"anomaly_fraction must be in (0, 1), got {anomaly_fraction}")
-    n_train = int(0.6 * n_normal)
-    n_val = int(0.2 * n_normal)
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    n_train = int(fractions[0] * n_normal)
+    n_val = int(fractions[1] * n_normal)
     n_test = n_normal - n_train - n_val
     ratio = anomaly_fraction / (1 - anomaly_fraction)
     return {"train": n_train, "val_normal": n_val, "val_anomalies": int(n_val * ratio),
@@ -295,10 +299,11 @@ def protocol1_sizes(n_normal: int, anomaly_fraction: float) -> dict[str, int]:
 
 def protocol1_split(train: tuple[torch.Tensor, torch.Tensor],
                     test: tuple[torch.Tensor, torch.Tensor] | None,
-                    normal_classes, *, anomaly_fraction: float, seed: int = 0) -> OneClassSplit:
+                    normal_classes, *, anomaly_fraction: float, seed: int = 0,
+                    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> OneClassSplit:
     """The talk's protocol 1 (the ARAE code's): official train and test splits
-    merged and shuffled; normal images split 60/20/20 into train, validation and
-    test; anomalies appended to the test set so that they make a fraction
+    merged and shuffled; normal images split 60/20/20 (``fractions``) into train,
+    validation and test; anomalies appended to the test set so that they make a fraction
     ``anomaly_fraction`` of it, and the next block of anomalies to validation in
     the same proportion. Pass ``test=None`` for a data set with one split only.
     Lecture 1 (used again for COIL-100 in Lecture 4).
@@ -311,7 +316,7 @@ def protocol1_split(train: tuple[torch.Tensor, torch.Tensor],
     x_all, y_all = x_all[order], y_all[order]
     normal = _is_normal(y_all, normal_classes)
     x_norm, x_anom = x_all[normal], x_all[~normal]
-    n = protocol1_sizes(len(x_norm), anomaly_fraction)
+    n = protocol1_sizes(len(x_norm), anomaly_fraction, fractions)
     needed = n["test_anomalies"] + n["val_anomalies"]
     if needed > len(x_anom):
         raise ValueError(f"protocol 1 needs {needed} anomalies for anomaly_fraction="
@@ -344,3 +349,56 @@ def load_one_class(name: str, normal_class, *, protocol: int = 2, root=None, dev
     if protocol == 1:
         return protocol1_split(train, test, normal_class, anomaly_fraction=anomaly_fraction, seed=seed)
     raise ValueError(f"protocol must be 1 or 2, got {protocol!r}")
+
+
+# ---------------------------------------------------------------- COIL-100 (Lecture 4)
+
+COIL_FOLDER = "coil-100"
+_COIL_NAME = re.compile(r"^obj(\d+)__(\d+)\.png$")
+
+
+def load_coil100(root=None, *, size: int = 32, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Load COIL-100 from ``<data root>/coil-100/obj{N}__{angle}.png`` (the public
+    layout: 100 objects, 72 views each), resized to ``size`` x ``size`` RGB.
+    Labels are the object numbers minus 1. COIL-100 has no download here: get
+    it from its owners (Columbia University) and unpack it under the data root.
+    Lecture 4."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = data_root(root) / COIL_FOLDER
+    files = sorted(p for p in folder.glob("*.png") if _COIL_NAME.match(p.name)) if folder.is_dir() else []
+    if not files:
+        raise DatasetNotFoundError(
+            f"coil100 was not found under the data root: searched {folder} for files named "
+            f"obj<N>__<angle>.png. Download COIL-100 from Columbia University's CAVE site and unpack "
+            f"it so that its PNG files lie in {folder}, or point {DATA_ENV_VAR} at a folder that holds "
+            f"coil-100/.")
+    images, labels = [], []
+    for path in files:
+        try:
+            with Image.open(path) as picture:
+                picture = picture.convert("RGB").resize((size, size), Image.BILINEAR)
+        except (UnidentifiedImageError, OSError) as err:
+            raise CorruptDataError(f"cannot read the image {path}: {err}; replace or delete it") from None
+        images.append(np.asarray(picture))
+        labels.append(int(_COIL_NAME.match(path.name).group(1)) - 1)
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device=device, dtype=torch.float32) / 255.0
+    return x, torch.tensor(labels, device=device)
+
+
+def coil100_split(images: torch.Tensor, labels: torch.Tensor, *, n_normal_classes: int,
+                  anomaly_fraction: float, seed: int = 0) -> OneClassSplit:
+    """COIL-100 under the talk's protocol 1: ``n_normal_classes`` objects drawn at
+    random (seeded) are normal; 80% of their images train the model and the
+    remaining 20% are split evenly into validation and test, each with anomalies
+    (other objects) making a fraction ``anomaly_fraction`` of it. The talk used
+    1, 4 and 7 normal classes with 50%, 25% and 15% anomalies. The validation
+    half exists so that the F1 threshold is never chosen on the test set (the
+    published code did that). Lecture 4."""
+    classes = sorted(set(labels.tolist()))
+    if not 1 <= n_normal_classes < len(classes):
+        raise ValueError(f"n_normal_classes must be between 1 and {len(classes) - 1}, got {n_normal_classes}")
+    rng = np.random.default_rng(seed)
+    normal = [int(c) for c in rng.choice(classes, size=n_normal_classes, replace=False)]
+    return protocol1_split((images, labels), None, normal, anomaly_fraction=anomaly_fraction, seed=seed,
+                           fractions=(0.8, 0.1, 0.1))

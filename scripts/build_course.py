@@ -389,8 +389,9 @@ def statistics_table(statistics: dict) -> str:
 
 def stage_notebook(source: Path, target: Path, keep_outputs: bool) -> None:
     """Copy a notebook into the staged book, pointing its Colab badge at the
-    local image and, unless keep_outputs, without outputs (the exercise pages
-    are shown as handed out)."""
+    local image, hiding the cell papermill injected (it repeats the parameters
+    cell) and, unless keep_outputs, without outputs (the exercise pages are
+    shown as handed out)."""
     import nbformat
 
     nb = nbformat.read(source, as_version=4)
@@ -398,6 +399,8 @@ def stage_notebook(source: Path, target: Path, keep_outputs: bool) -> None:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = cell.source.replace(REMOTE_COLAB_BADGE, Path(badge).as_posix())
+        elif "injected-parameters" in cell.metadata.get("tags", []):
+            cell.metadata["tags"] = cell.metadata["tags"] + ["remove-cell"]
         elif not keep_outputs:
             cell.outputs, cell.execution_count = [], None
     if not keep_outputs:

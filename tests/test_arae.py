@@ -123,3 +123,43 @@ def test_occlusion_patches_cover_their_square():
     assert saliency[4, 4] == pytest.approx(-1.0)   # clipped at the corner
     with pytest.raises(ValueError, match="patch"):
         occlusion_saliency(score, image, patch=0)
+
+
+# ------------------------------------------------------------------ the union variant
+
+
+def test_rotate_and_shift():
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 2, 3] = 1
+    shifted = arae.rotate_and_shift(x, 0, 2, 1)
+    assert shifted[0, 0, 3, 5] == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(arae.rotate_and_shift(x, 0, 0, 0), x, atol=1e-6)
+    turned = arae.rotate_and_shift(arae.rotate_and_shift(x, 90, 0, 0), -90, 0, 0)
+    assert torch.allclose(turned, x, atol=1e-5)
+
+
+def test_spatial_attack_keeps_the_transformation_that_moves_the_code_most():
+    torch.manual_seed(0)
+    model = MLPAutoencoder()
+    x = torch.rand(3, 1, 28, 28)
+    angles, shifts = [-10.0, 0.0, 10.0], (0, 2)
+    best = arae.spatial_attack(model, x, angles=angles, shifts=shifts)
+    with torch.no_grad():
+        clean = model.encode(x)
+        best_distance = ((model.encode(best) - clean) ** 2).mean(1)
+        for a in angles:
+            for dx in shifts:
+                for dy in shifts:
+                    d = ((model.encode(arae.rotate_and_shift(x, a, dx, dy)) - clean) ** 2).mean(1)
+                    assert (best_distance >= d - 1e-7).all()
+
+
+def test_union_attack_is_at_least_as_strong_as_each_part():
+    torch.manual_seed(0)
+    model = MLPAutoencoder()
+    x = torch.rand(4, 1, 28, 28)
+    torch.manual_seed(5)
+    union = arae.union_attack(model, x, linf=(0.1, 0.05, 3), l2=(1.0, 0.5, 3), spatial=False)
+    torch.manual_seed(5)
+    linf_only = arae.union_attack(model, x, linf=(0.1, 0.05, 3), l2=(1e-9, 1e-9, 1), spatial=False)
+    assert (latent_distance(model, x, union) >= latent_distance(model, x, linf_only) * 0.999).all()

@@ -220,3 +220,63 @@ def test_splits_keep_the_original_class_of_each_test_image():
     assert ((split.test_classes != 2).long() == split.y_test).all()
     split2 = data.protocol2_split((x, y), (x, y), 2)
     assert torch.equal(split2.test_classes, y)
+
+
+# ------------------------------------------------------------------ COIL-100 (Lecture 4)
+
+
+def make_fake_coil(root, objects=10, views=20, size=16):
+    """A small tree in COIL-100's public layout: coil-100/obj{N}__{angle}.png."""
+    from PIL import Image
+
+    folder = root / "coil-100"
+    folder.mkdir(parents=True)
+    for obj in range(1, objects + 1):
+        for view in range(views):
+            colour = (obj * 20 % 256, view * 10 % 256, 128)
+            Image.new("RGB", (size, size), colour).save(folder / f"obj{obj}__{view * 5}.png")
+    (folder / "README.txt").write_text("not an image")
+    return folder
+
+
+def test_coil100_loader_reads_the_public_layout(tmp_path):
+    make_fake_coil(tmp_path)
+    x, y = data.load_coil100(tmp_path, size=8)
+    assert x.shape == (200, 3, 8, 8) and 0 <= x.min() and x.max() <= 1
+    assert sorted(set(y.tolist())) == list(range(10)) and torch.bincount(y).tolist() == [20] * 10
+
+
+@pytest.mark.parametrize("n_classes, fraction", [(1, 0.5), (4, 0.25), (7, 0.15)])
+def test_coil100_protocol1_sizes_follow_methods(tmp_path, n_classes, fraction):
+    make_fake_coil(tmp_path, objects=20, views=20)
+    x, y = data.load_coil100(tmp_path, size=8)
+    split = data.coil100_split(x, y, n_normal_classes=n_classes, anomaly_fraction=fraction, seed=0)
+    n = 20 * n_classes
+    assert len(split.x_train) == int(0.8 * n)  # 80% of the normal images train the model
+    n_test = n - int(0.8 * n) - int(0.1 * n)
+    assert int((split.y_test == 0).sum()) == n_test
+    assert int(split.y_test.sum()) == int(n_test * fraction / (1 - fraction))
+    assert int((split.y_val == 0).sum()) == int(0.1 * n)
+    assert len(split.normal_classes) == n_classes
+    assert set(split.test_classes[split.y_test == 0].tolist()) <= set(split.normal_classes)
+
+
+def test_coil100_sizes_on_the_real_layout():
+    # 72 views per object: one normal object gives 57 training images, 7 + 7 validation
+    # images (normal + anomalies) and 8 + 8 test images at 50% anomalies.
+    sizes = data.protocol1_sizes(72, 0.5, (0.8, 0.1, 0.1))
+    assert sizes == {"train": 57, "val_normal": 7, "val_anomalies": 7, "test_normal": 8, "test_anomalies": 8}
+
+
+def test_missing_or_broken_coil100_is_reported(tmp_path):
+    with pytest.raises(data.DatasetNotFoundError, match="coil-100"):
+        data.load_coil100(tmp_path)
+    folder = make_fake_coil(tmp_path, objects=2, views=2)
+    (folder / "obj1__0.png").write_bytes(b"not a png")
+    with pytest.raises(data.CorruptDataError, match="obj1__0.png"):
+        data.load_coil100(tmp_path)
+
+
+def test_protocol1_rejects_bad_fractions():
+    with pytest.raises(ValueError, match="fractions"):
+        data.protocol1_sizes(10, 0.5, (0.8, 0.3, 0.1))

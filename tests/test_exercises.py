@@ -222,3 +222,49 @@ def test_robust_model_check_rejects_a_missing_or_non_robust_model():
         checks.check_robust_model(None, model, x, y, eps=0.1, steps=3)
     with pytest.raises(AssertionError, match="only"):
         checks.check_robust_model(model, model, x, y, eps=0.1, steps=3)
+
+
+# ------------------------------------------------------------------ Exercise 4
+
+
+def reference_objective(codes, clean_codes):
+    return ((codes - clean_codes) ** 2).mean(1)
+
+
+def reference_arae(model, x, x_adv, gamma):
+    code_adv = model.encode(x_adv)
+    return (((model.decode(code_adv) - x) ** 2).mean()
+            + gamma * ((code_adv - model.encode(x)) ** 2).mean())
+
+
+def test_exercise4_checks_accept_the_references():
+    checks.check_latent_objective(reference_objective)
+    checks.check_arae_loss(reference_arae)
+
+
+@pytest.mark.parametrize("wrong, feedback", [
+    (lambda z, c: ((z - c) ** 2).sum(1), "MEAN"),
+    (lambda z, c: ((z - c) ** 2).mean(), "one number"),
+    (lambda z, c: ((z - c) ** 2).mean(1).detach(), "no gradient"),
+    (lambda z, c: (z - c).abs().mean(1), "expected"),
+    (not_done, "not done yet"),
+])
+def test_latent_objective_check_rejects_wrong_answers(wrong, feedback):
+    with pytest.raises(AssertionError, match=feedback):
+        checks.check_latent_objective(wrong)
+
+
+@pytest.mark.parametrize("wrong, feedback", [
+    (lambda m, x, xa, g: ((m.decode(m.encode(xa)) - xa) ** 2).mean()
+     + g * ((m.encode(xa) - m.encode(x)) ** 2).mean(), "CLEAN image"),
+    (lambda m, x, xa, g: ((m.decode(m.encode(xa)) - x) ** 2).mean(), "reconstruction term alone"),
+    (lambda m, x, xa, g: ((m(x) - x) ** 2).mean() + g * ((m.encode(xa) - m.encode(x)) ** 2).mean(),
+     "reconstruct the clean input"),
+    (lambda m, x, xa, g: ((m.decode(m.encode(xa)) - x) ** 2).mean()
+     + g * ((m.encode(xa) - m.encode(x).detach()) ** 2).mean(), "both encoder branches"),
+    (lambda m, x, xa, g: reference_arae(m, x, xa, 1.0), "expected"),
+    (not_done, "not done yet"),
+])
+def test_arae_loss_check_rejects_wrong_answers(wrong, feedback):
+    with pytest.raises(AssertionError, match=feedback):
+        checks.check_arae_loss(wrong)
