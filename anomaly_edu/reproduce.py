@@ -65,12 +65,9 @@ def parse_classes(text: str) -> list[int]:
     return classes
 
 
-def provenance(*, settings: dict, wall_time_s: float, device) -> dict:
-    """Where a result came from: commit, device, library versions, date, wall
-    time and settings. Lecture 1."""
-    import sklearn
-    import torch
-    import torchvision
+def git_state() -> dict:
+    """The commit of this checkout and whether the package has uncommitted
+    changes (call it when a run starts). Lecture 1."""
 
     def git(*args):
         try:
@@ -79,10 +76,21 @@ def provenance(*, settings: dict, wall_time_s: float, device) -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
 
+    return {"commit": git("rev-parse", "HEAD") or "unknown (not a git checkout)",
+            "uncommitted_changes": bool(git("status", "--porcelain", "--", "."))}
+
+
+def provenance(*, settings: dict, wall_time_s: float, device, git: dict | None = None) -> dict:
+    """Where a result came from: commit, device, library versions, date, wall
+    time and settings. Pass ``git=git_state()`` taken when the run started.
+    Lecture 1."""
+    import sklearn
+    import torch
+    import torchvision
+
     device = torch.device(device)
     return {
-        "commit": git("rev-parse", "HEAD") or "unknown (not a git checkout)",
-        "uncommitted_changes": bool(git("status", "--porcelain", "--", ".")),
+        **(git or git_state()),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "versions": {"python": platform.python_version(), "anomaly_edu": __version__,
@@ -121,7 +129,7 @@ def run_table(table: str, methods: list[str], classes: list[int], *, profile: st
         raise ValueError(f"unknown method(s) {unknown}; known methods: {', '.join(TALK_ROW)}")
     settings = get_profile(profile)
     device = pick_device(device)
-    start = time.perf_counter()
+    start, code_state = time.perf_counter(), git_state()
     train = load_dataset(TABLES[table][0], True, root=root, device=device)
     test = load_dataset(TABLES[table][0], False, root=root, device=device)
     auc = {m: {} for m in methods}
@@ -138,7 +146,8 @@ def run_table(table: str, methods: list[str], classes: list[int], *, profile: st
     used = {"table": table, "dataset": TABLES[table][0], "protocol": 2, "profile": profile,
             "seed": seed, "classes": classes, "methods": {m: settings[m] for m in methods}}
     return {"table": table, "metric": "AUROC (%)", "results": results,
-            "provenance": provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device)}
+            "provenance": provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device,
+                                      git=code_state)}
 
 
 def format_comparison(result: dict) -> str:
