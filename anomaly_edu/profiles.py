@@ -18,9 +18,9 @@ PROFILES: dict[str, dict] = {
         "dsvdd": {"epochs": 10, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
         # ARAE at the talk's eps with a short attack: shows what the attack does and costs
         "arae": {"epochs": 15, "batch_size": 128, "lr": 1e-3, "eps": 0.2, "steps": 5, "gamma": 0.1},
-        "cnn": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "max_train": None},
-        # one epoch of PGD training, a little wider than the eps it is tested at
-        "adv_cnn": {"epochs": 1, "batch_size": 64, "lr": 2e-3, "max_train": None,
+        "cnn": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "max_train": None},
+        # two epochs of PGD training, a little wider than the eps it is tested at
+        "adv_cnn": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "max_train": None,
                     "eps": 0.15, "alpha": 0.05, "steps": 4},
         "eval": {"n_images": 500, "pgd_steps": 20, "eps_demo": 0.15,
                  "eps_grid": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]},
