@@ -21,12 +21,16 @@ class _NotDone(AssertionError):
 
 
 def _call(task: str, fn, *args):
-    """Call the student's function, turning a leftover stub into clear feedback."""
+    """Call the student's function, turning a leftover stub or a missing
+    ``return`` into clear feedback."""
     try:
-        return fn(*args)
+        result = fn(*args)
     except NotImplementedError:
         raise _NotDone(f"{task} is not done yet: replace `raise NotImplementedError()` "
                        f"with your code, run that cell, then run this check again.") from None
+    if result is None:
+        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
+    return result
 
 
 def _passed(task: str, detail: str = "") -> None:
@@ -60,8 +64,6 @@ def check_reconstruction_score(reconstruction_score) -> None:
     x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(1))
     expected = reconstruction_error(model, x).numpy()
     got = _call(task, reconstruction_score, model, x)
-    if got is None:
-        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
     got = _as_numpy(got).astype(float)
     if got.shape == ():
         raise AssertionError(f"{task}: you returned one number for the whole batch; return one score "
@@ -92,10 +94,7 @@ def check_fpr_at_tpr(student_fpr_at_tpr) -> None:
     scores = np.array([8, 7, 6, 5, 4, 3, 3, 1], dtype=float)
     cases = [(0.5, 0.0), (0.75, 0.25), (0.99, 0.74), (1.0, 0.75)]
     for target, expected in cases:
-        got = _call(task, student_fpr_at_tpr, labels, scores, target)
-        if got is None:
-            raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
-        got = float(got)
+        got = float(_call(task, student_fpr_at_tpr, labels, scores, target))
         if np.isclose(got, target):
             raise AssertionError(f"{task}: for target {target} you returned {got}, the TPR itself; "
                                  f"return the false-positive rate where the TPR reaches the target")
@@ -128,8 +127,6 @@ def check_validation_threshold(pick_threshold) -> None:
     labels = np.r_[np.zeros(80, int), np.ones(20, int)]
     scores = np.r_[rng.normal(0, 1, 80), rng.normal(2.5, 1, 20)]
     got = _call(task, pick_threshold, labels, scores)
-    if got is None:
-        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
     got = float(got)
     best = f1_at_threshold(labels, scores, choose_threshold(labels, scores))
     mine = f1_at_threshold(labels, scores, got)
@@ -168,8 +165,6 @@ def check_fgsm(student_fgsm) -> None:
     eps = 0.1
     x_before = x.clone()
     got = _call(task, student_fgsm, model, x, y, eps)
-    if got is None:
-        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
     if not torch.equal(x, x_before):
         raise AssertionError(f"{task}: your function changed its input x in place; work on a copy "
                              f"(e.g. x.clone()) or build a new tensor")
@@ -206,8 +201,6 @@ def check_project_l2(project_l2) -> None:
     eps = 1.0
     before = delta.clone()
     got = _call(task, project_l2, delta, eps)
-    if got is None:
-        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
     if not torch.equal(delta, before):
         raise AssertionError(f"{task}: your function changed delta in place; return a new tensor")
     got = got.detach()
@@ -242,8 +235,6 @@ def check_adversarial_batch_loss(adversarial_batch_loss) -> None:
     eps, alpha, steps = 0.2, 0.03, 5  # steps * alpha < eps: PGD differs from one FGSM step
     model.train()
     got = _call(task, adversarial_batch_loss, model, x, y, eps, alpha, steps)
-    if got is None:
-        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
     if not isinstance(got, torch.Tensor) or got.ndim != 0:
         raise AssertionError(f"{task}: return one scalar tensor (the mean loss over the batch), got {got!r}")
     if got.grad_fn is None:
@@ -322,8 +313,6 @@ def check_latent_objective(latent_objective) -> None:
         clean_codes = model.encode(x)
     codes = model.encode(x_adv)
     got = _call(task, latent_objective, codes, clean_codes)
-    if got is None:
-        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
     expected = ((codes - clean_codes) ** 2).mean(1)
     if not isinstance(got, torch.Tensor):
         raise AssertionError(f"{task}: return a torch tensor (the attack differentiates it), got {type(got).__name__}")
@@ -352,8 +341,6 @@ def check_arae_loss(arae_batch_loss) -> None:
     x, x_adv = _tiny_images()
     gamma = 0.5
     got = _call(task, arae_batch_loss, model, x, x_adv, gamma)
-    if got is None:
-        raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
     if not isinstance(got, torch.Tensor) or got.ndim != 0:
         raise AssertionError(f"{task}: return one scalar tensor, got {got!r}")
     code, code_adv = model.encode(x), model.encode(x_adv)

@@ -99,7 +99,7 @@ def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, 
     # Shrink the quick profile so that the test stays short; the real run is measured in the notes.
     small = profiles.get_profile("quick")
     small["ae"]["epochs"] = small["dae"]["epochs"] = 1
-    monkeypatch.setattr(reproduce, "get_profile", lambda name: small)
+    monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
     from anomaly_edu.__main__ import main
 
     out = tmp_path / "r.json"
@@ -130,5 +130,29 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
 def test_reproduce_rejects_unknown_methods_and_tables():
     with pytest.raises(ValueError, match="unknown method"):
         reproduce.run_table("mnist", ["vae"], [8])
-    with pytest.raises(ValueError, match="unknown table"):
+    with pytest.raises(ValueError, match="unknown protocol-2 table"):
         reproduce.run_table("svhn", ["ae"], [8])
+
+
+def test_coil100_table_runs_on_a_generated_tree(tmp_path, monkeypatch):
+    from test_data import make_fake_coil
+
+    make_fake_coil(tmp_path, objects=12, views=20, size=8)
+    small = profiles.get_profile("quick", "coil100")
+    small["dae"].update(epochs=1, batch_size=16)
+    small["arae"].update(epochs=1, batch_size=16, steps=1)
+    monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
+    result = reproduce.run_coil100_table(["dae", "arae"], root=tmp_path, device="cpu", progress=False)
+    keys = {"1-0.50 AUC", "1-0.50 F1", "4-0.25 AUC", "4-0.25 F1", "7-0.15 AUC", "7-0.15 F1"}
+    assert set(result["results"]["arae"]) == keys
+    assert all(0 <= v <= 1 for v in result["results"]["dae"].values())
+    assert result["provenance"]["settings"]["protocol"] == 1
+    text = reproduce.format_comparison(result)
+    assert "ARAE (talk)" in text and "0.998" in text
+
+
+def test_dataset_settings_follow_methods():
+    assert profiles.get_profile("full", "mnist")["arae"]["eps"] == 0.2
+    assert profiles.get_profile("full", "fashion-mnist")["arae"]["eps"] == 0.05
+    coil = profiles.get_profile("full", "coil100")["arae"]
+    assert (coil["eps"], coil["steps"], coil["batch_size"]) == (0.05, 20, 16)
