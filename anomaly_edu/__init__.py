@@ -3,15 +3,18 @@
 Modules follow the lectures in order:
 
 - ``profiles``  : the quick and full settings (all lectures)
-- ``data``      : data root, MNIST-like loaders, one-class splits (Lecture 1)
+- ``data``      : data root, MNIST-like loaders, one-class splits (Lecture 1), COIL-100 (Lecture 4)
 - ``models``    : autoencoders and the Deep SVDD network (Lecture 1)
 - ``training``  : one seeded training loop and its batch losses (Lecture 1)
 - ``metrics``   : AUROC, F1 at a validation threshold, FPR at a TPR (Lecture 1)
 - ``detectors`` : AE, DAE, OCSVM and Deep SVDD with ``fit`` / ``score`` (Lecture 1)
 - ``viz``       : plotly figures and a threshold slider (Lecture 1)
 - ``attacks``   : FGSM, PGD and a sparse attack (Lectures 2 and 3)
+- ``robust``    : adversarial training and robust accuracy (Lecture 3)
+- ``arae``      : the latent attack, the ARAE loss and detector, the union of perturbations (Lecture 4)
+- ``saliency``  : occlusion saliency maps (Lecture 4)
 - ``checks``    : automatic feedback for the exercises
-- ``reproduce`` : the command that reproduces the talk's tables
+- ``reproduce`` : the command that reproduces the talk's tables (Lectures 1 and 4)
 """
 
 __version__ = "0.1.0"
