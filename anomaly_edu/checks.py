@@ -26,7 +26,7 @@ def _call(task: str, fn, *args):
     try:
         result = fn(*args)
     except NotImplementedError:
-        raise _NotDone(f"{task} is not done yet: replace `raise NotImplementedError()` "
+        raise _NotDone(f"{task} is not done yet: replace the line that raises NotImplementedError "
                        f"with your code, run that cell, then run this check again.") from None
     if result is None:
         raise AssertionError(f"{task}: your function returned None; did you forget `return`?")
