@@ -13,6 +13,8 @@ clean input.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -32,12 +34,13 @@ def latent_attack(model: torch.nn.Module, x: torch.Tensor, *, eps: float, steps:
         clean_code = model.encode(x)
     alpha = alpha if alpha is not None else 2.5 * eps / steps
     # At x itself the gradient of the distance is exactly zero, hence the random start.
-    return pgd(_Encoder(model), x, clean_code, eps=eps, alpha=alpha, steps=steps,
+    return pgd(EncoderOnly(model), x, clean_code, eps=eps, alpha=alpha, steps=steps,
                random_start=True, loss_fn=per_example_mse)
 
 
-class _Encoder(torch.nn.Module):
-    """The encoder of an autoencoder as a module of its own (what the attack sees)."""
+class EncoderOnly(torch.nn.Module):
+    """An autoencoder's ``encode`` as a module of its own: what an attack on the
+    latent code sees as "the model". Lecture 4."""
 
     def __init__(self, autoencoder: torch.nn.Module):
         super().__init__()
@@ -94,7 +97,7 @@ def spatial_attack(model: torch.nn.Module, x: torch.Tensor, *, angles=None, shif
             for dx in shifts:
                 for dy in shifts:
                     moved = rotate_and_shift(x, angle, dx, dy)
-                    distance = ((model.encode(moved) - clean_code) ** 2).mean(1)
+                    distance = per_example_mse(model.encode(moved), clean_code)
                     better = distance > best_distance
                     best[better], best_distance[better] = moved[better], distance[better]
     return best
@@ -103,8 +106,6 @@ def spatial_attack(model: torch.nn.Module, x: torch.Tensor, *, angles=None, shif
 def rotate_and_shift(x: torch.Tensor, angle: float, dx: float, dy: float) -> torch.Tensor:
     """Rotate images (N, C, H, W) by ``angle`` degrees about their centre and
     shift them by (dx, dy) pixels, filling with 0 (bilinear sampling). Lecture 4."""
-    import math
-
     _, _, height, width = x.shape
     a = math.radians(angle)
     theta = torch.tensor([[math.cos(a), -math.sin(a), -2 * dx / width],
@@ -118,7 +119,7 @@ def union_attack(model: torch.nn.Module, x: torch.Tensor, *, linf=(0.2, 0.01, 40
     """The published union variant: L-inf PGD, L-2 PGD (each ``(eps, step,
     steps)``) and the spatial grid search, each maximising the latent distance;
     per image the one that moves the code most is kept. Lecture 4."""
-    encoder = _Encoder(model)
+    encoder = EncoderOnly(model)
     with torch.no_grad():
         clean_code = model.encode(x)
     candidates = [pgd(encoder, x, clean_code, eps=eps, alpha=alpha, steps=steps, norm=norm,
@@ -127,7 +128,7 @@ def union_attack(model: torch.nn.Module, x: torch.Tensor, *, linf=(0.2, 0.01, 40
     if spatial:
         candidates.append(spatial_attack(model, x))
     with torch.no_grad():
-        distances = torch.stack([((model.encode(c) - clean_code) ** 2).mean(1) for c in candidates])
+        distances = torch.stack([per_example_mse(model.encode(c), clean_code) for c in candidates])
     worst = distances.argmax(0)
     stacked = torch.stack(candidates)
     return stacked[worst, torch.arange(len(x), device=x.device)]

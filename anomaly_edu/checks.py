@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .detectors import reconstruction_error
-from .metrics import choose_threshold, f1_at_threshold, fpr_at_tpr
+from .metrics import choose_threshold, f1_at_threshold, fpr_at_tpr, to_numpy
 
 
 class _NotDone(AssertionError):
@@ -37,12 +37,6 @@ def _passed(task: str, detail: str = "") -> None:
     print(f"✓ {task}: correct. {detail}".rstrip())
 
 
-def _as_numpy(values) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        return values.detach().cpu().numpy()
-    return np.asarray(values)
-
-
 # ---------------------------------------------------------------- Exercise 1
 
 
@@ -64,7 +58,7 @@ def check_reconstruction_score(reconstruction_score) -> None:
     x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(1))
     expected = reconstruction_error(model, x).numpy()
     got = _call(task, reconstruction_score, model, x)
-    got = _as_numpy(got).astype(float)
+    got = to_numpy(got).astype(float)
     if got.shape == ():
         raise AssertionError(f"{task}: you returned one number for the whole batch; return one score "
                              f"per image (reduce over the pixel axes only), shape ({len(x)},)")

@@ -17,8 +17,8 @@ from scipy.stats import rankdata
 
 
 def _as_arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.asarray(_to_numpy(labels)).ravel()
-    scores = np.asarray(_to_numpy(scores), dtype=float).ravel()
+    labels = np.asarray(to_numpy(labels)).ravel()
+    scores = np.asarray(to_numpy(scores), dtype=float).ravel()
     if labels.shape != scores.shape:
         raise ValueError(f"labels and scores must have the same length, got {labels.size} and {scores.size}")
     if not np.isin(labels, (0, 1)).all():
@@ -31,10 +31,11 @@ def _as_arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     return labels, scores
 
 
-def _to_numpy(values):
+def to_numpy(values) -> np.ndarray:
+    """A torch tensor (on any device) or array-like as a NumPy array. Lecture 1."""
     if hasattr(values, "detach"):  # a torch tensor
         return values.detach().cpu().numpy()
-    return values
+    return np.asarray(values)
 
 
 def auroc(labels, scores) -> float:
@@ -103,8 +104,8 @@ def confusion_counts(labels, scores, threshold: float) -> dict[str, int]:
 def _best_f1(labels, scores) -> tuple[float, float]:
     """The (threshold, F1) pair with the highest F1 over all distinct thresholds."""
     curve = roc_curve_data(labels, scores)
-    n_pos = np.sum(np.asarray(_to_numpy(labels)) == 1)
-    n_neg = np.size(_to_numpy(labels)) - n_pos
+    n_pos = np.sum(np.asarray(to_numpy(labels)) == 1)
+    n_neg = np.size(to_numpy(labels)) - n_pos
     tp, fp = curve["tpr"][1:] * n_pos, curve["fpr"][1:] * n_neg
     f1 = 2 * tp / (2 * tp + fp + (n_pos - tp))
     best = int(np.argmax(f1))

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io._base_renderers import NotebookRenderer
 
-from .metrics import confusion_counts, f1_at_threshold, roc_curve_data
+from .metrics import confusion_counts, f1_at_threshold, roc_curve_data, to_numpy
 
 
 class _OfflineNotebookRenderer(NotebookRenderer):
@@ -29,10 +29,6 @@ def setup_notebook() -> None:
     """Make plotly figures render inside notebooks and the book, offline. Lecture 1."""
     pio.renderers["course"] = _OfflineNotebookRenderer()
     pio.renderers.default = "course"
-
-
-def _to_numpy(values):
-    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
 
 
 def roc_figure(curves: dict, title: str = "ROC curves") -> go.Figure:
@@ -60,7 +56,7 @@ def _corners(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def score_histogram(labels, scores, title: str = "Anomaly scores", threshold: float | None = None) -> go.Figure:
     """Overlaid histograms of the scores of normal and anomalous images, with an
     optional threshold line. Lecture 1."""
-    labels, scores = _to_numpy(labels).ravel(), _to_numpy(scores).ravel()
+    labels, scores = to_numpy(labels).ravel(), to_numpy(scores).ravel()
     fig = go.Figure()
     for value, name in ((0, "normal"), (1, "anomalous")):
         fig.add_trace(go.Histogram(x=scores[labels == value], name=name, opacity=0.6,
@@ -78,7 +74,7 @@ def image_grid(rows: dict, title: str = "", max_columns: int = 10) -> go.Figure:
         raise ValueError("image_grid needs at least one row of images")
     strips = []
     for images in rows.values():
-        images = _to_numpy(images)[:max_columns]
+        images = to_numpy(images)[:max_columns]
         if images.ndim != 4:
             raise ValueError(f"each row must be (N, C, H, W) images, got shape {images.shape}")
         images = np.clip(images, 0, 1).transpose(0, 2, 3, 1)  # N, H, W, C
@@ -102,7 +98,7 @@ def heatmap_grid(maps, titles=None, title: str = "", columns: int | None = None,
     colour scale, symmetric around zero. Lecture 3."""
     from plotly.subplots import make_subplots
 
-    maps = [_to_numpy(m).squeeze() for m in maps]
+    maps = [to_numpy(m).squeeze() for m in maps]
     columns = columns or len(maps)
     rows = (len(maps) + columns - 1) // columns
     limit = max(float(np.abs(m).max()) for m in maps) or 1.0
@@ -122,7 +118,7 @@ def threshold_slider(labels, scores):
     the F1 of "anomaly when score >= threshold". Lecture 1."""
     import ipywidgets as widgets
 
-    labels, scores = _to_numpy(labels).ravel(), _to_numpy(scores).ravel()
+    labels, scores = to_numpy(labels).ravel(), to_numpy(scores).ravel()
     low, high = float(np.quantile(scores, 0.01)), float(np.quantile(scores, 0.99))
     slider = widgets.FloatSlider(value=float(np.median(scores)), min=low, max=high,
                                  step=(high - low) / 200, description="threshold",
