@@ -33,9 +33,11 @@ PROFILES: dict[str, dict] = {
         # the ARAE code's MNIST settings (it trains for 1,600 epochs)
         "arae": {"epochs": 1600, "batch_size": 256, "lr": 1e-3, "eps": 0.2, "steps": 40, "gamma": 0.1},
         "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2},
-        # Madry et al.'s MNIST settings: PGD-40, steps of 0.01, eps 0.3 (about 80 epochs of batch 50)
-        "adv_cnn": {"epochs": 40, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2,
-                    "eps": 0.3, "alpha": 0.01, "steps": 40},
+        # Madry et al. train at eps 0.3 with PGD-40 (steps of 0.01) for about 80 epochs; PGD-10
+        # with steps of 0.05 from a random start, for 12 epochs, costs a tenth of that and runs
+        # on 2 CPU cores in under an hour (results/robustness_full.json has what it reaches)
+        "adv_cnn": {"epochs": 12, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2,
+                    "eps": 0.3, "alpha": 0.05, "steps": 10},
         "eval": {"n_images": 10000, "pgd_steps": 40, "eps_demo": 0.15,
                  "eps_grid": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]},
     },
