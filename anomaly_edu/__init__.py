@@ -13,6 +13,7 @@ Modules follow the lectures in order:
 - ``robust``    : adversarial training and robust accuracy (Lecture 3)
 - ``arae``      : the latent attack, the ARAE loss and detector, the union of perturbations (Lecture 4)
 - ``saliency``  : occlusion saliency maps (Lecture 4)
+- ``batched``   : the one-class autoencoders of a table trained side by side (Lecture 4)
 - ``checks``    : automatic feedback for the exercises
 - ``reproduce`` : the command that reproduces the talk's tables (Lectures 1 and 4)
 """

@@ -33,7 +33,8 @@ def _reproduce(args) -> int:
     else:
         result = run_table(args.table, methods, parse_classes(args.classes), profile=args.profile,
                            seed=args.seed, device=args.device, root=args.data_root,
-                           progress=not args.no_progress, changes=changes)
+                           progress=not args.no_progress, changes=changes,
+                           stacked={"auto": None, "yes": True, "no": False}[args.stacked])
     print(format_comparison(result))
     if args.out:
         write_json_atomically(result, args.out)
@@ -59,6 +60,9 @@ def main(argv=None) -> int:
     rep.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
                      help="change one setting of the profile, e.g. --set arae.epochs=30 (repeatable; "
                      "recorded in the results)")
+    rep.add_argument("--stacked", default="auto", choices=["auto", "yes", "no"],
+                     help="train the AE, DAE and ARAE models of all classes as one stacked model "
+                     "(auto: on a GPU only, where it is faster)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--device", default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
     rep.add_argument("--data-root", default=None)

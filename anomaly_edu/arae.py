@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .attacks import per_example_mse, pgd
 from .detectors import AEDetector
+from .models import MLPAutoencoder
 
 
 def latent_attack(model: torch.nn.Module, x: torch.Tensor, *, eps: float, steps: int,
@@ -54,9 +55,16 @@ def arae_loss(*, eps: float, steps: int, gamma: float = 0.1, alpha: float | None
     """The ARAE batch loss for the training loop of Lecture 1:
     ``L_rec + gamma * L_latent`` on latent-attacked images (see the module's
     docstring). Gradients flow through both encoder branches. Lecture 4."""
+    return robust_reconstruction_loss(
+        lambda model, x: latent_attack(model, x, eps=eps, steps=steps, alpha=alpha), gamma)
+
+
+def robust_reconstruction_loss(attack, gamma: float):
+    """``L_rec + gamma * L_latent`` on the images that ``attack(model, x)``
+    returns: the loss of ARAE and of its union variant. Lecture 4."""
 
     def loss(model, x, y=None):
-        x_adv = latent_attack(model, x, eps=eps, steps=steps, alpha=alpha)
+        x_adv = attack(model, x)
         code_adv = model.encode(x_adv)
         reconstruction = F.mse_loss(model.decode(code_adv).view_as(x), x)
         latent = F.mse_loss(code_adv, model.encode(x))
@@ -77,7 +85,7 @@ class ARAEDetector(AEDetector):
             raise ValueError(f"need eps >= 0, steps >= 1 and gamma >= 0; got {eps}, {steps}, {gamma}")
         self.eps, self.steps, self.gamma = eps, steps, gamma
 
-    def _batch_loss(self):
+    def batch_loss(self):
         return arae_loss(eps=self.eps, steps=self.steps, gamma=self.gamma)
 
 
@@ -115,10 +123,11 @@ def rotate_and_shift(x: torch.Tensor, angle: float, dx: float, dy: float) -> tor
 
 
 def union_attack(model: torch.nn.Module, x: torch.Tensor, *, linf=(0.2, 0.01, 40), l2=(5.0, 0.1, 100),
-                 spatial: bool = True) -> torch.Tensor:
+                 spatial: bool = True, angles=None, shifts=(-4, 0, 4)) -> torch.Tensor:
     """The published union variant: L-inf PGD, L-2 PGD (each ``(eps, step,
-    steps)``) and the spatial grid search, each maximising the latent distance;
-    per image the one that moves the code most is kept. Lecture 4."""
+    steps)``) and the spatial grid search (``angles`` and ``shifts`` as in
+    :func:`spatial_attack`), each maximising the latent distance; per image the
+    one that moves the code most is kept. Lecture 4."""
     encoder = EncoderOnly(model)
     with torch.no_grad():
         clean_code = model.encode(x)
@@ -126,9 +135,36 @@ def union_attack(model: torch.nn.Module, x: torch.Tensor, *, linf=(0.2, 0.01, 40
                       random_start=True, loss_fn=per_example_mse)
                   for norm, (eps, alpha, steps) in (("linf", linf), ("l2", l2))]
     if spatial:
-        candidates.append(spatial_attack(model, x))
+        candidates.append(spatial_attack(model, x, angles=angles, shifts=shifts))
     with torch.no_grad():
         distances = torch.stack([per_example_mse(model.encode(c), clean_code) for c in candidates])
     worst = distances.argmax(0)
     stacked = torch.stack(candidates)
     return stacked[worst, torch.arange(len(x), device=x.device)]
+
+
+class UnionARAEDetector(AEDetector):
+    """ARAE's union variant, as its published code trains it: a ReLU MLP with a
+    linear output, trained with :func:`robust_reconstruction_loss` (gamma 0.2)
+    on the worst of L-inf PGD, L-2 PGD and rotations with shifts
+    (:func:`union_attack`). ``linf`` and ``l2`` are ``(eps, step, steps)``;
+    ``n_angles`` angles evenly spaced in [-30, 30] degrees. Score: the
+    reconstruction error of the clean image. Lecture 4."""
+
+    def __init__(self, model: torch.nn.Module | None = None, *, gamma: float = 0.2, linf=(0.2, 0.01, 40),
+                 l2=(5.0, 0.1, 100), n_angles: int = 31, shifts=(-4, 0, 4), **kwargs):
+        super().__init__(model, **kwargs)
+        if gamma < 0 or n_angles < 1 or len(linf) != 3 or len(l2) != 3:
+            raise ValueError("need gamma >= 0, n_angles >= 1, and linf and l2 as (eps, step, steps); "
+                             f"got {gamma}, {n_angles}, {linf}, {l2}")
+        self.gamma, self.linf, self.l2 = gamma, tuple(linf), tuple(l2)
+        self.n_angles, self.shifts = n_angles, tuple(shifts)
+
+    def default_model(self, image_shape: tuple) -> torch.nn.Module:
+        return MLPAutoencoder(image_shape=image_shape, activation="relu")
+
+    def batch_loss(self):
+        angles = torch.linspace(-30, 30, self.n_angles) if self.n_angles > 1 else torch.zeros(1)
+        return robust_reconstruction_loss(
+            lambda model, x: union_attack(model, x, linf=self.linf, l2=self.l2, angles=angles, shifts=self.shifts),
+            self.gamma)

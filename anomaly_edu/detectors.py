@@ -39,7 +39,12 @@ class AEDetector:
         self.seed, self.device, self.progress = seed, pick_device(device), progress
         self.history_: list[float] = []
 
-    def _batch_loss(self):
+    def default_model(self, image_shape: tuple) -> torch.nn.Module:
+        """The network ``fit`` trains when none was given: the talk's MLP."""
+        return MLPAutoencoder(image_shape=image_shape)
+
+    def batch_loss(self):
+        """The batch loss this detector trains with (for the training loop)."""
         return reconstruction_loss
 
     def fit(self, x: torch.Tensor) -> "AEDetector":
@@ -47,9 +52,9 @@ class AEDetector:
         check_images(x, "training images")
         set_seed(self.seed)
         if self.model is None:
-            self.model = MLPAutoencoder(image_shape=tuple(x.shape[1:]))
+            self.model = self.default_model(tuple(x.shape[1:]))
         self.model.to(self.device)
-        self.history_ = train(self.model, x.to(self.device), batch_loss=self._batch_loss(),
+        self.history_ = train(self.model, x.to(self.device), batch_loss=self.batch_loss(),
                               epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                               seed=self.seed, progress=self.progress, desc=type(self).__name__)
         return self
@@ -81,7 +86,7 @@ class DAEDetector(AEDetector):
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         self.noise_std = noise_std
 
-    def _batch_loss(self):
+    def batch_loss(self):
         return denoising_loss(self.noise_std)
 
 
@@ -173,7 +178,7 @@ class DeepSVDDDetector:
 
 def make_detector(method: str, profile: dict, *, seed: int = 0, device=None, progress: bool = True):
     """Build the detector called ``method`` ("ae", "dae", "ocsvm", "dsvdd", and
-    from Lecture 4 on "arae") with the settings of one profile (see
+    from Lecture 4 on "arae" and "arae-union") with the settings of one profile (see
     :mod:`anomaly_edu.profiles`). Lecture 1."""
     s = dict(profile[method]) if method in profile else None
     if method == "ae":
@@ -188,4 +193,8 @@ def make_detector(method: str, profile: dict, *, seed: int = 0, device=None, pro
         from .arae import ARAEDetector  # taught in Lecture 4
 
         return ARAEDetector(seed=seed, device=device, progress=progress, **s)
-    raise ValueError(f"unknown method {method!r}; known methods: ae, dae, ocsvm, dsvdd, arae")
+    if method == "arae-union":
+        from .arae import UnionARAEDetector  # taught in Lecture 4
+
+        return UnionARAEDetector(seed=seed, device=device, progress=progress, **s)
+    raise ValueError(f"unknown method {method!r}; known methods: ae, dae, ocsvm, dsvdd, arae, arae-union")

@@ -19,15 +19,19 @@ class MLPAutoencoder(nn.Module):
     128-256-512-784, a sigmoid after every layer, Glorot-normal weights.
 
     ``encoder`` and ``decoder`` are separate attributes so that later lectures can
-    attack the latent code. ``forward`` keeps the input's shape. Lecture 1.
+    attack the latent code. ``forward`` keeps the input's shape.
+    ``activation="relu"`` gives the network of ARAE's union variant (Lecture 4):
+    ReLU after every layer but the last, whose output is linear. Lecture 1.
     """
 
-    def __init__(self, image_shape=(1, 28, 28), hidden=(512, 256, 128)):
+    def __init__(self, image_shape=(1, 28, 28), hidden=(512, 256, 128), activation: str = "sigmoid"):
         super().__init__()
-        self.image_shape = tuple(image_shape)
+        if activation not in ("sigmoid", "relu"):
+            raise ValueError(f"activation must be 'sigmoid' or 'relu', got {activation!r}")
+        self.image_shape, self.activation = tuple(image_shape), activation
         sizes = [math.prod(self.image_shape), *hidden]
-        self.encoder = _sigmoid_mlp(sizes)
-        self.decoder = _sigmoid_mlp(sizes[::-1])
+        self.encoder = _mlp(sizes, activation)
+        self.decoder = _mlp(sizes[::-1], activation, linear_output=activation == "relu")
         for layer in self.modules():
             if isinstance(layer, nn.Linear):
                 nn.init.xavier_normal_(layer.weight)
@@ -43,11 +47,11 @@ class MLPAutoencoder(nn.Module):
         return self.decode(self.encode(x))
 
 
-def _sigmoid_mlp(sizes) -> nn.Sequential:
+def _mlp(sizes, activation: str, linear_output: bool = False) -> nn.Sequential:
     layers = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.Sigmoid()]
-    return nn.Sequential(*layers)
+        layers += [nn.Linear(n_in, n_out), nn.Sigmoid() if activation == "sigmoid" else nn.ReLU()]
+    return nn.Sequential(*(layers[:-1] if linear_output else layers))
 
 
 class ConvAutoencoder(nn.Module):

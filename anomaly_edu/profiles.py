@@ -18,6 +18,9 @@ PROFILES: dict[str, dict] = {
         "dsvdd": {"epochs": 10, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
         # ARAE at the talk's eps with a short attack: shows what the attack does and costs
         "arae": {"epochs": 15, "batch_size": 128, "lr": 1e-3, "eps": 0.2, "steps": 5, "gamma": 0.1},
+        # the union variant with short attacks and 7 angles (63 spatial transforms)
+        "arae-union": {"epochs": 5, "batch_size": 128, "lr": 1e-3, "gamma": 0.2, "linf": [0.2, 0.1, 5],
+                       "l2": [5.0, 2.5, 5], "n_angles": 7, "shifts": [-4, 0, 4]},
         "cnn": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "max_train": None},
         # two epochs of PGD training, a little wider than the eps it is tested at
         "adv_cnn": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "max_train": None,
@@ -32,6 +35,9 @@ PROFILES: dict[str, dict] = {
         "dsvdd": {"epochs": 150, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
         # the ARAE code's MNIST settings (it trains for 1,600 epochs)
         "arae": {"epochs": 1600, "batch_size": 256, "lr": 1e-3, "eps": 0.2, "steps": 40, "gamma": 0.1},
+        # the union variant's published settings (500 epochs; 279 spatial transforms)
+        "arae-union": {"epochs": 500, "batch_size": 128, "lr": 1e-3, "gamma": 0.2, "linf": [0.2, 0.01, 40],
+                       "l2": [5.0, 0.1, 100], "n_angles": 31, "shifts": [-4, 0, 4]},
         "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2},
         # Madry et al. train at eps 0.3 with PGD-40 (steps of 0.01) for about 80 epochs; PGD-10
         # with steps of 0.05 from a random start, for 12 epochs, costs a tenth of that and runs

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .batched import fit_stacked
 from .data import load_dataset, protocol2_split
 from .detectors import make_detector
 from .metrics import auroc
@@ -38,7 +39,9 @@ TABLES = {
 # the talk's Table 3: (normal classes, anomaly fraction) of each row
 COIL100_SETTINGS = [(1, 0.5), (4, 0.25), (7, 0.15)]
 # our method name -> the row of the same method in the talk's tables
-TALK_ROW = {"ae": None, "dae": "DAE", "ocsvm": "OCSVM", "dsvdd": "DSVDD", "arae": "ARAE"}
+TALK_ROW = {"ae": None, "dae": "DAE", "ocsvm": "OCSVM", "dsvdd": "DSVDD", "arae": "ARAE", "arae-union": None}
+# the methods whose one-class models can be trained side by side as one stacked model
+STACKABLE = {"ae", "dae", "arae"}
 
 
 def talk_table(table: str) -> dict[str, dict[str, float]]:
@@ -162,10 +165,13 @@ def write_json_atomically(data: dict, path: str | os.PathLike) -> None:
 
 def run_table(table: str, methods: list[str], classes: list[int], *, profile: str = "quick",
               seed: int = 0, device=None, root=None, progress: bool = True,
-              changes: dict[str, dict] | None = None) -> dict:
+              changes: dict[str, dict] | None = None, stacked: bool | None = None) -> dict:
     """Train every method on every normal class under protocol 2 and return the
     results with their provenance (see :func:`provenance`). ``changes`` alters
-    the profile's settings (see :func:`parse_changes`) and is recorded. Lecture 1."""
+    the profile's settings (see :func:`parse_changes`) and is recorded.
+    ``stacked`` trains the AE, DAE and ARAE models of all classes as one stacked
+    model (:mod:`anomaly_edu.batched`); by default it does so on a GPU only,
+    where it is faster. Lecture 1 (stacking: Lecture 4)."""
     if table not in TABLES or table == "coil100":
         raise ValueError(f"unknown protocol-2 table {table!r}; known: mnist, fashion-mnist "
                          f"(coil100 runs with run_coil100_table)")
@@ -179,19 +185,24 @@ def run_table(table: str, methods: list[str], classes: list[int], *, profile: st
     start, code_state = time.perf_counter(), git_state()
     train = load_dataset(TABLES[table][0], True, root=root, device=device)
     test = load_dataset(TABLES[table][0], False, root=root, device=device)
+    stacked = device.type == "cuda" if stacked is None else stacked
+    splits = {c: protocol2_split(train, test, c) for c in classes}
     auc = {m: {} for m in methods}
-    for c in classes:
-        split = protocol2_split(train, test, c)
-        for m in methods:
-            detector = make_detector(m, settings, seed=seed, device=device, progress=progress)
-            scores = detector.fit(split.x_train).score(split.x_test)
-            auc[m][str(c)] = round(100 * auroc(split.y_test, scores), 2)
+    for m in methods:
+        detectors = {c: make_detector(m, settings, seed=seed, device=device, progress=progress) for c in classes}
+        if stacked and m in STACKABLE and len(classes) > 1:
+            fit_stacked(list(detectors.values()), [splits[c].x_train for c in classes], progress=progress)
+        for c, detector in detectors.items():
+            if not stacked or m not in STACKABLE or len(classes) == 1:
+                detector.fit(splits[c].x_train)
+            auc[m][str(c)] = round(100 * auroc(splits[c].y_test, detector.score(splits[c].x_test)), 2)
             if progress:
                 print(f"class {c} {m}: AUC {auc[m][str(c)]:.1f}", flush=True)
     results = {m: {"auc": values, "mean": round(float(np.mean(list(values.values()))), 2)}
                for m, values in auc.items()}
     used = {"table": table, "dataset": TABLES[table][0], "protocol": 2, "profile": profile,
             "changed_from_profile": changes or {}, "seed": seed, "classes": classes,
+            "stacked_training": sorted(set(methods) & STACKABLE) if stacked and len(classes) > 1 else [],
             "methods": {m: settings[m] for m in methods}}
     return {"table": table, "metric": "AUROC (%)", "results": results,
             "provenance": provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device,
