@@ -89,3 +89,14 @@ def test_student_version_stops_only_at_its_stubs(executed, path):
     first_check = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade"))
     check_outputs = nb.cells[first_check].outputs
     assert any(o.output_type == "error" and "not done yet" in o.evalue for o in check_outputs)
+
+
+def test_lectures_show_the_stored_full_profile_results(executed):
+    """Lectures 3 and 4 print the stored results of results/ with their budget and provenance."""
+    lecture4 = stdout(executed(Path("lectures/04_arae.ipynb")))
+    assert re.search(r"mnist_full(_cpu)?\.json:", lecture4) and "ARAE (talk)" in lecture4
+    if "mnist_full.json:" not in lecture4:  # a CPU run says what budget it had
+        assert "profile full (changed: arae.epochs=" in lecture4
+    assert "made by commit" in lecture4
+    lecture3 = executed(Path("lectures/03_pgd_adversarial_training.ipynb"))
+    assert "ours, full profile: commit" in stdout(lecture3)
