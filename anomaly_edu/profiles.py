@@ -40,8 +40,8 @@ PROFILES: dict[str, dict] = {
                        "l2": [5.0, 0.1, 100], "n_angles": 31, "shifts": [-4, 0, 4]},
         "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2},
         # Madry et al. train at eps 0.3 with PGD-40 (steps of 0.01) for about 80 epochs; PGD-10
-        # with steps of 0.05 from a random start, for 12 epochs, costs a tenth of that and runs
-        # on 2 CPU cores in under an hour (results/robustness_full.json has what it reaches)
+        # with steps of 0.05 from a random start, for 12 epochs, costs about 4% of that and ran
+        # on one CPU thread in 53 minutes (results/robustness_full.json has what it reaches)
         "adv_cnn": {"epochs": 12, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2,
                     "eps": 0.3, "alpha": 0.05, "steps": 10},
         "eval": {"n_images": 10000, "pgd_steps": 40, "eps_demo": 0.15,

@@ -1,6 +1,6 @@
 """Stacked against one-by-one training of the ten one-class models of the MNIST table.
 
-    python benchmarks/batched_training.py                        # 2 CPU cores: about 2 minutes
+    python benchmarks/batched_training.py                        # 2 CPU cores: about 5 minutes
     python benchmarks/batched_training.py --device cuda --epochs 5
 
 For each method, trains one detector per normal class (protocol 2) twice with the
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None)
     parser.add_argument("--methods", default="ae,arae", help="any of ae, dae, arae")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of every model")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of every model")
     parser.add_argument("--arae-steps", type=int, default=5, help="attack steps of ARAE")
     parser.add_argument("--classes", default="0-9")
     args = parser.parse_args()
