@@ -25,9 +25,9 @@ def _data(args) -> int:
 def _reproduce(args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     changes = parse_changes(args.set)
-    if args.table == "coil100":
+    if args.table == "coil100":  # the talk's Table 3 has fixed rows, not normal classes
         if changes:
-            raise ValueError("--set is not available for coil100 yet; change anomaly_edu/profiles.py instead")  # the talk's Table 3 has fixed rows, not normal classes
+            raise ValueError("--set is not available for coil100 yet; change anomaly_edu/profiles.py instead")
         result = run_coil100_table(methods, profile=args.profile, seed=args.seed, device=args.device,
                                    root=args.data_root, progress=not args.no_progress)
     else:

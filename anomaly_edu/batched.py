@@ -81,8 +81,8 @@ def train_stacked(models: list[MLPAutoencoder], xs: list[torch.Tensor], *, batch
     and takes as many steps per epoch. Models whose training set is used up
     wait for the others; a last mini-batch of a different size is run as a
     stack of its own. The loss of a stack of k models is multiplied by k, which
-    gives every model the gradient of its own mean loss. Returns the mean loss
-    over the models of each epoch. Lecture 4.
+    gives every model the gradient of its own mean loss. Returns, for each
+    epoch, the mean loss per image over all the models' images. Lecture 4.
     """
     if len(xs) != len(models):
         raise ValueError(f"{len(models)} models but {len(xs)} training sets were given")
@@ -95,6 +95,7 @@ def train_stacked(models: list[MLPAutoencoder], xs: list[torch.Tensor], *, batch
     optimizer = torch.optim.Adam([p for model in models for p in model.parameters()], lr=lr)
     generators = [torch.Generator().manual_seed(seed) for _ in xs]
     n_batches = [(len(x) + batch_size - 1) // batch_size for x in xs]
+    n_images = sum(len(x) for x in xs)
     history = []
     for model in models:
         model.train()
@@ -110,7 +111,7 @@ def train_stacked(models: list[MLPAutoencoder], xs: list[torch.Tensor], *, batch
                 stack = StackedAutoencoders([models[m] for m in group])
                 loss = batch_loss(stack, torch.stack([batches[m] for m in group]), None) * len(group)
                 loss.backward()
-                total += loss.item() * len(batches[group[0]]) / sum(len(x) for x in xs)
+                total += loss.item() * len(batches[group[0]]) / n_images
             optimizer.step()
             bar.update(1)
         history.append(total)

@@ -190,10 +190,11 @@ def run_table(table: str, methods: list[str], classes: list[int], *, profile: st
     auc = {m: {} for m in methods}
     for m in methods:
         detectors = {c: make_detector(m, settings, seed=seed, device=device, progress=progress) for c in classes}
-        if stacked and m in STACKABLE and len(classes) > 1:
+        side_by_side = stacked and m in STACKABLE and len(classes) > 1
+        if side_by_side:
             fit_stacked(list(detectors.values()), [splits[c].x_train for c in classes], progress=progress)
         for c, detector in detectors.items():
-            if not stacked or m not in STACKABLE or len(classes) == 1:
+            if not side_by_side:
                 detector.fit(splits[c].x_train)
             auc[m][str(c)] = round(100 * auroc(splits[c].y_test, detector.score(splits[c].x_test)), 2)
             if progress:
