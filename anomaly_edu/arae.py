@@ -122,21 +122,33 @@ def rotate_and_shift(x: torch.Tensor, angle: float, dx: float, dy: float) -> tor
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 
 
-def union_attack(model: torch.nn.Module, x: torch.Tensor, *, linf=(0.2, 0.01, 40), l2=(5.0, 0.1, 100),
-                 spatial: bool = True, angles=None, shifts=(-4, 0, 4)) -> torch.Tensor:
-    """The published union variant: L-inf PGD, L-2 PGD (each ``(eps, step,
-    steps)``) and the spatial grid search (``angles`` and ``shifts`` as in
-    :func:`spatial_attack`), each maximising the latent distance; per image the
-    one that moves the code most is kept. Lecture 4."""
+def union_candidates(model: torch.nn.Module, x: torch.Tensor, *, linf=(0.2, 0.01, 40), l2=(5.0, 0.1, 100),
+                     spatial: bool = True, angles=None, shifts=(-4, 0, 4)) -> dict[str, torch.Tensor]:
+    """The union variant's perturbation sets, each searched on its own for the
+    images that move the latent code most: L-inf PGD and L-2 PGD (each ``(eps,
+    step, steps)``, from a random start) and the spatial grid search (``angles``
+    and ``shifts`` as in :func:`spatial_attack`). Returns {name: images}. Lecture 4."""
     encoder = EncoderOnly(model)
     with torch.no_grad():
         clean_code = model.encode(x)
-    candidates = [pgd(encoder, x, clean_code, eps=eps, alpha=alpha, steps=steps, norm=norm,
-                      random_start=True, loss_fn=per_example_mse)
-                  for norm, (eps, alpha, steps) in (("linf", linf), ("l2", l2))]
+
+    def latent_pgd(norm, eps, alpha, steps):
+        return pgd(encoder, x, clean_code, eps=eps, alpha=alpha, steps=steps, norm=norm,
+                   random_start=True, loss_fn=per_example_mse)
+
+    candidates = {"L-inf": latent_pgd("linf", *linf), "L-2": latent_pgd("l2", *l2)}
     if spatial:
-        candidates.append(spatial_attack(model, x, angles=angles, shifts=shifts))
+        candidates["rotation and shift"] = spatial_attack(model, x, angles=angles, shifts=shifts)
+    return candidates
+
+
+def union_attack(model: torch.nn.Module, x: torch.Tensor, **sets) -> torch.Tensor:
+    """The published union variant: of the images :func:`union_candidates`
+    finds (same keyword arguments), keep per image the one that moves the
+    latent code most. Lecture 4."""
+    candidates = list(union_candidates(model, x, **sets).values())
     with torch.no_grad():
+        clean_code = model.encode(x)
         distances = torch.stack([per_example_mse(model.encode(c), clean_code) for c in candidates])
     worst = distances.argmax(0)
     stacked = torch.stack(candidates)

@@ -163,3 +163,17 @@ def test_union_attack_is_at_least_as_strong_as_each_part():
     torch.manual_seed(5)
     linf_only = arae.union_attack(model, x, linf=(0.1, 0.05, 3), l2=(1e-9, 1e-9, 1), spatial=False)
     assert (latent_distance(model, x, union) >= latent_distance(model, x, linf_only) * 0.999).all()
+
+
+def test_union_attack_keeps_per_image_the_candidate_that_moves_the_code_most():
+    torch.manual_seed(0)
+    model = MLPAutoencoder()
+    x = torch.rand(4, 1, 28, 28)
+    sets = dict(linf=(0.1, 0.05, 3), l2=(1.0, 0.5, 3), angles=[-10.0, 10.0], shifts=(0, 2))
+    torch.manual_seed(5)
+    candidates = arae.union_candidates(model, x, **sets)
+    assert list(candidates) == ["L-inf", "L-2", "rotation and shift"]
+    torch.manual_seed(5)
+    union = arae.union_attack(model, x, **sets)
+    distances = torch.stack([latent_distance(model, x, c) for c in candidates.values()])
+    assert torch.allclose(latent_distance(model, x, union), distances.max(0).values)
