@@ -1,13 +1,14 @@
-"""Command line: ``python -m anomaly_edu data`` and ``python -m anomaly_edu reproduce``."""
+"""Command line: ``python -m anomaly_edu data``, ``... reproduce`` and ``... merge``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .data import DATA_ENV_VAR, DATASETS, available_datasets, data_root, load_dataset
-from .reproduce import (TABLES, format_comparison, parse_changes, parse_classes, run_coil100_table,
-                        run_table, write_json_atomically)
+from .reproduce import (TABLES, format_comparison, merge_results, parse_changes, parse_classes,
+                        run_coil100_table, run_table, write_json_atomically)
 
 
 def _data(args) -> int:
@@ -42,6 +43,21 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _merge(args) -> int:
+    parts = []
+    for path in args.parts:
+        with open(path) as f:
+            try:
+                parts.append(json.load(f))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not a results file (bad JSON: {err})") from None
+    result = merge_results(parts)
+    print(format_comparison(result))
+    write_json_atomically(result, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m anomaly_edu", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +85,11 @@ def main(argv=None) -> int:
     rep.add_argument("--out", default=None, help="write the results and their provenance to this JSON file")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.set_defaults(run=_reproduce)
+
+    merge = sub.add_parser("merge", help="join reproduce runs of the same command on different classes")
+    merge.add_argument("parts", nargs="+", help="results files written by reproduce --out")
+    merge.add_argument("--out", required=True, help="the merged results file")
+    merge.set_defaults(run=_merge)
 
     args = parser.parse_args(argv)
     try:

@@ -210,6 +210,54 @@ def run_table(table: str, methods: list[str], classes: list[int], *, profile: st
                                       git=code_state)}
 
 
+def merge_results(parts: list[dict]) -> dict:
+    """One table from runs of the same command on different normal classes (for
+    example ``--classes 0-4`` and ``--classes 5-9`` on two cores or in two GPU
+    sessions). The parts must come from the same commit, table, profile, seed,
+    methods and settings, and must not share a class; means are recomputed over
+    all classes, ``wall_time_s`` is the parts' wall times added up, and each
+    part's device, date and time are kept under ``parts``. Lecture 4."""
+    if len(parts) < 2:
+        raise ValueError("merging needs at least two result files")
+    if not all(isinstance(part, dict) and {"table", "results", "provenance"} <= set(part) for part in parts):
+        raise ValueError("merge takes the JSON files that reproduce --out writes; one of these is not one")
+    if any(part.get("table") not in TABLES or part["table"] == "coil100" for part in parts):
+        raise ValueError("only protocol-2 tables (mnist, fashion-mnist) can be merged")
+    first = parts[0]["provenance"]
+
+    def same_run(prov):  # everything that must match, i.e. the settings without the classes
+        used = {k: v for k, v in prov["settings"].items() if k not in ("classes", "stacked_training")}
+        return prov["commit"], prov["uncommitted_changes"], used
+
+    for part in parts[1:]:
+        if part["table"] != parts[0]["table"] or same_run(part["provenance"]) != same_run(first):
+            raise ValueError("the parts are not runs of the same command: their table, commit, profile, seed, "
+                             "methods or settings differ; rerun the odd one out at the same commit and settings")
+    classes = [c for part in parts for c in part["provenance"]["settings"]["classes"]]
+    shared = sorted({c for c in classes if classes.count(c) > 1})
+    if shared:
+        raise ValueError(f"class(es) {shared} appear in more than one part; merge runs of disjoint classes")
+    classes = sorted(classes)
+    results = {}
+    for method in parts[0]["results"]:
+        auc = {}
+        for part in parts:
+            auc.update(part["results"][method]["auc"])
+        auc = {str(c): auc[str(c)] for c in classes}
+        results[method] = {"auc": auc, "mean": round(float(np.mean(list(auc.values()))), 2)}
+    stacked = sorted({m for part in parts for m in part["provenance"]["settings"]["stacked_training"]})
+    provenance_ = {**first, "settings": {**first["settings"], "classes": classes, "stacked_training": stacked},
+                   "date": max(part["provenance"]["date"] for part in parts),
+                   "wall_time_s": round(sum(part["provenance"]["wall_time_s"] for part in parts), 1),
+                   "parts": [{key: part["provenance"][key] for key in ("device", "date", "wall_time_s")}
+                             | {"classes": part["provenance"]["settings"]["classes"]} for part in parts]}
+    devices = {part["provenance"]["device"] for part in parts}
+    if len(devices) > 1:
+        provenance_["device"] = " + ".join(sorted(devices))
+    return {"table": parts[0]["table"], "metric": parts[0]["metric"], "results": results,
+            "provenance": provenance_}
+
+
 def _check_methods(methods: list[str]) -> None:
     unknown = [m for m in methods if m not in TALK_ROW]
     if unknown:

@@ -1,3 +1,5 @@
+import copy
+import functools
 import json
 
 import numpy as np
@@ -132,6 +134,40 @@ def test_reproduce_rejects_unknown_methods_and_tables():
         reproduce.run_table("mnist", ["vae"], [8])
     with pytest.raises(ValueError, match="unknown protocol-2 table"):
         reproduce.run_table("svhn", ["ae"], [8])
+
+
+
+def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch, tmp_path):
+    small = {"ae": {"epochs": 1, "batch_size": 256, "lr": 1e-3}}
+    monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
+    run = functools.partial(reproduce.run_table, "mnist", ["ae"], device="cpu", progress=False, stacked=False)
+    together, first, second = run([1, 4]), run([1]), run([4])
+    merged = reproduce.merge_results([second, first])
+    assert merged["provenance"]["settings"]["classes"] == [1, 4]
+    assert merged["results"]["ae"]["auc"] == pytest.approx(together["results"]["ae"]["auc"], abs=0.02)
+    assert merged["results"]["ae"]["mean"] == pytest.approx(np.mean(list(merged["results"]["ae"]["auc"].values())))
+    assert [p["classes"] for p in merged["provenance"]["parts"]] == [[4], [1]]
+    assert merged["provenance"]["wall_time_s"] == pytest.approx(
+        first["provenance"]["wall_time_s"] + second["provenance"]["wall_time_s"], abs=0.2)
+
+    with pytest.raises(ValueError, match=r"class\(es\) \[4\]"):
+        reproduce.merge_results([second, together])
+    longer = copy.deepcopy(second)
+    longer["provenance"]["settings"]["methods"]["ae"]["epochs"] = 2
+    with pytest.raises(ValueError, match="not runs of the same command"):
+        reproduce.merge_results([first, longer])
+    with pytest.raises(ValueError, match="at least two"):
+        reproduce.merge_results([first])
+
+    from anomaly_edu.__main__ import main
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, part in zip(paths, (first, second)):
+        reproduce.write_json_atomically(part, path)
+    out = tmp_path / "all.json"
+    assert main(["merge", *map(str, paths), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["results"] == merged["results"]
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["merge", str(paths[0]), str(tmp_path / "bad.json"), "--out", str(out)]) == 2
 
 
 def test_coil100_table_runs_on_a_generated_tree(tmp_path, monkeypatch):
