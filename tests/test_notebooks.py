@@ -5,6 +5,7 @@ the student versions with nbclient), which skips notebooks whose executed copy
 is up to date; these tests read the executed copies. The book test reuses them.
 """
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -95,8 +96,10 @@ def test_lectures_show_the_stored_full_profile_results(executed):
     """Lectures 3 and 4 print the stored results of results/ with their budget and provenance."""
     lecture4 = stdout(executed(Path("lectures/04_arae.ipynb")))
     assert re.search(r"mnist_full(_cpu)?\.json:", lecture4) and "ARAE (talk)" in lecture4
-    if "mnist_full.json:" not in lecture4:  # a CPU run says what budget it had
+    if "mnist_full.json:" not in lecture4:  # a CPU run says what budget it had, and how it was made
         assert "profile full (changed: arae.epochs=" in lecture4
+        parts = json.loads((ROOT / "results" / "mnist_full_cpu.json").read_text())["provenance"].get("parts", [])
+        assert all(f"part: classes {part['classes']}" in lecture4 for part in parts)
     assert "made by commit" in lecture4
     lecture3 = executed(Path("lectures/03_pgd_adversarial_training.ipynb"))
     assert "ours, full profile: commit" in stdout(lecture3)
