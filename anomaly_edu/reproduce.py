@@ -227,7 +227,7 @@ def merge_results(parts: list[dict]) -> dict:
 
     def same_run(prov):  # everything that must match, i.e. the settings without the classes
         used = {k: v for k, v in prov["settings"].items() if k not in ("classes", "stacked_training")}
-        return prov["commit"], prov["uncommitted_changes"], used
+        return prov["commit"], prov.get("uncommitted_changes"), used
 
     for part in parts[1:]:
         if part["table"] != parts[0]["table"] or same_run(part["provenance"]) != same_run(first):
@@ -245,17 +245,21 @@ def merge_results(parts: list[dict]) -> dict:
             auc.update(part["results"][method]["auc"])
         auc = {str(c): auc[str(c)] for c in classes}
         results[method] = {"auc": auc, "mean": round(float(np.mean(list(auc.values()))), 2)}
-    stacked = sorted({m for part in parts for m in part["provenance"]["settings"]["stacked_training"]})
-    provenance_ = {**first, "settings": {**first["settings"], "classes": classes, "stacked_training": stacked},
-                   "date": max(part["provenance"]["date"] for part in parts),
-                   "wall_time_s": round(sum(part["provenance"]["wall_time_s"] for part in parts), 1),
-                   "parts": [{key: part["provenance"][key] for key in ("device", "date", "wall_time_s")}
-                             | {"classes": part["provenance"]["settings"]["classes"]} for part in parts]}
+    stacked = sorted({m for part in parts for m in part["provenance"]["settings"].get("stacked_training", [])})
+    merged = {**first, "settings": {**first["settings"], "classes": classes, "stacked_training": stacked},
+              "date": max(part["provenance"]["date"] for part in parts),
+              "wall_time_s": round(sum(part["provenance"]["wall_time_s"] for part in parts), 1),
+              "parts": [piece for part in parts for piece in _pieces(part["provenance"])]}
     devices = {part["provenance"]["device"] for part in parts}
     if len(devices) > 1:
-        provenance_["device"] = " + ".join(sorted(devices))
-    return {"table": parts[0]["table"], "metric": parts[0]["metric"], "results": results,
-            "provenance": provenance_}
+        merged["device"] = " + ".join(sorted(devices))
+    return {"table": parts[0]["table"], "metric": parts[0]["metric"], "results": results, "provenance": merged}
+
+
+def _pieces(prov: dict) -> list[dict]:
+    """The runs a results file was made of: its own, or those of a merged file."""
+    return prov.get("parts") or [{key: prov[key] for key in ("device", "date", "wall_time_s")}
+                                 | {"classes": prov["settings"]["classes"]}]
 
 
 def _check_methods(methods: list[str]) -> None:

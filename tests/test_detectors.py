@@ -150,6 +150,12 @@ def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch
     assert merged["provenance"]["wall_time_s"] == pytest.approx(
         first["provenance"]["wall_time_s"] + second["provenance"]["wall_time_s"], abs=0.2)
 
+    third = copy.deepcopy(second)  # a merged file merges again, keeping every run it was made of
+    third["provenance"]["settings"]["classes"], third["results"]["ae"]["auc"] = [7], {"7": 90.0}
+    again = reproduce.merge_results([merged, third])
+    assert [p["classes"] for p in again["provenance"]["parts"]] == [[4], [1], [7]]
+    assert again["results"]["ae"]["mean"] == round(np.mean([*merged["results"]["ae"]["auc"].values(), 90.0]), 2)
+
     with pytest.raises(ValueError, match=r"class\(es\) \[4\]"):
         reproduce.merge_results([second, together])
     longer = copy.deepcopy(second)
