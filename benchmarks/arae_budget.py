@@ -20,7 +20,6 @@ numbers; it reports test AUROCs and selects nothing, and it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,33 +28,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from anomaly_edu import data, profiles  # noqa: E402
+from anomaly_edu import data, profiles, reproduce  # noqa: E402
 from anomaly_edu.arae import latent_attack, robust_reconstruction_loss  # noqa: E402
 from anomaly_edu.detectors import make_detector  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
-from anomaly_edu.models import MLPAutoencoder  # noqa: E402
 from anomaly_edu.training import pick_device, set_seed, train  # noqa: E402
+
+
+AUTOENCODERS = ("ae", "dae", "arae", "arae-union")  # the methods this benchmark can train
 
 
 def parse_variant(text: str, settings: dict, seed: int) -> tuple[str, dict, int, str]:
     """"arae:gamma=0:seed=1" -> ("arae", its settings with gamma 0, seed 1, attack "batch")."""
     method, *changes = text.split(":")
-    if method not in settings:
-        raise SystemExit(f"unknown method {method!r} in variant {text!r}; known: {', '.join(sorted(settings))}")
-    values, attack = dict(settings[method]), "batch"
+    if method not in AUTOENCODERS:
+        raise SystemExit(f"unknown method {method!r} in variant {text!r}; known: {', '.join(AUTOENCODERS)}")
+    attack, profile_changes = "batch", []
     for change in changes:
         key, _, value = change.partition("=")
         if key == "seed":
             seed = int(value)
-        elif key == "attack" and value in ("batch", "epoch"):
+        elif key == "attack" and method == "arae" and value in ("batch", "epoch"):
             attack = value
-        elif key in values:
-            values[key] = json.loads(value)
-        else:
-            raise SystemExit(f"cannot read {change!r} in variant {text!r}: use seed=N, attack=batch|epoch "
-                             f"or one of {', '.join(sorted(values))}")
-    if attack == "epoch" and method != "arae":
-        raise SystemExit(f"attack=epoch is for arae only, not {method!r}")
+        else:  # a setting of the profile, checked as reproduce --set checks it
+            profile_changes.append(f"{method}.{change}")
+    try:
+        values = reproduce.apply_changes(settings, reproduce.parse_changes(profile_changes))[method]
+    except ValueError as err:
+        raise SystemExit(f"cannot read the variant {text!r}: {err} (seed=N and, for arae, attack=batch|epoch "
+                         "are also allowed)") from None
     return method, values, seed, attack
 
 
@@ -99,10 +100,10 @@ def main() -> None:
     for text, (method, values, seed, attack) in zip(args.variants.split(","), variants):
         detector = make_detector(method, {method: values}, seed=seed, device=device, progress=False)
         set_seed(seed)
-        detector.model = MLPAutoencoder(image_shape=tuple(split.x_train.shape[1:])).to(device)
+        detector.model = detector.default_model(tuple(split.x_train.shape[1:])).to(device)
         optimizer = torch.optim.Adam(detector.model.parameters(), lr=detector.lr)
         detector.history_ = []  # the mean loss of each epoch, as fit() records it
-        print(f"\n{text}: {values}, seed {seed}, attack once per {attack}")
+        print(f"\n{text}: {values}, seed {seed}" + (f", attack once per {attack}" if method == "arae" else ""))
         start, done = time.perf_counter(), 0
         while done < args.epochs:
             chunk = min(args.every, args.epochs - done)
