@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 
+import torch
+
 from .data import DATA_ENV_VAR, DATASETS, available_datasets, data_root, load_dataset
-from .reproduce import (TABLES, format_comparison, merge_results, parse_changes, parse_classes,
-                        run_coil100_table, run_table, write_json_atomically)
+from .methods import METHODS
+from .reproduce import TABLES, format_comparison, merge_results, parse_changes, parse_classes, run_table
+from .results import check_writable, write_json_atomically
 
 
 def _data(args) -> int:
@@ -24,18 +27,12 @@ def _data(args) -> int:
 
 
 def _reproduce(args) -> int:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    changes = parse_changes(args.set)
-    if args.table == "coil100":  # the talk's Table 3 has fixed rows, not normal classes
-        if changes:
-            raise ValueError("--set is not available for coil100 yet; change anomaly_edu/profiles.py instead")
-        result = run_coil100_table(methods, profile=args.profile, seed=args.seed, device=args.device,
-                                   root=args.data_root, progress=not args.no_progress)
-    else:
-        result = run_table(args.table, methods, parse_classes(args.classes), profile=args.profile,
-                           seed=args.seed, device=args.device, root=args.data_root,
-                           progress=not args.no_progress, changes=changes,
-                           stacked={"auto": None, "yes": True, "no": False}[args.stacked])
+    if args.out:
+        check_writable(args.out)  # refuse now rather than after hours of training
+    result = run_table(args.table, [m.strip() for m in args.methods.split(",") if m.strip()],
+                       parse_classes(args.classes) if args.classes else None, profile=args.profile,
+                       seed=args.seed, device=args.device, root=args.data_root, progress=not args.no_progress,
+                       changes=parse_changes(args.set), stacked={"auto": None, "yes": True, "no": False}[args.stacked])
     print(format_comparison(result))
     if args.out:
         write_json_atomically(result, args.out)
@@ -44,6 +41,7 @@ def _reproduce(args) -> int:
 
 
 def _merge(args) -> int:
+    check_writable(args.out)
     parts = []
     for path in args.parts:
         with open(path) as f:
@@ -69,16 +67,18 @@ def main(argv=None) -> int:
 
     rep = sub.add_parser("reproduce", help="reproduce one of the talk's tables with our code")
     rep.add_argument("table", choices=list(TABLES))
-    rep.add_argument("--methods", default="ae,dae,ocsvm,dsvdd", help="comma-separated, e.g. ae,dae")
-    rep.add_argument("--classes", default="0-9", help="normal classes, e.g. 0-9 or 1,8 (not for coil100, "
-                     "whose rows are the talk's 1, 4 and 7 normal classes)")
+    rep.add_argument("--methods", default="ae,dae,ocsvm,dsvdd",
+                     help=f"comma-separated, from: {', '.join(METHODS)}")
+    rep.add_argument("--classes", default=None, help="normal classes, e.g. 0-9 (the default) or 1,8; not for "
+                     "coil100, whose rows are the talk's 1, 4 and 7 normal classes")
     rep.add_argument("--profile", default="quick", choices=["quick", "full"])
     rep.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
                      help="change one setting of the profile, e.g. --set arae.epochs=30 (repeatable; "
                      "recorded in the results)")
+    stackable = ", ".join(name for name, method in METHODS.items() if method.stackable)
     rep.add_argument("--stacked", default="auto", choices=["auto", "yes", "no"],
-                     help="train the AE, DAE and ARAE models of all classes as one stacked model "
-                     "(auto: on a GPU only, where it is faster)")
+                     help=f"train the models of all classes as one stacked model ({stackable}; "
+                     "auto: on a GPU only, where it is faster)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--device", default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
     rep.add_argument("--data-root", default=None)
@@ -91,12 +91,28 @@ def main(argv=None) -> int:
     merge.add_argument("--out", required=True, help="the merged results file")
     merge.set_defaults(run=_merge)
 
+    for command in (data, rep, merge):
+        command.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, OSError) as err:  # bad input: one clear line, no traceback
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        if args.debug:
+            raise
+        print(f"error: {error_line(err)}", file=sys.stderr)
         return 2
+
+
+def error_line(err: Exception) -> str:
+    """One line that says what went wrong and what to do, instead of a traceback."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, torch.OutOfMemoryError):
+        return ("out of memory on the device; lower the batch size (e.g. --set ae.batch_size=64) "
+                "or run on the CPU with --device cpu")
+    if isinstance(err, (ValueError, OSError)):  # bad input: the message says what to fix
+        return first
+    return f"{type(err).__name__}: {first} (run again with --debug for the traceback)"
 
 
 if __name__ == "__main__":

@@ -21,19 +21,22 @@ import torch.nn.functional as F
 from .attacks import per_example_mse, pgd
 from .detectors import AEDetector
 from .models import MLPAutoencoder
+from .profiles import PROFILES
+
+QUICK = PROFILES["quick"]  # the detectors' default settings
+PUBLISHED_UNION = PROFILES["full"]["arae-union"]  # the union variant's published attacks
 
 
 def latent_attack(model: torch.nn.Module, x: torch.Tensor, *, eps: float, steps: int,
                   alpha: float | None = None) -> torch.Tensor:
     """PGD on the encoder: push ``Enc(x + d)`` away from the clean code ``Enc(x)``
     (held fixed) within the L-inf ball of radius ``eps``, from a uniform random
-    start, with steps of ``alpha`` (default 2.5 * eps / steps, as in the ARAE code).
-    ``model`` must have an ``encode`` method. Lecture 4."""
+    start, with steps of ``alpha`` (default: :func:`~anomaly_edu.attacks.pgd`'s,
+    as in the ARAE code). ``model`` must have an ``encode`` method. Lecture 4."""
     if eps == 0:
         return x.detach().clone()
     with torch.no_grad():
         clean_code = model.encode(x)
-    alpha = alpha if alpha is not None else 2.5 * eps / steps
     # At x itself the gradient of the distance is exactly zero, hence the random start.
     return pgd(EncoderOnly(model), x, clean_code, eps=eps, alpha=alpha, steps=steps,
                random_start=True, loss_fn=per_example_mse)
@@ -76,11 +79,14 @@ def robust_reconstruction_loss(attack, gamma: float):
 class ARAEDetector(AEDetector):
     """ARAE: an autoencoder trained with :func:`arae_loss`; score = reconstruction
     error of the clean image. The talk's settings: eps 0.2 on MNIST (0.05 on other
-    data), gamma 0.1. Lecture 4."""
+    data), gamma 0.1, 40 attack steps (the quick profile, the default, takes 5). Lecture 4."""
 
-    def __init__(self, model: torch.nn.Module | None = None, *, eps: float = 0.2, steps: int = 40,
-                 gamma: float = 0.1, **kwargs):
-        super().__init__(model, **kwargs)
+    def __init__(self, model: torch.nn.Module | None = None, *, eps: float = QUICK["arae"]["eps"],
+                 steps: int = QUICK["arae"]["steps"], gamma: float = QUICK["arae"]["gamma"],
+                 epochs: int = QUICK["arae"]["epochs"], batch_size: int = QUICK["arae"]["batch_size"],
+                 lr: float = QUICK["arae"]["lr"], seed: int = 0, device=None, progress: bool = True):
+        super().__init__(model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                         progress=progress)
         if eps < 0 or steps < 1 or gamma < 0:
             raise ValueError(f"need eps >= 0, steps >= 1 and gamma >= 0; got {eps}, {steps}, {gamma}")
         self.eps, self.steps, self.gamma = eps, steps, gamma
@@ -92,12 +98,14 @@ class ARAEDetector(AEDetector):
 # ---------------------------------------------------------------- the union of perturbation sets
 
 
-def spatial_attack(model: torch.nn.Module, x: torch.Tensor, *, angles=None, shifts=(-4, 0, 4)) -> torch.Tensor:
+def spatial_attack(model: torch.nn.Module, x: torch.Tensor, *, angles=None,
+                   shifts=tuple(PUBLISHED_UNION["shifts"])) -> torch.Tensor:
     """Grid search over rotations (degrees) and x/y shifts (pixels): for each
     image, the transformed copy whose code lies furthest from the clean code.
     The defaults are the published union variant's 31 angles in [-30, 30] times
     3 x 3 shifts: 279 transformations. Lecture 4."""
-    angles = torch.linspace(-30, 30, 31) if angles is None else torch.as_tensor(angles, dtype=torch.float32)
+    angles = evenly_spaced_angles(PUBLISHED_UNION["n_angles"]) if angles is None else angles
+    angles = torch.as_tensor(angles, dtype=torch.float32)
     with torch.no_grad():
         clean_code = model.encode(x)
         best, best_distance = x.clone(), torch.full((len(x),), -1.0, device=x.device)
@@ -111,6 +119,12 @@ def spatial_attack(model: torch.nn.Module, x: torch.Tensor, *, angles=None, shif
     return best
 
 
+def evenly_spaced_angles(n_angles: int) -> torch.Tensor:
+    """``n_angles`` rotation angles evenly spaced in [-30, 30] degrees (just 0 when
+    ``n_angles`` is 1): the union variant's rotations. Lecture 4."""
+    return torch.linspace(-30, 30, n_angles) if n_angles > 1 else torch.zeros(1)
+
+
 def rotate_and_shift(x: torch.Tensor, angle: float, dx: float, dy: float) -> torch.Tensor:
     """Rotate images (N, C, H, W) by ``angle`` degrees about their centre and
     shift them by (dx, dy) pixels, filling with 0 (bilinear sampling). Lecture 4."""
@@ -122,8 +136,9 @@ def rotate_and_shift(x: torch.Tensor, angle: float, dx: float, dy: float) -> tor
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 
 
-def union_candidates(model: torch.nn.Module, x: torch.Tensor, *, linf=(0.2, 0.01, 40), l2=(5.0, 0.1, 100),
-                     spatial: bool = True, angles=None, shifts=(-4, 0, 4)) -> dict[str, torch.Tensor]:
+def union_candidates(model: torch.nn.Module, x: torch.Tensor, *, linf=tuple(PUBLISHED_UNION["linf"]),
+                     l2=tuple(PUBLISHED_UNION["l2"]), spatial: bool = True, angles=None,
+                     shifts=tuple(PUBLISHED_UNION["shifts"])) -> dict[str, torch.Tensor]:
     """The union variant's perturbation sets, each searched on its own for the
     images that move the latent code most: L-inf PGD and L-2 PGD (each ``(eps,
     step, steps)``, from a random start) and the spatial grid search (``angles``
@@ -161,22 +176,27 @@ class UnionARAEDetector(AEDetector):
     on the worst of L-inf PGD, L-2 PGD and rotations with shifts
     (:func:`union_attack`). ``linf`` and ``l2`` are ``(eps, step, steps)``;
     ``n_angles`` angles evenly spaced in [-30, 30] degrees. Score: the
-    reconstruction error of the clean image. Lecture 4."""
+    reconstruction error of the clean image. The defaults are the quick
+    profile's shorter attacks; the published ones are the full profile's. Lecture 4."""
 
-    def __init__(self, model: torch.nn.Module | None = None, *, gamma: float = 0.2, linf=(0.2, 0.01, 40),
-                 l2=(5.0, 0.1, 100), n_angles: int = 31, shifts=(-4, 0, 4), **kwargs):
-        super().__init__(model, **kwargs)
+    def __init__(self, model: torch.nn.Module | None = None, *, gamma: float = QUICK["arae-union"]["gamma"],
+                 linf=tuple(QUICK["arae-union"]["linf"]), l2=tuple(QUICK["arae-union"]["l2"]),
+                 n_angles: int = QUICK["arae-union"]["n_angles"], shifts=tuple(QUICK["arae-union"]["shifts"]),
+                 epochs: int = QUICK["arae-union"]["epochs"], batch_size: int = QUICK["arae-union"]["batch_size"],
+                 lr: float = QUICK["arae-union"]["lr"], seed: int = 0, device=None, progress: bool = True):
+        super().__init__(model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                         progress=progress)
         if gamma < 0 or n_angles < 1 or len(linf) != 3 or len(l2) != 3:
             raise ValueError("need gamma >= 0, n_angles >= 1, and linf and l2 as (eps, step, steps); "
                              f"got {gamma}, {n_angles}, {linf}, {l2}")
-        self.gamma, self.linf, self.l2 = gamma, tuple(linf), tuple(l2)
-        self.n_angles, self.shifts = n_angles, tuple(shifts)
+        self.gamma, self.linf, self.l2, self.n_angles, self.shifts = gamma, linf, l2, n_angles, shifts
 
     def default_model(self, image_shape: tuple) -> torch.nn.Module:
         return MLPAutoencoder(image_shape=image_shape, activation="relu")
 
     def batch_loss(self):
-        angles = torch.linspace(-30, 30, self.n_angles) if self.n_angles > 1 else torch.zeros(1)
+        angles = evenly_spaced_angles(self.n_angles)
         return robust_reconstruction_loss(
-            lambda model, x: union_attack(model, x, linf=self.linf, l2=self.l2, angles=angles, shifts=self.shifts),
+            lambda model, x: union_attack(model, x, linf=tuple(self.linf), l2=tuple(self.l2), angles=angles,
+                                          shifts=tuple(self.shifts)),
             self.gamma)

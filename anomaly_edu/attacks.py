@@ -37,9 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data import check_images
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
-__all__ = ["fgsm", "pgd", "sparse_attack", "per_example_cross_entropy", "per_example_mse"]
+__all__ = ["fgsm", "pgd", "sparse_attack", "input_gradient", "per_example_cross_entropy", "per_example_mse"]
 
 
 # ---------------------------------------------------------------------------
@@ -63,30 +65,6 @@ def per_example_mse(output: Tensor, target: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------
 # Checks and small helpers
 # ---------------------------------------------------------------------------
-
-def _check_images(x: Tensor) -> None:
-    """Raise a ValueError unless x is a floating-point batch with values in [0, 1]."""
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise ValueError(
-            "x must be a floating-point tensor of images with values in [0, 1] "
-            f"(got {type(x).__name__} {getattr(x, 'dtype', '')}); "
-            "convert uint8 images with x.float() / 255."
-        )
-    if x.ndim < 2:
-        raise ValueError(
-            f"x must be a batch of shape (N, ...) (got shape {tuple(x.shape)}); "
-            "add a batch dimension with x.unsqueeze(0)."
-        )
-    if not bool(((x >= 0) & (x <= 1)).all()):  # also False for NaN and inf
-        if not bool(torch.isfinite(x).all()):
-            problem = "x contains NaN or infinite values"
-        else:
-            problem = f"x has values in [{x.min().item():.4g}, {x.max().item():.4g}]"
-        raise ValueError(
-            f"{problem}; attacks need images with values in [0, 1]. Pass the images "
-            "before normalisation (fold the normalisation into the model)."
-        )
-
 
 def _check_number(name: str, value: float, *, positive: bool) -> None:
     """Raise a ValueError unless value is finite and >= 0 (> 0 when positive)."""
@@ -128,11 +106,16 @@ def _loss(model: nn.Module, x_adv: Tensor, y: Tensor, loss_fn: LossFn) -> Tensor
     return loss
 
 
-def _input_gradient(model: nn.Module, x_adv: Tensor, y: Tensor, loss_fn: LossFn) -> Tensor:
-    """Gradient of the mean loss with respect to the images x_adv (not the parameters)."""
-    x_adv = x_adv.detach().requires_grad_(True)
-    loss = _loss(model, x_adv, y, loss_fn)
-    return torch.autograd.grad(loss.mean(), x_adv)[0]
+def input_gradient(model: nn.Module, x: Tensor, y: Tensor, loss_fn: Optional[LossFn] = None) -> Tensor:
+    """Gradient of the mean loss with respect to the images ``x`` (not the
+    parameters); the model runs as it is (attacks put it in eval mode first).
+    Every attack steps along it; for robust classifiers it looks like the
+    object (Lecture 3). Lecture 2."""
+    loss_fn = loss_fn or per_example_cross_entropy
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = _loss(model, x, y, loss_fn)
+        return torch.autograd.grad(loss.mean(), x)[0]
 
 
 def _per_example(values: Tensor, x: Tensor) -> Tensor:
@@ -157,13 +140,13 @@ def fgsm(
     L-inf threat model: ``x_adv = clip(x + eps * sign(grad_x loss), 0, 1)``.
     See the module docstring for ``loss_fn`` and the conventions.
     """
-    _check_images(x)
+    check_images(x, "x", any_shape=True)
     _check_number("eps", eps, positive=False)
     if eps == 0:
         return x.detach().clone()
     loss_fn = loss_fn or per_example_cross_entropy
     with _attack_mode(model):
-        grad = _input_gradient(model, x, y, loss_fn)
+        grad = input_gradient(model, x, y, loss_fn)
     return (x.detach() + eps * grad.sign()).clamp(0, 1)
 
 
@@ -210,8 +193,8 @@ def pgd(
     y: Tensor,
     *,
     eps: float,
-    alpha: float,
     steps: int,
+    alpha: Optional[float] = None,
     norm: Literal["linf", "l2"] = "linf",
     random_start: bool = False,
     restarts: int = 1,
@@ -226,15 +209,18 @@ def pgd(
     * ``norm="l2"``: ``x_adv += alpha * grad / ||grad||`` (per example);
       ``delta *= min(1, eps / ||delta||)``.
 
-    ``random_start=True`` starts from a random point of the ball (see
+    ``alpha`` defaults to ``2.5 * eps / steps``: the steps add up to 2.5 times
+    the radius, enough to cross the ball and move along its boundary (the rule
+    the ARAE code uses, and the course everywhere). ``random_start=True`` starts from a random point of the ball (see
     ``_random_start``). With ``restarts > 1`` (which needs a random start) the
     attack runs that many times and keeps, per example, the result with the
     highest loss; ``loss_fn`` must then return one loss per example.
     Without a random start this matches torchattacks' ``PGD`` and ``PGDL2``.
     """
-    _check_images(x)
+    check_images(x, "x", any_shape=True)
     _check_number("eps", eps, positive=False)
-    _check_number("alpha", alpha, positive=True)
+    if alpha is not None:
+        _check_number("alpha", alpha, positive=True)
     _check_count("restarts", restarts, 1)
     if norm not in ("linf", "l2"):
         raise ValueError(f"norm must be 'linf' or 'l2' (got {norm!r}).")
@@ -246,6 +232,7 @@ def pgd(
     if eps == 0:
         return x.detach().clone()
     _check_count("steps", steps, 1)
+    alpha = 2.5 * eps / steps if alpha is None else alpha
     loss_fn = loss_fn or per_example_cross_entropy
     x = x.detach()
 
@@ -254,7 +241,7 @@ def pgd(
         for _ in range(restarts):
             x_adv = _random_start(x, eps, norm) if random_start else x
             for _ in range(steps):
-                grad = _input_gradient(model, x_adv, y, loss_fn)
+                grad = input_gradient(model, x_adv, y, loss_fn)
                 x_adv = _pgd_step(x_adv, x, grad, eps, alpha, norm)
             if restarts == 1:
                 return x_adv
@@ -313,7 +300,7 @@ def sparse_attack(
     again. ``steps`` (default ``k``, at most ``k``) spreads the k positions
     evenly over the steps: fewer steps is faster but cruder.
     """
-    _check_images(x)
+    check_images(x, "x", any_shape=True)
     _check_count("k", k, 0)
     if k == 0:
         return x.detach().clone()
@@ -329,7 +316,7 @@ def sparse_attack(
     with _attack_mode(model):
         for step in range(steps):
             n_new = k * (step + 1) // steps - k * step // steps
-            grad = _input_gradient(model, x_adv, y, loss_fn)
+            grad = input_gradient(model, x_adv, y, loss_fn)
             target = torch.where(grad > 0, 1.0, torch.where(grad < 0, 0.0, x_adv))
             gain = _per_position(grad * (target - x_adv)).masked_fill(chosen, -math.inf)
             new = torch.zeros_like(chosen).scatter_(1, gain.topk(n_new, dim=1).indices, True)

@@ -8,8 +8,14 @@ into one tensor of shape (10, n_out, n_in), and one batched matrix product
 
 The models keep their own parameters (the stacking happens inside ``forward``),
 so each one gets exactly the gradient, the Adam state and the mini-batches it
-would get alone: training side by side gives the models that training one by
-one gives, up to floating-point rounding.
+would get alone. What that gives:
+
+- a loss that draws no random numbers (the AE's): side by side gives the
+  models that one by one gives, up to floating-point rounding (tested);
+- a loss that draws random numbers (the DAE's noise, ARAE's random attack
+  start): one stacked draw replaces the M separate ones, so each model sees
+  other, equally distributed noise. The models differ from one-by-one ones as
+  two seeds do, no more (the tests compare AUCs).
 
 On a CPU the matrix products of one model already keep the cores busy, and
 stacking does not pay: ``benchmarks/batched_training.py`` measures both ways.
@@ -20,13 +26,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .arae import ARAEDetector
 from .data import check_images
-from .detectors import AEDetector, DAEDetector
+from .detectors import AEDetector
+from .methods import METHODS
 from .models import MLPAutoencoder
-from .training import BatchLoss, set_seed
+from .training import BatchLoss, check_budget, pick_device, run_epochs, seeded
 
 
 class StackedAutoencoders(nn.Module):
@@ -74,7 +79,8 @@ def _run_stacked(sequentials: list[nn.Sequential], x: torch.Tensor) -> torch.Ten
 def train_stacked(models: list[MLPAutoencoder], xs: list[torch.Tensor], *, batch_loss: BatchLoss,
                   epochs: int, batch_size: int, lr: float = 1e-3, seed: int = 0, progress: bool = True,
                   desc: str = "stacked training") -> list[float]:
-    """Train ``models[m]`` on ``xs[m]`` for every m, side by side, with Adam.
+    """Train ``models[m]`` on ``xs[m]`` for every m, side by side, with Adam, in
+    the course's training loop (:func:`~anomaly_edu.training.run_epochs`).
 
     Every model sees the mini-batches :func:`~anomaly_edu.training.train` would
     give it alone (its own order, drawn from a generator seeded with ``seed``)
@@ -82,12 +88,12 @@ def train_stacked(models: list[MLPAutoencoder], xs: list[torch.Tensor], *, batch
     wait for the others; a last mini-batch of a different size is run as a
     stack of its own. The loss of a stack of k models is multiplied by k, which
     gives every model the gradient of its own mean loss. Returns, for each
-    epoch, the mean loss per image over all the models' images. Lecture 4.
+    epoch, the sum of the models' mean batch losses, averaged over the epoch's
+    steps. Lecture 4.
     """
     if len(xs) != len(models):
         raise ValueError(f"{len(models)} models but {len(xs)} training sets were given")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
+    check_budget(epochs, batch_size)
     if any(len(x) == 0 for x in xs):
         raise ValueError("cannot train on an empty training set")
     # Adam keeps its state per parameter tensor, so one optimizer serves all the models,
@@ -95,31 +101,23 @@ def train_stacked(models: list[MLPAutoencoder], xs: list[torch.Tensor], *, batch
     optimizer = torch.optim.Adam([p for model in models for p in model.parameters()], lr=lr)
     generators = [torch.Generator().manual_seed(seed) for _ in xs]
     n_batches = [(len(x) + batch_size - 1) // batch_size for x in xs]
-    n_images = sum(len(x) for x in xs)
-    history = []
-    for model in models:
-        model.train()
-    bar = tqdm(total=epochs * max(n_batches), desc=desc, disable=not progress, unit="batch")
-    for epoch in range(epochs):
+
+    def stacked_batches():  # one epoch: ({model: its batch}, no targets, weight)
         orders = [torch.randperm(len(x), generator=g).to(x.device) for x, g in zip(xs, generators)]
-        total = 0.0
         for step in range(max(n_batches)):
             batches = {m: xs[m][orders[m][step * batch_size:(step + 1) * batch_size]]
                        for m in range(len(models)) if step < n_batches[m]}
-            optimizer.zero_grad()  # sets gradients to None: waiting models stay as they are
-            for group in _same_size_groups(batches):
-                stack = StackedAutoencoders([models[m] for m in group])
-                loss = batch_loss(stack, torch.stack([batches[m] for m in group]), None) * len(group)
-                loss.backward()
-                total += loss.item() * len(batches[group[0]]) / n_images
-            optimizer.step()
-            bar.update(1)
-        history.append(total)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.4g}")
-    bar.close()
-    for model in models:
-        model.eval()
-    return history
+            yield batches, None, 1  # every step counts once
+
+    def stacked_loss(_, batches, y=None):
+        total = 0.0
+        for group in _same_size_groups(batches):
+            stack = StackedAutoencoders([models[m] for m in group])
+            total = total + batch_loss(stack, torch.stack([batches[m] for m in group]), None) * len(group)
+        return total
+
+    return run_epochs(nn.ModuleList(models), stacked_batches, batch_loss=stacked_loss, epochs=epochs,
+                      optimizer=optimizer, steps_per_epoch=max(n_batches), progress=progress, desc=desc)
 
 
 def _same_size_groups(batches: dict[int, torch.Tensor]) -> list[list[int]]:
@@ -134,31 +132,36 @@ def fit_stacked(detectors: list[AEDetector], train_sets: list[torch.Tensor], *,
                 progress: bool = True) -> list[AEDetector]:
     """Fit ``detectors[m]`` on ``train_sets[m]`` for every m, side by side.
 
-    The detectors must be unfitted AE, DAE or ARAE detectors of one type, with
-    equal settings and no model of their own. Each model starts from the
-    weights its own ``fit`` would draw (same seed), so every detector ends up as
-    if it had been fitted alone. Lecture 4.
+    The detectors must be of one stackable method (``stackable`` in
+    :mod:`anomaly_edu.methods`: AE, DAE, ARAE), with equal settings and no
+    model of their own. Each model starts from the weights its own ``fit``
+    would draw (same seed); see the module's docstring for what else holds.
+    Lecture 4.
     """
     if not detectors or len(detectors) != len(train_sets):
         raise ValueError(f"need one training set per detector, got {len(detectors)} detectors "
                          f"and {len(train_sets)} training sets")
     first = detectors[0]
-    if type(first) not in (AEDetector, DAEDetector, ARAEDetector):
-        raise ValueError(f"fit_stacked stacks AE, DAE or ARAE detectors, not {type(first).__name__} "
-                         "(the union variant's L-2 and spatial attacks work on one model at a time)")
-    if any(type(d) is not type(first) or vars(d) != vars(first) for d in detectors):
+    stackable = [m.detector for m in METHODS.values() if m.stackable]
+    if type(first) not in stackable:
+        names = ", ".join(m.name for m in METHODS.values() if m.stackable)
+        raise ValueError(f"fit_stacked stacks the detectors of {names}, not {type(first).__name__} "
+                         "(see `stackable` in anomaly_edu.methods)")
+    if any(type(d) is not type(first) or d.get_params() != first.get_params() for d in detectors):
         raise ValueError("fit_stacked needs detectors of one type with equal settings")
-    if first.model is not None or first.history_:
-        raise ValueError("fit_stacked trains fresh default models: pass unfitted detectors without a model")
+    if first.model is not None:
+        raise ValueError("fit_stacked trains fresh default models: pass detectors without a model of their own")
+    device = first.device_ = pick_device(first.device)
     models = []
     for x in train_sets:
         check_images(x, "training images")
-        set_seed(first.seed)  # the initial weights that detector.fit would draw
-        models.append(first.default_model(tuple(x.shape[1:])).to(first.device))
-    set_seed(first.seed)
-    history = train_stacked(models, [x.to(first.device) for x in train_sets], batch_loss=first.batch_loss(),
-                            epochs=first.epochs, batch_size=first.batch_size, lr=first.lr, seed=first.seed,
-                            progress=progress, desc=f"{type(first).__name__} x {len(detectors)}")
+        with seeded(first.seed):  # the initial weights that detector.fit would draw
+            models.append(first.new_model(tuple(x.shape[1:])).to(device))
+    with seeded(first.seed):
+        history = train_stacked(models, [x.to(device) for x in train_sets], batch_loss=first.batch_loss(),
+                                epochs=first.epochs, batch_size=first.batch_size, lr=first.lr, seed=first.seed,
+                                progress=progress, desc=f"{type(first).__name__} x {len(detectors)}")
+    history = [loss / len(models) for loss in history]  # each model's loss, on average
     for detector, model in zip(detectors, models):
-        detector.model, detector.history_ = model, list(history)
+        detector.model_, detector.history_, detector.device_ = model, list(history), device
     return detectors

@@ -201,20 +201,28 @@ def available_datasets(root=None) -> dict[str, bool]:
 # ---------------------------------------------------------------- checks on inputs
 
 
-def check_images(x: torch.Tensor, name: str = "images") -> torch.Tensor:
-    """Raise a clear error unless ``x`` is a float tensor (N, C, H, W) with values
-    in [0, 1]. Lecture 1."""
+def check_images(x: torch.Tensor, name: str = "images", *, any_shape: bool = False) -> torch.Tensor:
+    """Raise a clear error unless ``x`` is a floating-point batch of images
+    (N, C, H, W) with values in [0, 1]; return ``x``. ``any_shape=True`` accepts
+    any batch (N, ...), e.g. flattened images, as the attacks do. Lecture 1."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
+    if any_shape and x.ndim < 2:
+        raise ValueError(f"{name} must be a batch of shape (N, ...), got shape {tuple(x.shape)}; "
+                         "add a batch axis with x.unsqueeze(0)")
+    if not any_shape and x.ndim != 4:
         raise ValueError(f"{name} must have shape (N, C, H, W), got shape {tuple(x.shape)}; "
                          f"add a channel axis with x.unsqueeze(1) for (N, H, W) images")
     if not x.is_floating_point():
-        raise ValueError(f"{name} must be floating point in [0, 1], got dtype {x.dtype}; "
-                         f"divide uint8 images by 255")
-    if x.numel() and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{name} must lie in [0, 1], found values in "
-                         f"[{x.min().item():.3g}, {x.max().item():.3g}]")
+        raise ValueError(f"{name} must be a floating-point tensor with values in [0, 1], got dtype {x.dtype}; "
+                         "convert uint8 images with x.float() / 255")
+    if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):  # also catches NaN
+        if not bool(torch.isfinite(x).all()):
+            problem = f"{name} contains NaN or infinite values"
+        else:
+            problem = f"{name} has values in [{x.min().item():.4g}, {x.max().item():.4g}]"
+        raise ValueError(f"{problem}, but images need values in [0, 1]; pass the images before "
+                         "normalisation (fold any normalisation into the model)")
     return x
 
 

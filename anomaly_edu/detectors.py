@@ -1,14 +1,29 @@
-"""Anomaly detectors with scikit-learn's habits: ``fit(x_normal)`` on normal
-images only, then ``score(x)`` returns one number per image, higher = more
-anomalous. Introduced in Lecture 1.
+"""Anomaly detectors with scikit-learn's habits. Introduced in Lecture 1.
+
+Every detector of the course (here, and ARAE in Lecture 4) follows :class:`Detector`:
+
+- ``__init__`` stores its settings as given; the defaults are the quick
+  profile's (:mod:`anomaly_edu.profiles`);
+- ``fit(x_normal)`` trains a fresh model on normal images only, every time it
+  is called, and returns the detector;
+- ``score(x)`` returns one **anomaly score** per image as a NumPy array:
+  **higher means more anomalous**. (scikit-learn's ``score_samples`` has the
+  opposite sign; the course never uses it.)
+
+The detectors here:
 
 - :class:`AEDetector`: reconstruction error of an autoencoder
 - :class:`DAEDetector`: the same, trained to remove Gaussian noise
 - :class:`OCSVMDetector`: scikit-learn's one-class SVM on raw pixels
 - :class:`DeepSVDDDetector`: distance to a centre in a learned feature space
+
+:mod:`anomaly_edu.methods` lists them (and the later lectures' detectors) by name.
 """
 
 from __future__ import annotations
+
+import copy
+import inspect
 
 import numpy as np
 import torch
@@ -16,7 +31,33 @@ from sklearn.svm import OneClassSVM
 
 from .data import check_images
 from .models import DeepSVDDNet, MLPAutoencoder
-from .training import denoising_loss, pick_device, predict_in_batches, reconstruction_loss, set_seed, train
+from .profiles import PROFILES
+from .training import (denoising_loss, pick_device, predict_in_batches, reconstruction_loss, seeded,
+                       train)
+
+QUICK = PROFILES["quick"]  # the detectors' default settings
+
+
+class Detector:
+    """The interface every detector follows (see the module's docstring). Lecture 1."""
+
+    def fit(self, x: torch.Tensor) -> "Detector":
+        """Train a fresh model on normal images ``x`` (N, C, H, W) in [0, 1]; return ``self``."""
+        raise NotImplementedError
+
+    def score(self, x: torch.Tensor) -> np.ndarray:
+        """One anomaly score per image of ``x``; higher = more anomalous."""
+        raise NotImplementedError
+
+    def get_params(self) -> dict:
+        """The settings given to ``__init__`` (scikit-learn's name for them)."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
+
+    def _check_fitted(self, fitted_attribute: str) -> None:
+        if getattr(self, fitted_attribute, None) is None:
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(x_normal) "
+                               "before score")
 
 
 def reconstruction_error(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -25,53 +66,54 @@ def reconstruction_error(model: torch.nn.Module, x: torch.Tensor, batch_size: in
     return predict_in_batches(lambda b: ((model(b) - b) ** 2).flatten(1).sum(1), x, batch_size)
 
 
-class AEDetector:
+class AEDetector(Detector):
     """Autoencoder detector: train an autoencoder on normal images, score an
     image by its reconstruction error (sum of squared pixel errors). Lecture 1.
 
-    ``model`` defaults to the talk's :class:`~anomaly_edu.models.MLPAutoencoder`.
+    ``model`` is the network to train; ``fit`` trains a fresh copy of it (the
+    given module itself is never changed). By default it is the talk's
+    :class:`~anomaly_edu.models.MLPAutoencoder`. The fitted network is ``model_``.
     """
 
-    def __init__(self, model: torch.nn.Module | None = None, *, epochs: int = 15,
-                 batch_size: int = 128, lr: float = 1e-3, seed: int = 0, device=None,
-                 progress: bool = True):
+    def __init__(self, model: torch.nn.Module | None = None, *, epochs: int = QUICK["ae"]["epochs"],
+                 batch_size: int = QUICK["ae"]["batch_size"], lr: float = QUICK["ae"]["lr"], seed: int = 0,
+                 device=None, progress: bool = True):
         self.model, self.epochs, self.batch_size, self.lr = model, epochs, batch_size, lr
-        self.seed, self.device, self.progress = seed, pick_device(device), progress
-        self.history_: list[float] = []
+        self.seed, self.device, self.progress = seed, device, progress
 
     def default_model(self, image_shape: tuple) -> torch.nn.Module:
         """The network ``fit`` trains when none was given: the talk's MLP."""
         return MLPAutoencoder(image_shape=image_shape)
+
+    def new_model(self, image_shape: tuple) -> torch.nn.Module:
+        """A fresh, untrained network: a copy of ``model``, or :meth:`default_model`.
+        Call it with the random generators seeded (``fit`` does)."""
+        return copy.deepcopy(self.model) if self.model is not None else self.default_model(image_shape)
 
     def batch_loss(self):
         """The batch loss this detector trains with (for the training loop)."""
         return reconstruction_loss
 
     def fit(self, x: torch.Tensor) -> "AEDetector":
-        """Train on normal images ``x`` (N, C, H, W) in [0, 1]."""
+        """Train a fresh network on normal images ``x`` (N, C, H, W) in [0, 1]."""
         check_images(x, "training images")
-        set_seed(self.seed)
-        if self.model is None:
-            self.model = self.default_model(tuple(x.shape[1:]))
-        self.model.to(self.device)
-        self.history_ = train(self.model, x.to(self.device), batch_loss=self.batch_loss(),
-                              epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                              seed=self.seed, progress=self.progress, desc=type(self).__name__)
+        self.device_ = pick_device(self.device)
+        with seeded(self.seed):
+            self.model_ = self.new_model(tuple(x.shape[1:])).to(self.device_)
+            self.history_ = train(self.model_, x.to(self.device_), batch_loss=self.batch_loss(),
+                                  epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                  seed=self.seed, progress=self.progress, desc=type(self).__name__)
         return self
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """The autoencoder's reconstruction of ``x``."""
-        self._check_fitted()
-        return predict_in_batches(self.model, check_images(x).to(self.device))
+        """The fitted autoencoder's reconstruction of ``x``."""
+        self._check_fitted("model_")
+        return predict_in_batches(self.model_, check_images(x).to(self.device_))
 
     def score(self, x: torch.Tensor) -> np.ndarray:
         """Reconstruction error per image; higher = more anomalous."""
-        self._check_fitted()
-        return reconstruction_error(self.model, check_images(x).to(self.device)).cpu().numpy()
-
-    def _check_fitted(self):
-        if not self.history_:
-            raise RuntimeError(f"call {type(self).__name__}.fit(x_normal) before scoring")
+        self._check_fitted("model_")
+        return reconstruction_error(self.model_, check_images(x).to(self.device_)).cpu().numpy()
 
 
 class DAEDetector(AEDetector):
@@ -80,8 +122,11 @@ class DAEDetector(AEDetector):
     code does not give its noise level; the course uses 0.2 and shows the effect
     of the choice. Lecture 1."""
 
-    def __init__(self, model: torch.nn.Module | None = None, *, noise_std: float = 0.2, **kwargs):
-        super().__init__(model, **kwargs)
+    def __init__(self, model: torch.nn.Module | None = None, *, noise_std: float = QUICK["dae"]["noise_std"],
+                 epochs: int = QUICK["dae"]["epochs"], batch_size: int = QUICK["dae"]["batch_size"],
+                 lr: float = QUICK["dae"]["lr"], seed: int = 0, device=None, progress: bool = True):
+        super().__init__(model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                         progress=progress)
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         self.noise_std = noise_std
@@ -90,18 +135,18 @@ class DAEDetector(AEDetector):
         return denoising_loss(self.noise_std)
 
 
-class OCSVMDetector:
+class OCSVMDetector(Detector):
     """One-class SVM (scikit-learn) on flattened pixels; score = minus the SVM's
     decision function. ``max_train`` caps the number of training images (a
     random, seeded subset) because the SVM's cost grows quadratically. Lecture 1."""
 
-    def __init__(self, *, kernel: str = "rbf", nu: float = 0.1, gamma="scale",
-                 max_train: int | None = None, seed: int = 0):
+    def __init__(self, *, kernel: str = QUICK["ocsvm"]["kernel"], nu: float = QUICK["ocsvm"]["nu"],
+                 gamma=QUICK["ocsvm"]["gamma"], max_train: int | None = QUICK["ocsvm"]["max_train"],
+                 seed: int = 0):
         self.kernel, self.nu, self.gamma, self.max_train, self.seed = kernel, nu, gamma, max_train, seed
-        self.svm_: OneClassSVM | None = None
 
     def fit(self, x: torch.Tensor) -> "OCSVMDetector":
-        """Fit on normal images ``x`` (N, C, H, W) in [0, 1]."""
+        """Fit a fresh SVM on normal images ``x`` (N, C, H, W) in [0, 1]."""
         features = check_images(x, "training images").flatten(1).cpu().numpy()
         if self.max_train is not None and len(features) > self.max_train:
             keep = np.random.default_rng(self.seed).choice(len(features), self.max_train, replace=False)
@@ -111,8 +156,7 @@ class OCSVMDetector:
 
     def score(self, x: torch.Tensor) -> np.ndarray:
         """Minus the SVM's signed distance to its boundary; higher = more anomalous."""
-        if self.svm_ is None:
-            raise RuntimeError("call OCSVMDetector.fit(x_normal) before scoring")
+        self._check_fitted("svm_")
         return -self.svm_.decision_function(check_images(x).flatten(1).cpu().numpy())
 
 
@@ -124,77 +168,59 @@ def global_contrast_normalize(x: torch.Tensor) -> torch.Tensor:
     return centred / scale
 
 
-class DeepSVDDDetector:
+class DeepSVDDDetector(Detector):
     """One-class Deep SVDD (Ruff et al. 2018): map normal images close to a fixed
     centre ``c`` and score by the squared distance to it.
 
     The centre is the mean output of the untrained network (entries closer to 0
     than 0.1 are pushed to +-0.1, so the trivial all-zero solution is avoided).
     Preprocessing: global contrast normalisation, then min-max scaling with the
-    minimum and maximum of the training set. Adam, lr 1e-4, batch 200. Lecture 1.
+    minimum and maximum of the training set. Adam, lr 1e-4, batch 200.
+
+    **Not as published:** Ruff et al. first pretrain the network as the encoder of
+    an autoencoder and start Deep SVDD from those weights; the course starts from
+    random weights (the simpler method Lecture 1 teaches). The network takes
+    1 x 28 x 28 images only. Lecture 1.
     """
 
-    def __init__(self, *, epochs: int = 10, batch_size: int = 200, lr: float = 1e-4,
-                 weight_decay: float = 1e-6, seed: int = 0, device=None, progress: bool = True):
+    def __init__(self, *, epochs: int = QUICK["dsvdd"]["epochs"], batch_size: int = QUICK["dsvdd"]["batch_size"],
+                 lr: float = QUICK["dsvdd"]["lr"], weight_decay: float = QUICK["dsvdd"]["weight_decay"],
+                 seed: int = 0, device=None, progress: bool = True):
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
-        self.seed, self.device, self.progress = seed, pick_device(device), progress
-        self.net = None
-        self.center_ = None
+        self.seed, self.device, self.progress = seed, device, progress
 
     def _preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        x = global_contrast_normalize(check_images(x).to(self.device))
+        x = global_contrast_normalize(check_images(x).to(self.device_))
         return (x - self.min_) / (self.max_ - self.min_)
 
     def fit(self, x: torch.Tensor) -> "DeepSVDDDetector":
-        """Train on normal images ``x`` (N, 1, 28, 28) in [0, 1]."""
+        """Train a fresh network on normal images ``x`` (N, 1, 28, 28) in [0, 1]."""
         check_images(x, "training images")
-        set_seed(self.seed)
-        gcn = global_contrast_normalize(x.to(self.device))
+        if tuple(x.shape[1:]) != DeepSVDDNet.image_shape:
+            raise ValueError(f"Deep SVDD's network takes {DeepSVDDNet.image_shape} images, got "
+                             f"{tuple(x.shape[1:])}; use it on MNIST-like data")
+        self.device_ = pick_device(self.device)
+        gcn = global_contrast_normalize(x.to(self.device_))
         self.min_, self.max_ = gcn.min(), gcn.max()
         x = self._preprocess(x)
-        self.net = DeepSVDDNet().to(self.device)
-        self.net.eval()
-        center = predict_in_batches(self.net, x).mean(0)
-        center[(center.abs() < 0.1) & (center < 0)] = -0.1
-        center[(center.abs() < 0.1) & (center >= 0)] = 0.1
+        with seeded(self.seed):
+            self.net_ = DeepSVDDNet().to(self.device_)
+            self.net_.eval()
+            center = predict_in_batches(self.net_, x).mean(0)
+            center[(center.abs() < 0.1) & (center < 0)] = -0.1
+            center[(center.abs() < 0.1) & (center >= 0)] = 0.1
+
+            def distance_loss(net, batch, y=None):
+                return ((net(batch) - center) ** 2).sum(1).mean()
+
+            self.history_ = train(self.net_, x, batch_loss=distance_loss, epochs=self.epochs,
+                                  batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                                  seed=self.seed, progress=self.progress, desc="DeepSVDD")
         self.center_ = center
-
-        def distance_loss(net, batch, y=None):
-            return ((net(batch) - self.center_) ** 2).sum(1).mean()
-
-        self.history_ = train(self.net, x, batch_loss=distance_loss, epochs=self.epochs,
-                              batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                              seed=self.seed, progress=self.progress, desc="DeepSVDD")
         return self
 
     def score(self, x: torch.Tensor) -> np.ndarray:
         """Squared distance of each image's code to the centre; higher = more anomalous."""
-        if self.center_ is None:
-            raise RuntimeError("call DeepSVDDDetector.fit(x_normal) before scoring")
-        self.net.eval()
-        codes = predict_in_batches(self.net, self._preprocess(x))
+        self._check_fitted("center_")
+        codes = predict_in_batches(self.net_, self._preprocess(x))
         return ((codes - self.center_) ** 2).sum(1).cpu().numpy()
-
-
-def make_detector(method: str, profile: dict, *, seed: int = 0, device=None, progress: bool = True):
-    """Build the detector called ``method`` ("ae", "dae", "ocsvm", "dsvdd", and
-    from Lecture 4 on "arae" and "arae-union") with the settings of one profile (see
-    :mod:`anomaly_edu.profiles`). Lecture 1."""
-    s = dict(profile[method]) if method in profile else None
-    if method == "ae":
-        return AEDetector(seed=seed, device=device, progress=progress, **s)
-    if method == "dae":
-        return DAEDetector(seed=seed, device=device, progress=progress, **s)
-    if method == "ocsvm":
-        return OCSVMDetector(seed=seed, **s)
-    if method == "dsvdd":
-        return DeepSVDDDetector(seed=seed, device=device, progress=progress, **s)
-    if method == "arae":
-        from .arae import ARAEDetector  # taught in Lecture 4
-
-        return ARAEDetector(seed=seed, device=device, progress=progress, **s)
-    if method == "arae-union":
-        from .arae import UnionARAEDetector  # taught in Lecture 4
-
-        return UnionARAEDetector(seed=seed, device=device, progress=progress, **s)
-    raise ValueError(f"unknown method {method!r}; known methods: ae, dae, ocsvm, dsvdd, arae, arae-union")

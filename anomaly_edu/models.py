@@ -90,6 +90,8 @@ class DeepSVDDNet(nn.Module):
     terms anywhere and batch norm without affine parameters, so that the network
     cannot map everything to the centre by a constant. Output: a 32-d code. Lecture 1."""
 
+    image_shape = (1, 28, 28)  # the only input it takes
+
     def __init__(self, rep_dim: int = 32):
         super().__init__()
         self.features = nn.Sequential(

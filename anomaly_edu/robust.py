@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .attacks import pgd
 from .models import MnistCNN
-from .training import accuracy, classification_loss, set_seed, train
+from .training import accuracy, classification_loss, seeded, train
 
 
 def adversarial_loss(*, eps: float, alpha: float, steps: int, norm: str = "linf",
@@ -33,17 +33,17 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, settings: dict, *, advers
     """Train an :class:`~anomaly_edu.models.MnistCNN` on ``x, y`` with the
     settings of one profile entry ("cnn" or "adv_cnn"), standard or adversarial.
     Returns the model (in eval mode) and the loss of each epoch. Lecture 3."""
-    set_seed(seed)
     if settings.get("max_train") is not None:
         x, y = x[:settings["max_train"]], y[:settings["max_train"]]
-    model = MnistCNN(width=settings.get("width", 1)).to(x.device)
     if adversarial:
         batch_loss = adversarial_loss(eps=settings["eps"], alpha=settings["alpha"], steps=settings["steps"])
     else:
         batch_loss = classification_loss
-    history = train(model, x, y, batch_loss=batch_loss, epochs=settings["epochs"],
-                    batch_size=settings["batch_size"], lr=settings["lr"], seed=seed, progress=progress,
-                    desc="adversarial training" if adversarial else "standard training")
+    with seeded(seed):
+        model = MnistCNN(width=settings.get("width", 1)).to(x.device)
+        history = train(model, x, y, batch_loss=batch_loss, epochs=settings["epochs"],
+                        batch_size=settings["batch_size"], lr=settings["lr"], seed=seed, progress=progress,
+                        desc="adversarial training" if adversarial else "standard training")
     return model, history
 
 
@@ -51,10 +51,10 @@ def robust_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                     steps: int = 40, alpha: float | None = None, norm: str = "linf",
                     batch_size: int = 500) -> float:
     """Accuracy on PGD examples of radius ``eps`` (``steps`` steps of size
-    ``alpha``, by default 2.5 * eps / steps). eps = 0 gives the clean accuracy. Lecture 3."""
+    ``alpha``, by default :func:`~anomaly_edu.attacks.pgd`'s). eps = 0 gives the
+    clean accuracy. Lecture 3."""
     if eps == 0:
         return accuracy(model, x, y)
-    alpha = alpha if alpha is not None else 2.5 * eps / steps
     correct = 0
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
@@ -62,13 +62,3 @@ def robust_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
         with torch.no_grad():
             correct += (model(x_adv).argmax(1) == yb).sum().item()
     return correct / len(x)
-
-
-def input_gradient(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Gradient of the loss of the true class with respect to the input pixels:
-    for robust models it looks like the object. Lecture 3."""
-    model.eval()
-    x = x.detach().clone().requires_grad_(True)
-    loss = F.cross_entropy(model(x), y, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
-    return grad

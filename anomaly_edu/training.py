@@ -9,8 +9,9 @@ Introduced in Lecture 1.
 
 from __future__ import annotations
 
+import contextlib
 import random
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -21,10 +22,36 @@ BatchLoss = Callable[[torch.nn.Module, torch.Tensor, "torch.Tensor | None"], tor
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and GPU), so that a run repeats. Lecture 1."""
+    """Seed Python, NumPy and torch (CPU and every GPU), so that a run repeats. Lecture 1.
+
+    On a CPU that is enough: same seed, same numbers. On a GPU it also asks cuDNN
+    for deterministic convolutions, but some GPU kernels (for example the
+    atomic additions behind ``index_add_`` and some backward passes) still sum
+    in a varying order, so GPU runs agree only up to rounding; call
+    ``torch.use_deterministic_algorithms(True)`` to make torch refuse those
+    kernels (it slows training down).
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with every random generator seeded with ``seed`` (see
+    :func:`set_seed`), then give Python, NumPy and torch back the state they had
+    before: the caller's random numbers are not disturbed. ``fit`` uses it.
+    Lecture 1."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        try:
+            set_seed(seed)
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -44,8 +71,7 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
     ``x`` (and ``y``) should already be on the model's device. The shuffling is
     drawn from its own generator seeded with ``seed``. Lecture 1.
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
+    check_budget(epochs, batch_size)
     if y is not None and len(y) != len(x):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
     if len(x) == 0:
@@ -53,26 +79,48 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
-    n_batches = (len(x) + batch_size - 1) // batch_size
-    history = []
-    model.train()
-    bar = tqdm(total=epochs * n_batches, desc=desc, disable=not progress, unit="batch")
-    for epoch in range(epochs):
+
+    def shuffled_batches():  # one epoch: (x batch, y batch, number of images)
         order = torch.randperm(len(x), generator=generator).to(x.device)
-        total = 0.0
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
-            loss = batch_loss(model, x[idx], None if y is None else y[idx])
+            yield x[idx], None if y is None else y[idx], len(idx)
+
+    return run_epochs(model, shuffled_batches, batch_loss=batch_loss, epochs=epochs, optimizer=optimizer,
+                      steps_per_epoch=(len(x) + batch_size - 1) // batch_size, progress=progress, desc=desc)
+
+
+def run_epochs(model: torch.nn.Module, epoch_batches: Callable[[], Iterable], *, batch_loss: BatchLoss,
+               epochs: int, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+               progress: bool = True, desc: str = "training") -> list[float]:
+    """The loop inside :func:`train`: for each epoch, for each ``(x_batch,
+    y_batch, weight)`` that ``epoch_batches()`` yields, one optimizer step on
+    ``batch_loss(model, x_batch, y_batch)``. Returns each epoch's mean loss,
+    weighted by ``weight`` (the number of images for :func:`train`). Lecture 1
+    (Lecture 4's stacked training feeds it batches of several models)."""
+    history = []
+    model.train()
+    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not progress, unit="batch")
+    for epoch in range(epochs):
+        total = weights = 0.0
+        for x_batch, y_batch, weight in epoch_batches():
+            loss = batch_loss(model, x_batch, y_batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
+            total, weights = total + loss.item() * weight, weights + weight
             bar.update(1)
-        history.append(total / len(x))
+        history.append(total / weights)
         bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.4g}")
     bar.close()
     model.eval()
     return history
+
+
+def check_budget(epochs: int, batch_size: int) -> None:
+    """Raise a clear error unless ``epochs`` and ``batch_size`` are at least 1. Lecture 1."""
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
 
 
 # ---------------------------------------------------------------- batch losses

@@ -6,7 +6,7 @@ as one-by-one training on real MNIST classes (within the seed-to-seed noise)."""
 import pytest
 import torch
 
-from anomaly_edu import batched, data, detectors, reproduce
+from anomaly_edu import batched, data, detectors, methods, reproduce
 from anomaly_edu.arae import UnionARAEDetector, arae_loss, latent_attack
 from anomaly_edu.metrics import auroc
 from anomaly_edu.models import MLPAutoencoder
@@ -90,7 +90,7 @@ def test_fit_stacked_needs_equal_unfitted_ae_family_detectors():
         batched.fit_stacked([detectors.AEDetector(), detectors.DAEDetector()], x)
     with pytest.raises(ValueError, match="one training set per detector"):
         batched.fit_stacked([detectors.AEDetector()], x)
-    with pytest.raises(ValueError, match="AE, DAE or ARAE"):
+    with pytest.raises(ValueError, match="stacks the detectors of ae, dae, arae"):
         batched.fit_stacked([UnionARAEDetector(), UnionARAEDetector()], x)
 
 
@@ -129,13 +129,13 @@ def test_union_detector_fits_and_scores():
     x = torch.rand(16, 1, 28, 28)
     detector = UnionARAEDetector(epochs=1, batch_size=8, linf=(0.2, 0.1, 1), l2=(2.0, 1.0, 1), n_angles=3,
                                  shifts=(0,), progress=False, device="cpu").fit(x)
-    assert detector.model.activation == "relu"
-    assert isinstance(detector.model.decoder[-1], torch.nn.Linear)  # linear output
+    assert detector.model_.activation == "relu"
+    assert isinstance(detector.model_.decoder[-1], torch.nn.Linear)  # linear output
     scores = detector.score(torch.rand(5, 1, 28, 28))
     assert scores.shape == (5,) and (scores >= 0).all()
     with pytest.raises(ValueError, match="linf and l2"):
         UnionARAEDetector(linf=(0.2, 0.1))
-    made = detectors.make_detector("arae-union", {"arae-union": {"epochs": 2, "gamma": 0.3}})
+    made = methods.make_detector("arae-union", {"arae-union": {"epochs": 2, "gamma": 0.3}})
     assert isinstance(made, UnionARAEDetector) and (made.epochs, made.gamma) == (2, 0.3)
 
 

@@ -191,7 +191,7 @@ def test_unknown_dataset_name_is_rejected():
 @pytest.mark.parametrize("bad, message", [
     (torch.rand(5, 28, 28), "shape"),
     (torch.rand(2, 1, 4, 4) * 3, r"\[0, 1\]"),
-    ((torch.rand(2, 1, 4, 4) * 255).to(torch.uint8), "floating point"),
+    ((torch.rand(2, 1, 4, 4) * 255).to(torch.uint8), "floating-point"),
     (np.zeros((2, 1, 4, 4)), "torch.Tensor"),
 ])
 def test_check_images_rejects_bad_images(bad, message):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_edu import detectors, profiles, reproduce
+from anomaly_edu import detectors, methods, profiles, reproduce, results
 from anomaly_edu.metrics import auroc
 
 
@@ -66,10 +66,10 @@ def test_same_seed_gives_the_same_scores():
 
 def test_make_detector_reads_the_profile():
     p = profiles.get_profile("quick")
-    d = detectors.make_detector("dae", p, progress=False)
+    d = methods.make_detector("dae", p, progress=False)
     assert isinstance(d, detectors.DAEDetector) and d.epochs == p["dae"]["epochs"]
     with pytest.raises(ValueError, match="unknown method"):
-        detectors.make_detector("vae", p)
+        methods.make_detector("vae", p)
     with pytest.raises(ValueError, match="unknown profile"):
         profiles.get_profile("fast")
 
@@ -122,9 +122,9 @@ def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, 
 
 def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
     path = tmp_path / "r.json"
-    reproduce.write_json_atomically({"a": 1}, path)
+    results.write_json_atomically({"a": 1}, path)
     with pytest.raises(TypeError):
-        reproduce.write_json_atomically({"a": object()}, path)
+        results.write_json_atomically({"a": object()}, path)
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
@@ -132,7 +132,7 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
 def test_reproduce_rejects_unknown_methods_and_tables():
     with pytest.raises(ValueError, match="unknown method"):
         reproduce.run_table("mnist", ["vae"], [8])
-    with pytest.raises(ValueError, match="unknown protocol-2 table"):
+    with pytest.raises(ValueError, match="unknown table 'svhn'"):
         reproduce.run_table("svhn", ["ae"], [8])
 
 
@@ -168,7 +168,7 @@ def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch
     from anomaly_edu.__main__ import main
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
     for path, part in zip(paths, (first, second)):
-        reproduce.write_json_atomically(part, path)
+        results.write_json_atomically(part, path)
     out = tmp_path / "all.json"
     assert main(["merge", *map(str, paths), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["results"] == merged["results"]
@@ -184,13 +184,21 @@ def test_coil100_table_runs_on_a_generated_tree(tmp_path, monkeypatch):
     small["dae"].update(epochs=1, batch_size=16)
     small["arae"].update(epochs=1, batch_size=16, steps=1)
     monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
-    result = reproduce.run_coil100_table(["dae", "arae"], root=tmp_path, device="cpu", progress=False)
-    keys = {"1-0.50 AUC", "1-0.50 F1", "4-0.25 AUC", "4-0.25 F1", "7-0.15 AUC", "7-0.15 F1"}
-    assert set(result["results"]["arae"]) == keys
-    assert all(0 <= v <= 1 for v in result["results"]["dae"].values())
-    assert result["provenance"]["settings"]["protocol"] == 1
+    result = reproduce.run_table("coil100", ["dae", "arae"], root=tmp_path, device="cpu", progress=False,
+                                 changes={"arae": {"eps": 0.1}})
+    cases = ["1-0.50", "4-0.25", "7-0.15"]
+    for metric in ("auc", "f1"):
+        assert list(result["results"]["arae"][metric]) == cases
+        assert all(0 <= v <= 100 for v in result["results"]["dae"][metric].values())
+    prov = result["provenance"]["settings"]
+    assert prov["protocol"] == 1 and prov["changed_from_profile"] == {"arae": {"eps": 0.1}}
+    assert prov["methods"]["arae"]["eps"] == 0.1  # --set works for coil100 too
     text = reproduce.format_comparison(result)
-    assert "ARAE (talk)" in text and "0.998" in text
+    assert "ARAE (talk)" in text and "99.8" in text and "F1" in text
+    with pytest.raises(ValueError, match="dsvdd cannot run on the coil100 table"):
+        reproduce.run_table("coil100", ["dae", "dsvdd"], root=tmp_path)
+    with pytest.raises(ValueError, match="fixed rows"):
+        reproduce.run_table("coil100", ["dae"], [1, 2], root=tmp_path)
 
 
 def test_dataset_settings_follow_methods():

@@ -40,9 +40,11 @@ def test_robust_accuracy_at_eps_zero_is_the_clean_accuracy_and_drops_under_attac
 
 def test_input_gradient_matches_autograd():
     model, (x, y) = tiny_model(), tiny_batch(4)
+    gradient = attacks.input_gradient(model, x, y)
+    assert all(p.grad is None for p in model.parameters())  # the parameters' .grad is left alone
     x_var = x.clone().requires_grad_(True)
-    F.cross_entropy(model(x_var), y, reduction="sum").backward()
-    assert torch.allclose(robust.input_gradient(model, x, y), x_var.grad)
+    F.cross_entropy(model(x_var), y).backward()
+    assert torch.allclose(gradient, x_var.grad)
 
 
 def test_train_classifier_uses_the_profile_settings(mnist):

@@ -1,0 +1,142 @@
+"""Results files: where a number came from (provenance), writing a file so that
+it is never half-written, and reading the stored results that the lectures show.
+
+A results file is a JSON object ``{"table", "metric", "results", "provenance"}``
+written by ``python -m anomaly_edu reproduce ... --out FILE`` (or by a
+benchmark); ``results/`` in the repository holds the stored ones.
+Introduced in Lecture 1.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+
+# The stored results of a checkout: results/ beside the package.
+STORED_RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def git_state() -> dict:
+    """The commit of this checkout and whether the package has uncommitted
+    changes (call it when a run starts). Lecture 1."""
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  cwd=Path(__file__).parent).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD") or "unknown (not a git checkout)",
+            "uncommitted_changes": bool(git("status", "--porcelain", "--", "."))}
+
+
+def describe_device(device) -> str:
+    """A GPU's name, or the CPU's model and the number of threads torch uses. Lecture 1."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux). Lecture 1."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(*, settings: dict, wall_time_s: float, device, git: dict | None = None) -> dict:
+    """Where a result came from: commit, device, library versions, date, wall
+    time and settings. Pass ``git=git_state()`` taken when the run started.
+    Lecture 1."""
+    import sklearn
+    import torch
+    import torchvision
+
+    return {
+        **(git or git_state()),
+        "device": describe_device(device),
+        "versions": {"python": platform.python_version(), "anomaly_edu": __version__,
+                     "torch": torch.__version__, "torchvision": torchvision.__version__,
+                     "numpy": np.__version__, "scikit-learn": sklearn.__version__},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(wall_time_s, 1),
+        "settings": settings,
+    }
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Raise a clear error now, before a long run, if a results file cannot be
+    written at ``path`` later; create nothing. Lecture 1."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"--out {path} is a folder; give a file name, e.g. {path / 'results.json'}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"--out {path} exists and cannot be overwritten (no write permission)")
+    folder = path.parent
+    while not folder.exists():  # the first folder that exists must let us create the rest
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {path} cannot be written: no permission to write in {folder}")
+    return path
+
+
+def write_json_atomically(data: dict, path: str | os.PathLike) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename it into place,
+    so that an interrupted run never leaves a half-written file. Lecture 1."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_stored(*names: str, folder: str | os.PathLike = STORED_RESULTS) -> dict | None:
+    """The first of the stored results files ``names`` (e.g. "mnist_full.json",
+    "mnist_full_cpu.json") that exists in ``folder``, read, with its file name
+    added as ``"file"``; ``None``, after saying so, when none of them is there.
+    The notebooks read every stored result through it. Lecture 1."""
+    folder = Path(folder)
+    for name in names:
+        path = folder / name
+        if path.is_file():
+            try:
+                return {**json.loads(path.read_text()), "file": name}
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not a results file (bad JSON: {err})") from None
+    print(f"no stored result {' or '.join(names)} in {folder.name}/: clone the repository to see it, "
+          "or make it with the command shown above")
+    return None
+
+
+def describe_provenance(result: dict) -> str:
+    """One line saying which commit made a stored result, on what, when and how
+    long it took (hours for long runs). Lecture 1."""
+    prov = result["provenance"]
+    seconds = prov["wall_time_s"]
+    took = f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.0f} min" if seconds < 7200 \
+        else f"{seconds / 3600:.1f} h"
+    return (f"made by commit {prov['commit'][:10]} on {prov['device']}, {prov['date']}, in {took} of computing; "
+            f"torch {prov['versions']['torch']}")
