@@ -1,6 +1,7 @@
 """The exercise checks accept right answers, reject plausible wrong ones with
 specific feedback, and the committed student versions are current."""
 
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -268,3 +269,69 @@ def test_latent_objective_check_rejects_wrong_answers(wrong, feedback):
 def test_arae_loss_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
         checks.check_arae_loss(wrong)
+
+
+# ------------------------------------------------------------------ no hidden global state
+
+
+def robust_and_standard_models():
+    """A stand-in for Exercise 3.2's trained models, built by hand so that the
+    test needs no training: images whose first pixel (0.1 or 0.9) and second
+    pixel (0.45 or 0.55) both give the class. The "robust" model reads the first
+    pixel, which PGD with eps 0.1 cannot push across 0.5; the "standard" one
+    reads the second, which it can. Both are right on the clean images."""
+    y = torch.arange(20) % 2
+    x = torch.zeros(20, 1, 4, 4)
+    x[:, 0, 0, 0] = 0.1 + 0.8 * y
+    x[:, 0, 0, 1] = 0.45 + 0.1 * y
+
+    def reading(pixel):  # logit of class 1 = 10 * (x[pixel] - 0.5), class 0 = 0
+        linear = torch.nn.Linear(16, 2)
+        with torch.no_grad():
+            linear.weight.zero_()
+            linear.bias.zero_()
+            linear.weight[1, pixel] = 10.0
+            linear.bias[1] = -5.0
+        return torch.nn.Sequential(torch.nn.Flatten(), linear).eval()
+
+    return reading(0), reading(1), x, y
+
+
+def correct_answers():
+    """For every check, a call with a right answer (the references of the tests above)."""
+    robust_model, standard_model, x, y = robust_and_standard_models()
+    return {
+        "check_reconstruction_score": lambda: checks.check_reconstruction_score(detectors.reconstruction_error),
+        "check_fpr_at_tpr": lambda: checks.check_fpr_at_tpr(metrics.fpr_at_tpr),
+        "check_validation_threshold": lambda: checks.check_validation_threshold(metrics.choose_threshold),
+        "check_fgsm": lambda: checks.check_fgsm(attacks.fgsm),
+        "check_project_l2": lambda: checks.check_project_l2(project_l2_reference),
+        "check_adversarial_batch_loss": lambda: checks.check_adversarial_batch_loss(reference_adversarial_loss),
+        "check_robust_model": lambda: checks.check_robust_model(robust_model, standard_model, x, y,
+                                                                eps=0.1, steps=3),
+        "check_latent_objective": lambda: checks.check_latent_objective(reference_objective),
+        "check_arae_loss": lambda: checks.check_arae_loss(reference_arae),
+    }
+
+
+def global_random_state():
+    """The state of the global generators a notebook draws from."""
+    numpy_state = np.random.get_state()
+    return {"torch": torch.get_rng_state().tolist(),
+            "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
+            "random": random.getstate()}
+
+
+@pytest.mark.parametrize("name", [name for name in dir(checks) if name.startswith("check_")])
+def test_checks_leave_the_global_random_state_alone(name):
+    answers = correct_answers()  # builds its models before the state is taken
+    assert name in answers, f"add a right answer for {name} to correct_answers()"
+    check_with_right_answer = answers[name]
+    # One draw from each generator, so that a check that reseeds one shows up even when
+    # an earlier call of that check left the generator in exactly that seed's state.
+    torch.rand(1), np.random.rand(), random.random()
+    before = global_random_state()
+    check_with_right_answer()  # raises if the check rejects the right answer
+    after = global_random_state()
+    changed = [generator for generator in before if after[generator] != before[generator]]
+    assert not changed, f"{name} changed the global random state of {changed}; use a local generator"
