@@ -7,19 +7,19 @@ confirmation when it is right. A task that still raises ``NotImplementedError``
 is reported as "not done yet".
 
 The checks leave the student's random numbers alone: they draw from local
-generators (``torch.Generator``, ``np.random.default_rng``) and never reseed the
-global ones, so running a check does not change what the notebook draws next.
+generators (``torch.Generator``, ``np.random.default_rng``), build their small
+models inside :func:`~anomaly_edu.training.seeded`, and never reseed the global
+ones, so running a check does not change what the notebook draws next.
 """
 
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from .detectors import reconstruction_error
 from .metrics import choose_threshold, f1_at_threshold, fpr_at_tpr, to_numpy
+from .training import seeded
 
 
 class _NotDone(AssertionError):
@@ -43,19 +43,6 @@ def _passed(task: str, detail: str = "") -> None:
     print(f"✓ {task}: correct. {detail}".rstrip())
 
 
-@contextmanager
-def _seeded(seed: int):
-    """Seed torch's global CPU generator inside the ``with`` block only.
-
-    New layers draw their initial weights from the global generator: inside
-    this block they get the same weights every time, and afterwards
-    ``fork_rng`` puts back the caller's random state. ``devices=[]`` leaves the
-    GPU alone, which is why the block seeds the CPU generator only
-    (``torch.manual_seed`` would reseed the GPU's generators as well).
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        yield
 
 
 # ---------------------------------------------------------------- Exercise 1
@@ -64,7 +51,7 @@ def _seeded(seed: int):
 class _TinyAE(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        with _seeded(0):
+        with seeded(0):
             self.layer = torch.nn.Linear(16, 16)
 
     def forward(self, x):
@@ -160,7 +147,7 @@ def check_validation_threshold(pick_threshold) -> None:
 
 
 def _tiny_classifier() -> torch.nn.Module:
-    with _seeded(0):
+    with seeded(0):
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(),
                                    torch.nn.Linear(8, 3)).eval()
 
@@ -298,7 +285,7 @@ class _TinyAutoencoder(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        with _seeded(0):
+        with seeded(0):
             self.enc, self.dec = torch.nn.Linear(4, 3), torch.nn.Linear(3, 4)
 
     def encode(self, x):

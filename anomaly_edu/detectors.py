@@ -151,7 +151,8 @@ class OCSVMDetector(Detector):
         if self.max_train is not None and len(features) > self.max_train:
             keep = np.random.default_rng(self.seed).choice(len(features), self.max_train, replace=False)
             features = features[keep]
-        self.svm_ = OneClassSVM(kernel=self.kernel, nu=self.nu, gamma=self.gamma).fit(features)
+        with seeded(self.seed):  # libsvm's shuffling draws its seed from NumPy's global generator
+            self.svm_ = OneClassSVM(kernel=self.kernel, nu=self.nu, gamma=self.gamma).fit(features)
         return self
 
     def score(self, x: torch.Tensor) -> np.ndarray:

@@ -92,7 +92,9 @@ def check_writable(path: str | os.PathLike) -> Path:
     folder = path.parent
     while not folder.exists():  # the first folder that exists must let us create the rest
         folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+    if not folder.is_dir():
+        raise NotADirectoryError(f"--out {path} cannot be written: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"--out {path} cannot be written: no permission to write in {folder}")
     return path
 

@@ -1,0 +1,245 @@
+"""The package's shape: one registry of methods, an import graph without cycles
+that follows the lectures, estimator semantics, and a command line whose
+errors are one clear line."""
+
+import ast
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from anomaly_edu import methods, profiles, reproduce, training
+from anomaly_edu.__main__ import main
+from test_data import make_fake_coil, make_fake_mnist
+
+PACKAGE = Path(methods.__file__).parent
+# The lecture that teaches each module; a module may import only what its own or
+# an earlier lecture taught. None: a module above the lectures (the registry, the
+# command line, ...): it counts as the latest lecture of what it imports.
+LECTURE_OF_MODULE = {
+    "profiles": 1, "data": 1, "models": 1, "training": 1, "metrics": 1, "detectors": 1, "viz": 1,
+    "results": 1, "attacks": 2, "robust": 3, "arae": 4, "saliency": 4, "batched": 4,
+    "methods": None, "reproduce": None, "checks": None, "__main__": None, "__init__": None,
+}
+
+
+def package_imports() -> dict[str, set[str]]:
+    """{module: the package's modules it imports}, read from the source."""
+    graph = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import y / from . import x
+                imported |= {node.module} if node.module else {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("anomaly_edu."):
+                imported.add(node.module.split(".")[1])
+        graph[path.stem] = imported
+    modules = set(graph)  # "from . import __version__" imports a name, not a module
+    return {module: (imported & modules) - {"__init__"} for module, imported in graph.items()}
+
+
+def test_every_module_has_a_lecture_and_imports_only_earlier_lectures():
+    graph = package_imports()
+    assert set(graph) == set(LECTURE_OF_MODULE), "add the new module to LECTURE_OF_MODULE"
+
+    def lecture(module):
+        own = LECTURE_OF_MODULE[module]
+        return own if own is not None else max((lecture(m) for m in graph[module]), default=1)
+
+    for module, imported in graph.items():
+        if LECTURE_OF_MODULE[module] is not None:
+            later = [m for m in imported if lecture(m) > LECTURE_OF_MODULE[module]]
+            assert not later, f"{module} (Lecture {LECTURE_OF_MODULE[module]}) imports {later}, taught later"
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = package_imports()
+    done, on_path = set(), []
+
+    def visit(module):
+        if module in on_path:
+            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(module):] + [module]))
+        if module in done:
+            return
+        on_path.append(module)
+        for imported in graph.get(module, ()):
+            visit(imported)
+        on_path.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)
+
+
+def test_a_cycle_is_found(monkeypatch):
+    """The cycle check itself can fail."""
+    monkeypatch.setattr(__import__(__name__), "package_imports", lambda: {"a": {"b"}, "b": {"a"}})
+    with pytest.raises(AssertionError, match="a -> b -> a"):
+        test_the_import_graph_has_no_cycle()
+
+
+def test_the_method_list_exists_once():
+    """Nothing else in the package spells out the list of methods or their talk rows."""
+    assert list(methods.METHODS) == ["ae", "dae", "ocsvm", "dsvdd", "arae", "arae-union"]
+    for path in PACKAGE.glob("*.py"):
+        if path.stem in ("methods", "profiles"):
+            continue
+        text = path.read_text()
+        assert '"ocsvm", "dsvdd"' not in text and '"DSVDD"' not in text, f"{path.name} lists the methods again"
+    for name in profiles.PROFILES["quick"]:  # every method of a profile is in the registry, or not a detector
+        assert name in methods.METHODS or name in ("cnn", "adv_cnn", "eval")
+
+
+# ------------------------------------------------------------------ every method on every table
+
+
+TINY = {"epochs": 1, "batch_size": 8}
+TINY_ATTACKS = {"arae": {"steps": 1}, "arae-union": {"linf": [0.2, 0.1, 1], "l2": [2.0, 1.0, 1], "n_angles": 1}}
+
+
+def tiny_changes(method: str) -> dict:
+    settings = profiles.get_profile("quick")[method]
+    return {key: value for key, value in {**TINY, **TINY_ATTACKS.get(method, {})}.items() if key in settings}
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-data")
+    make_fake_mnist(root)
+    make_fake_mnist(root, name="FashionMNIST")
+    make_fake_coil(root, objects=10, views=12, size=8)
+    return root
+
+
+@pytest.mark.parametrize("table", list(reproduce.TABLES))
+@pytest.mark.parametrize("method", list(methods.METHODS))
+def test_every_method_runs_on_every_table_or_is_refused_before_training(table, method, tiny_root, monkeypatch):
+    calls = []
+    monkeypatch.setattr(reproduce, "table_splits", spy(reproduce.table_splits, calls, "load"))
+    monkeypatch.setattr(training, "run_epochs", spy(training.run_epochs, calls, "train"))
+    classes = [1] if reproduce.TABLES[table].protocol == 2 else None
+    run = dict(root=tiny_root, device="cpu", progress=False, changes={method: tiny_changes(method)})
+    if methods.METHODS[method].accepts(reproduce.TABLES[table].image_shape):
+        result = reproduce.run_table(table, [method], classes, **run)
+        assert all(0 <= auc <= 100 for auc in result["results"][method]["auc"].values())
+        assert "load" in calls
+    else:
+        with pytest.raises(ValueError, match=f"{method} cannot run on the {table} table"):
+            reproduce.run_table(table, ["ae", method], classes, **run)
+        assert calls == [], "a refused method must stop the run before anything loads or trains"
+
+
+def spy(function, calls, name):
+    def wrapper(*args, **kwargs):
+        calls.append(name)
+        return function(*args, **kwargs)
+    return wrapper
+
+
+# ------------------------------------------------------------------ estimator semantics
+
+
+def tiny_detector(name, **extra):
+    settings = profiles.get_profile("quick")
+    settings[name].update(tiny_changes(name), **extra)
+    return methods.make_detector(name, settings, seed=3, device="cpu", progress=False)
+
+
+def tiny_images(n=24, seed=0):
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", list(methods.METHODS))
+def test_a_second_fit_gives_the_model_a_first_fit_gives(name):
+    x, other, test = tiny_images(seed=0), tiny_images(seed=1), tiny_images(8, seed=2)
+    refitted = tiny_detector(name).fit(other).fit(x)
+    fresh = tiny_detector(name).fit(x)
+    np.testing.assert_allclose(refitted.score(test), fresh.score(test), rtol=1e-6)
+    assert not np.allclose(tiny_detector(name).fit(other).score(test), fresh.score(test))  # the data matter
+
+
+@pytest.mark.parametrize("name", list(methods.METHODS))
+def test_fit_leaves_the_callers_random_numbers_alone(name):
+    torch.manual_seed(11), np.random.seed(11), random.seed(11)
+    expected = torch.rand(3), np.random.rand(3), random.random()
+    torch.manual_seed(11), np.random.seed(11), random.seed(11)
+    tiny_detector(name).fit(tiny_images())
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
+
+
+@pytest.mark.parametrize("name", list(methods.METHODS))
+def test_init_stores_its_settings_as_given_and_score_needs_fit(name):
+    detector = tiny_detector(name)
+    params = detector.get_params()
+    assert params["seed"] == 3 and all(params[k] == v for k, v in tiny_changes(name).items())
+    assert type(detector)(**params).get_params() == params
+    with pytest.raises(RuntimeError, match="not fitted yet: call fit"):
+        detector.score(tiny_images(2))
+
+
+def test_defaults_come_from_the_quick_profile():
+    def plain(value):  # a profile holds lists where a signature holds tuples
+        return list(value) if isinstance(value, tuple) else value
+
+    quick = profiles.get_profile("quick")
+    for name, method in methods.METHODS.items():
+        params = method.detector().get_params()
+        assert {key: plain(params[key]) for key in quick[name]} == quick[name], name
+
+
+def test_a_given_model_is_copied_not_trained():
+    from anomaly_edu.detectors import AEDetector
+    from anomaly_edu.models import MLPAutoencoder
+
+    model = MLPAutoencoder(hidden=(16, 8, 4))
+    before = [p.detach().clone() for p in model.parameters()]
+    detector = AEDetector(model, epochs=1, batch_size=8, progress=False, device="cpu").fit(tiny_images())
+    assert detector.model is model and detector.model_ is not model
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_command_line_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    def torch_fails(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x10 and 784x512)\nmore detail")
+
+    monkeypatch.setattr("anomaly_edu.__main__.run_table", torch_fails)
+    assert main(["reproduce", "mnist", "--methods", "ae", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: mat1 and mat2" in err and "--debug" in err
+    with pytest.raises(RuntimeError, match="mat1"):
+        main(["reproduce", "mnist", "--methods", "ae", "--debug"])
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr("anomaly_edu.__main__.run_table", out_of_memory)
+    assert main(["reproduce", "mnist", "--methods", "ae"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out of memory" in err and "batch_size" in err
+
+
+def test_a_profile_without_the_method_is_refused_in_one_line(monkeypatch, capsys):
+    no_arae = profiles.get_profile("quick")
+    del no_arae["arae"]
+    monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: no_arae)
+    monkeypatch.setattr(reproduce, "table_splits", lambda *a, **k: pytest.fail("loaded data before refusing"))
+    assert main(["reproduce", "mnist", "--methods", "ae,arae", "--classes", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no settings for arae" in err
+
+
+@pytest.mark.parametrize("make_out", [
+    lambda tmp: tmp,                                   # a folder
+    lambda tmp: tmp / "a-file" / "r.json",             # below a file
+])
+def test_an_out_that_cannot_be_written_is_refused_before_training(tmp_path, make_out, monkeypatch, capsys):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr("anomaly_edu.__main__.run_table", lambda *a, **k: pytest.fail("trained first"))
+    assert main(["reproduce", "mnist", "--methods", "ae", "--out", str(make_out(tmp_path))]) == 2
+    assert "--out" in capsys.readouterr().err
