@@ -102,4 +102,4 @@ def test_lectures_show_the_stored_full_profile_results(executed):
         assert all(f"part: classes {part['classes']}" in lecture4 for part in parts)
     assert "made by commit" in lecture4
     lecture3 = executed(Path("lectures/03_pgd_adversarial_training.ipynb"))
-    assert "ours, full profile: commit" in stdout(lecture3)
+    assert "ours, full profile: made by commit" in stdout(lecture3)
