@@ -29,10 +29,18 @@ def _data(args) -> int:
 def _reproduce(args) -> int:
     if args.out:
         check_writable(args.out)  # refuse now rather than after hours of training
-    result = run_table(args.table, [m.strip() for m in args.methods.split(",") if m.strip()],
-                       parse_classes(args.classes) if args.classes else None, profile=args.profile,
-                       seed=args.seed, device=args.device, root=args.data_root, progress=not args.no_progress,
-                       changes=parse_changes(args.set), stacked={"auto": None, "yes": True, "no": False}[args.stacked])
+    result = run_table(
+        args.table,
+        [m.strip() for m in args.methods.split(",") if m.strip()],
+        parse_classes(args.classes) if args.classes else None,
+        profile=args.profile,
+        seed=args.seed,
+        device=args.device,
+        root=args.data_root,
+        progress=not args.no_progress,
+        changes=parse_changes(args.set),
+        stacked={"auto": None, "yes": True, "no": False}[args.stacked],
+    )
     print(format_comparison(result))
     if args.out:
         write_json_atomically(result, args.out)
@@ -67,18 +75,28 @@ def main(argv=None) -> int:
 
     rep = sub.add_parser("reproduce", help="reproduce one of the talk's tables with our code")
     rep.add_argument("table", choices=list(TABLES))
-    rep.add_argument("--methods", default="ae,dae,ocsvm,dsvdd",
-                     help=f"comma-separated, from: {', '.join(METHODS)}")
-    rep.add_argument("--classes", default=None, help="normal classes, e.g. 0-9 (the default) or 1,8; not for "
-                     "coil100, whose rows are the talk's 1, 4 and 7 normal classes")
+    rep.add_argument("--methods", default="ae,dae,ocsvm,dsvdd", help=f"comma-separated, from: {', '.join(METHODS)}")
+    rep.add_argument(
+        "--classes",
+        default=None,
+        help="normal classes, e.g. 0-9 (the default) or 1,8; not for "
+        "coil100, whose rows are the talk's 1, 4 and 7 normal classes",
+    )
     rep.add_argument("--profile", default="quick", choices=["quick", "full"])
-    rep.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
-                     help="change one setting of the profile, e.g. --set arae.epochs=30 (repeatable; "
-                     "recorded in the results)")
+    rep.add_argument(
+        "--set",
+        action="append",
+        metavar="METHOD.KEY=VALUE",
+        help="change one setting of the profile, e.g. --set arae.epochs=30 (repeatable; recorded in the results)",
+    )
     stackable = ", ".join(name for name, method in METHODS.items() if method.stackable)
-    rep.add_argument("--stacked", default="auto", choices=["auto", "yes", "no"],
-                     help=f"train the models of all classes as one stacked model ({stackable}; "
-                     "auto: on a GPU only, where it is faster)")
+    rep.add_argument(
+        "--stacked",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help=f"train the models of all classes as one stacked model ({stackable}; "
+        "auto: on a GPU only, where it is faster)",
+    )
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--device", default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
     rep.add_argument("--data-root", default=None)
@@ -108,8 +126,10 @@ def error_line(err: Exception) -> str:
     """One line that says what went wrong and what to do, instead of a traceback."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, torch.OutOfMemoryError):
-        return ("out of memory on the device; lower the batch size (e.g. --set ae.batch_size=64) "
-                "or run on the CPU with --device cpu")
+        return (
+            "out of memory on the device; lower the batch size (e.g. --set ae.batch_size=64) "
+            "or run on the CPU with --device cpu"
+        )
     if isinstance(err, (ValueError, OSError)):  # bad input: the message says what to fix
         return first
     return f"{type(err).__name__}: {first} (run again with --debug for the traceback)"

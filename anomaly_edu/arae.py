@@ -27,8 +27,9 @@ QUICK = PROFILES["quick"]  # the detectors' default settings
 PUBLISHED_UNION = PROFILES["full"]["arae-union"]  # the union variant's published attacks
 
 
-def latent_attack(model: torch.nn.Module, x: torch.Tensor, *, eps: float, steps: int,
-                  alpha: float | None = None) -> torch.Tensor:
+def latent_attack(
+    model: torch.nn.Module, x: torch.Tensor, *, eps: float, steps: int, alpha: float | None = None
+) -> torch.Tensor:
     """PGD on the encoder: push ``Enc(x + d)`` away from the clean code ``Enc(x)``
     (held fixed) within the L-inf ball of radius ``eps``, from a uniform random
     start, with steps of ``alpha`` (default: :func:`~anomaly_edu.attacks.pgd`'s,
@@ -38,8 +39,9 @@ def latent_attack(model: torch.nn.Module, x: torch.Tensor, *, eps: float, steps:
     with torch.no_grad():
         clean_code = model.encode(x)
     # At x itself the gradient of the distance is exactly zero, hence the random start.
-    return pgd(EncoderOnly(model), x, clean_code, eps=eps, alpha=alpha, steps=steps,
-               random_start=True, loss_fn=per_example_mse)
+    return pgd(
+        EncoderOnly(model), x, clean_code, eps=eps, alpha=alpha, steps=steps, random_start=True, loss_fn=per_example_mse
+    )
 
 
 class EncoderOnly(torch.nn.Module):
@@ -59,7 +61,8 @@ def arae_loss(*, eps: float, steps: int, gamma: float = 0.1, alpha: float | None
     ``L_rec + gamma * L_latent`` on latent-attacked images (see the module's
     docstring). Gradients flow through both encoder branches. Lecture 4."""
     return robust_reconstruction_loss(
-        lambda model, x: latent_attack(model, x, eps=eps, steps=steps, alpha=alpha), gamma)
+        lambda model, x: latent_attack(model, x, eps=eps, steps=steps, alpha=alpha), gamma
+    )
 
 
 def robust_reconstruction_loss(attack, gamma: float):
@@ -81,12 +84,23 @@ class ARAEDetector(AEDetector):
     error of the clean image. The talk's settings: eps 0.2 on MNIST (0.05 on other
     data), gamma 0.1, 40 attack steps (the quick profile, the default, takes 5). Lecture 4."""
 
-    def __init__(self, model: torch.nn.Module | None = None, *, eps: float = QUICK["arae"]["eps"],
-                 steps: int = QUICK["arae"]["steps"], gamma: float = QUICK["arae"]["gamma"],
-                 epochs: int = QUICK["arae"]["epochs"], batch_size: int = QUICK["arae"]["batch_size"],
-                 lr: float = QUICK["arae"]["lr"], seed: int = 0, device=None, progress: bool = True):
-        super().__init__(model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                         progress=progress)
+    def __init__(
+        self,
+        model: torch.nn.Module | None = None,
+        *,
+        eps: float = QUICK["arae"]["eps"],
+        steps: int = QUICK["arae"]["steps"],
+        gamma: float = QUICK["arae"]["gamma"],
+        epochs: int = QUICK["arae"]["epochs"],
+        batch_size: int = QUICK["arae"]["batch_size"],
+        lr: float = QUICK["arae"]["lr"],
+        seed: int = 0,
+        device=None,
+        progress: bool = True,
+    ):
+        super().__init__(
+            model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress
+        )
         if eps < 0 or steps < 1 or gamma < 0:
             raise ValueError(f"need eps >= 0, steps >= 1 and gamma >= 0; got {eps}, {steps}, {gamma}")
         self.eps, self.steps, self.gamma = eps, steps, gamma
@@ -98,8 +112,9 @@ class ARAEDetector(AEDetector):
 # ---------------------------------------------------------------- the union of perturbation sets
 
 
-def spatial_attack(model: torch.nn.Module, x: torch.Tensor, *, angles=None,
-                   shifts=tuple(PUBLISHED_UNION["shifts"])) -> torch.Tensor:
+def spatial_attack(
+    model: torch.nn.Module, x: torch.Tensor, *, angles=None, shifts=tuple(PUBLISHED_UNION["shifts"])
+) -> torch.Tensor:
     """Grid search over rotations (degrees) and x/y shifts (pixels): for each
     image, the transformed copy whose code lies furthest from the clean code.
     The defaults are the published union variant's 31 angles in [-30, 30] times
@@ -130,15 +145,25 @@ def rotate_and_shift(x: torch.Tensor, angle: float, dx: float, dy: float) -> tor
     shift them by (dx, dy) pixels, filling with 0 (bilinear sampling). Lecture 4."""
     _, _, height, width = x.shape
     a = math.radians(angle)
-    theta = torch.tensor([[math.cos(a), -math.sin(a), -2 * dx / width],
-                          [math.sin(a), math.cos(a), -2 * dy / height]], dtype=x.dtype, device=x.device)
+    theta = torch.tensor(
+        [[math.cos(a), -math.sin(a), -2 * dx / width], [math.sin(a), math.cos(a), -2 * dy / height]],
+        dtype=x.dtype,
+        device=x.device,
+    )
     grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 
 
-def union_candidates(model: torch.nn.Module, x: torch.Tensor, *, linf=tuple(PUBLISHED_UNION["linf"]),
-                     l2=tuple(PUBLISHED_UNION["l2"]), spatial: bool = True, angles=None,
-                     shifts=tuple(PUBLISHED_UNION["shifts"])) -> dict[str, torch.Tensor]:
+def union_candidates(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    *,
+    linf=tuple(PUBLISHED_UNION["linf"]),
+    l2=tuple(PUBLISHED_UNION["l2"]),
+    spatial: bool = True,
+    angles=None,
+    shifts=tuple(PUBLISHED_UNION["shifts"]),
+) -> dict[str, torch.Tensor]:
     """The union variant's perturbation sets, each searched on its own for the
     images that move the latent code most: L-inf PGD and L-2 PGD (each ``(eps,
     step, steps)``, from a random start) and the spatial grid search (``angles``
@@ -148,8 +173,17 @@ def union_candidates(model: torch.nn.Module, x: torch.Tensor, *, linf=tuple(PUBL
         clean_code = model.encode(x)
 
     def latent_pgd(norm, eps, alpha, steps):
-        return pgd(encoder, x, clean_code, eps=eps, alpha=alpha, steps=steps, norm=norm,
-                   random_start=True, loss_fn=per_example_mse)
+        return pgd(
+            encoder,
+            x,
+            clean_code,
+            eps=eps,
+            alpha=alpha,
+            steps=steps,
+            norm=norm,
+            random_start=True,
+            loss_fn=per_example_mse,
+        )
 
     candidates = {"L-inf": latent_pgd("linf", *linf), "L-2": latent_pgd("l2", *l2)}
     if spatial:
@@ -179,16 +213,30 @@ class UnionARAEDetector(AEDetector):
     reconstruction error of the clean image. The defaults are the quick
     profile's shorter attacks; the published ones are the full profile's. Lecture 4."""
 
-    def __init__(self, model: torch.nn.Module | None = None, *, gamma: float = QUICK["arae-union"]["gamma"],
-                 linf=tuple(QUICK["arae-union"]["linf"]), l2=tuple(QUICK["arae-union"]["l2"]),
-                 n_angles: int = QUICK["arae-union"]["n_angles"], shifts=tuple(QUICK["arae-union"]["shifts"]),
-                 epochs: int = QUICK["arae-union"]["epochs"], batch_size: int = QUICK["arae-union"]["batch_size"],
-                 lr: float = QUICK["arae-union"]["lr"], seed: int = 0, device=None, progress: bool = True):
-        super().__init__(model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                         progress=progress)
+    def __init__(
+        self,
+        model: torch.nn.Module | None = None,
+        *,
+        gamma: float = QUICK["arae-union"]["gamma"],
+        linf=tuple(QUICK["arae-union"]["linf"]),
+        l2=tuple(QUICK["arae-union"]["l2"]),
+        n_angles: int = QUICK["arae-union"]["n_angles"],
+        shifts=tuple(QUICK["arae-union"]["shifts"]),
+        epochs: int = QUICK["arae-union"]["epochs"],
+        batch_size: int = QUICK["arae-union"]["batch_size"],
+        lr: float = QUICK["arae-union"]["lr"],
+        seed: int = 0,
+        device=None,
+        progress: bool = True,
+    ):
+        super().__init__(
+            model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress
+        )
         if gamma < 0 or n_angles < 1 or len(linf) != 3 or len(l2) != 3:
-            raise ValueError("need gamma >= 0, n_angles >= 1, and linf and l2 as (eps, step, steps); "
-                             f"got {gamma}, {n_angles}, {linf}, {l2}")
+            raise ValueError(
+                "need gamma >= 0, n_angles >= 1, and linf and l2 as (eps, step, steps); "
+                f"got {gamma}, {n_angles}, {linf}, {l2}"
+            )
         self.gamma, self.linf, self.l2, self.n_angles, self.shifts = gamma, linf, l2, n_angles, shifts
 
     def default_model(self, image_shape: tuple) -> torch.nn.Module:
@@ -197,6 +245,8 @@ class UnionARAEDetector(AEDetector):
     def batch_loss(self):
         angles = evenly_spaced_angles(self.n_angles)
         return robust_reconstruction_loss(
-            lambda model, x: union_attack(model, x, linf=tuple(self.linf), l2=tuple(self.l2), angles=angles,
-                                          shifts=tuple(self.shifts)),
-            self.gamma)
+            lambda model, x: union_attack(
+                model, x, linf=tuple(self.linf), l2=tuple(self.l2), angles=angles, shifts=tuple(self.shifts)
+            ),
+            self.gamma,
+        )

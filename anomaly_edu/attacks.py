@@ -31,7 +31,8 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from typing import Callable, Iterator, Literal, Optional
+from collections.abc import Iterator
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,7 @@ __all__ = ["fgsm", "pgd", "sparse_attack", "input_gradient", "per_example_cross_
 # ---------------------------------------------------------------------------
 # Losses to maximise
 # ---------------------------------------------------------------------------
+
 
 def per_example_cross_entropy(output: Tensor, y: Tensor) -> Tensor:
     """Cross-entropy of each example, shape (N,): the default attacked loss (Lecture 2)."""
@@ -65,6 +67,7 @@ def per_example_mse(output: Tensor, target: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------
 # Checks and small helpers
 # ---------------------------------------------------------------------------
+
 
 def _check_number(name: str, value: float, *, positive: bool) -> None:
     """Raise a ValueError unless value is finite and >= 0 (> 0 when positive)."""
@@ -106,7 +109,7 @@ def _loss(model: nn.Module, x_adv: Tensor, y: Tensor, loss_fn: LossFn) -> Tensor
     return loss
 
 
-def input_gradient(model: nn.Module, x: Tensor, y: Tensor, loss_fn: Optional[LossFn] = None) -> Tensor:
+def input_gradient(model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn | None = None) -> Tensor:
     """Gradient of the mean loss with respect to the images ``x`` (not the
     parameters); the model runs as it is (attacks put it in eval mode first).
     Every attack steps along it; for robust classifiers it looks like the
@@ -132,9 +135,8 @@ def _l2_norms(t: Tensor) -> Tensor:
 # Lecture 2: FGSM
 # ---------------------------------------------------------------------------
 
-def fgsm(
-    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, loss_fn: Optional[LossFn] = None
-) -> Tensor:
+
+def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, loss_fn: LossFn | None = None) -> Tensor:
     """Fast gradient sign method: one step of size eps along sign(grad) (Lecture 2).
 
     L-inf threat model: ``x_adv = clip(x + eps * sign(grad_x loss), 0, 1)``.
@@ -153,6 +155,7 @@ def fgsm(
 # ---------------------------------------------------------------------------
 # Lecture 3: PGD
 # ---------------------------------------------------------------------------
+
 
 def _random_start(x: Tensor, eps: float, norm: str) -> Tensor:
     """A random point of the ball around x, clipped to [0, 1].
@@ -194,11 +197,11 @@ def pgd(
     *,
     eps: float,
     steps: int,
-    alpha: Optional[float] = None,
+    alpha: float | None = None,
     norm: Literal["linf", "l2"] = "linf",
     random_start: bool = False,
     restarts: int = 1,
-    loss_fn: Optional[LossFn] = None,
+    loss_fn: LossFn | None = None,
 ) -> Tensor:
     """Projected gradient descent (ascent on the loss) in an L-inf or L-2 ball (Lecture 3).
 
@@ -226,8 +229,7 @@ def pgd(
         raise ValueError(f"norm must be 'linf' or 'l2' (got {norm!r}).")
     if restarts > 1 and not random_start:
         raise ValueError(
-            f"restarts={restarts} needs random_start=True: without a random start every "
-            "restart follows the same path."
+            f"restarts={restarts} needs random_start=True: without a random start every restart follows the same path."
         )
     if eps == 0:
         return x.detach().clone()
@@ -265,6 +267,7 @@ def pgd(
 # Lecture 2: a sparse (L-0) attack
 # ---------------------------------------------------------------------------
 
+
 def _per_position(t: Tensor) -> Tensor:
     """Sum t over the channels of each pixel position: (N, C, H, W) -> (N, H*W).
 
@@ -286,8 +289,8 @@ def sparse_attack(
     y: Tensor,
     *,
     k: int,
-    steps: Optional[int] = None,
-    loss_fn: Optional[LossFn] = None,
+    steps: int | None = None,
+    loss_fn: LossFn | None = None,
 ) -> Tensor:
     """Greedy L-0 attack: change at most k pixel positions per image, by any amount (Lecture 2).
 

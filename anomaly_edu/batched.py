@@ -68,17 +68,26 @@ def _run_stacked(sequentials: list[nn.Sequential], x: torch.Tensor) -> torch.Ten
     """Apply M Sequentials of Linear layers and activations to x (M, B, n), layer by layer."""
     for layers in zip(*sequentials):
         if isinstance(layers[0], nn.Linear):
-            weight = torch.stack([layer.weight for layer in layers])            # (M, n_out, n_in)
-            bias = torch.stack([layer.bias for layer in layers]).unsqueeze(1)   # (M, 1, n_out)
+            weight = torch.stack([layer.weight for layer in layers])  # (M, n_out, n_in)
+            bias = torch.stack([layer.bias for layer in layers]).unsqueeze(1)  # (M, 1, n_out)
             x = torch.baddbmm(bias, x, weight.transpose(1, 2))
         else:  # activations have no weights: one serves all M models
             x = layers[0](x)
     return x
 
 
-def train_stacked(models: list[MLPAutoencoder], xs: list[torch.Tensor], *, batch_loss: BatchLoss,
-                  epochs: int, batch_size: int, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-                  desc: str = "stacked training") -> list[float]:
+def train_stacked(
+    models: list[MLPAutoencoder],
+    xs: list[torch.Tensor],
+    *,
+    batch_loss: BatchLoss,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "stacked training",
+) -> list[float]:
     """Train ``models[m]`` on ``xs[m]`` for every m, side by side, with Adam, in
     the course's training loop (:func:`~anomaly_edu.training.run_epochs`).
 
@@ -105,8 +114,11 @@ def train_stacked(models: list[MLPAutoencoder], xs: list[torch.Tensor], *, batch
     def stacked_batches():  # one epoch: ({model: its batch}, no targets, weight)
         orders = [torch.randperm(len(x), generator=g).to(x.device) for x, g in zip(xs, generators)]
         for step in range(max(n_batches)):
-            batches = {m: xs[m][orders[m][step * batch_size:(step + 1) * batch_size]]
-                       for m in range(len(models)) if step < n_batches[m]}
+            batches = {
+                m: xs[m][orders[m][step * batch_size : (step + 1) * batch_size]]
+                for m in range(len(models))
+                if step < n_batches[m]
+            }
             yield batches, None, 1  # every step counts once
 
     def stacked_loss(_, batches, y=None):
@@ -116,8 +128,16 @@ def train_stacked(models: list[MLPAutoencoder], xs: list[torch.Tensor], *, batch
             total = total + batch_loss(stack, torch.stack([batches[m] for m in group]), None) * len(group)
         return total
 
-    return run_epochs(nn.ModuleList(models), stacked_batches, batch_loss=stacked_loss, epochs=epochs,
-                      optimizer=optimizer, steps_per_epoch=max(n_batches), progress=progress, desc=desc)
+    return run_epochs(
+        nn.ModuleList(models),
+        stacked_batches,
+        batch_loss=stacked_loss,
+        epochs=epochs,
+        optimizer=optimizer,
+        steps_per_epoch=max(n_batches),
+        progress=progress,
+        desc=desc,
+    )
 
 
 def _same_size_groups(batches: dict[int, torch.Tensor]) -> list[list[int]]:
@@ -128,8 +148,9 @@ def _same_size_groups(batches: dict[int, torch.Tensor]) -> list[list[int]]:
     return list(groups.values())
 
 
-def fit_stacked(detectors: list[AEDetector], train_sets: list[torch.Tensor], *,
-                progress: bool = True) -> list[AEDetector]:
+def fit_stacked(
+    detectors: list[AEDetector], train_sets: list[torch.Tensor], *, progress: bool = True
+) -> list[AEDetector]:
     """Fit ``detectors[m]`` on ``train_sets[m]`` for every m, side by side.
 
     The detectors must be of one stackable method (``stackable`` in
@@ -139,14 +160,17 @@ def fit_stacked(detectors: list[AEDetector], train_sets: list[torch.Tensor], *,
     Lecture 4.
     """
     if not detectors or len(detectors) != len(train_sets):
-        raise ValueError(f"need one training set per detector, got {len(detectors)} detectors "
-                         f"and {len(train_sets)} training sets")
+        raise ValueError(
+            f"need one training set per detector, got {len(detectors)} detectors and {len(train_sets)} training sets"
+        )
     first = detectors[0]
     stackable = [m.detector for m in METHODS.values() if m.stackable]
     if type(first) not in stackable:
         names = ", ".join(m.name for m in METHODS.values() if m.stackable)
-        raise ValueError(f"fit_stacked stacks the detectors of {names}, not {type(first).__name__} "
-                         "(see `stackable` in anomaly_edu.methods)")
+        raise ValueError(
+            f"fit_stacked stacks the detectors of {names}, not {type(first).__name__} "
+            "(see `stackable` in anomaly_edu.methods)"
+        )
     if any(type(d) is not type(first) or d.get_params() != first.get_params() for d in detectors):
         raise ValueError("fit_stacked needs detectors of one type with equal settings")
     if first.model is not None:
@@ -158,9 +182,17 @@ def fit_stacked(detectors: list[AEDetector], train_sets: list[torch.Tensor], *,
         with seeded(first.seed):  # the initial weights that detector.fit would draw
             models.append(first.new_model(tuple(x.shape[1:])).to(device))
     with seeded(first.seed):
-        history = train_stacked(models, [x.to(device) for x in train_sets], batch_loss=first.batch_loss(),
-                                epochs=first.epochs, batch_size=first.batch_size, lr=first.lr, seed=first.seed,
-                                progress=progress, desc=f"{type(first).__name__} x {len(detectors)}")
+        history = train_stacked(
+            models,
+            [x.to(device) for x in train_sets],
+            batch_loss=first.batch_loss(),
+            epochs=first.epochs,
+            batch_size=first.batch_size,
+            lr=first.lr,
+            seed=first.seed,
+            progress=progress,
+            desc=f"{type(first).__name__} x {len(detectors)}",
+        )
     history = [loss / len(models) for loss in history]  # each model's loss, on average
     for detector, model in zip(detectors, models):
         detector.model_, detector.history_, detector.device_ = model, list(history), device

@@ -55,8 +55,8 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     path = Path(root).expanduser()
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(
-            f"the data root {path} is a file, not a folder; point {DATA_ENV_VAR} "
-            f"(or DATA_ROOT) at a folder")
+            f"the data root {path} is a file, not a folder; point {DATA_ENV_VAR} (or DATA_ROOT) at a folder"
+        )
     return path
 
 
@@ -76,7 +76,8 @@ def _missing_message(name: str, searched: Path, reason: str) -> str:
         f"{name} was not found under the data root: searched {searched}. {reason} "
         f"Provide it by running once on a machine with internet "
         f"(`python -m anomaly_edu data --download {name}`), or copy torchvision's "
-        f"layout of {name} there, or point {DATA_ENV_VAR} at a folder that holds it.")
+        f"layout of {name} there, or point {DATA_ENV_VAR} at a folder that holds it."
+    )
 
 
 # ---------------------------------------------------------------- IDX files (MNIST-like)
@@ -94,19 +95,20 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise CorruptDataError(f"cannot read {path}: {err}") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise CorruptDataError(
-            f"{path} is not an IDX file of unsigned bytes (bad magic number); "
-            f"delete it and download the data set again")
+            f"{path} is not an IDX file of unsigned bytes (bad magic number); delete it and download the data set again"
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise CorruptDataError(f"{path} is truncated inside its header; delete it and download again")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape))
     if len(raw) - header != expected:
         raise CorruptDataError(
             f"{path} holds {len(raw) - header} bytes of data but its header promises "
             f"{expected} (shape {shape}): the file is truncated or corrupt; delete it "
-            f"and download the data set again")
+            f"and download the data set again"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -135,18 +137,19 @@ def _load_idx_dataset(name: str, root: Path, train: bool, download: bool):
         try:
             _download(name, root)
         except Exception as err:  # no network, no permission, ...
-            raise DatasetNotFoundError(_missing_message(
-                name, folder, f"Downloading it failed ({_first_line(err)}).")) from None
+            raise DatasetNotFoundError(
+                _missing_message(name, folder, f"Downloading it failed ({_first_line(err)}).")
+            ) from None
         paths = [_find_idx(folder, stem) for stem in stems]
     if None in paths:
         missing = [s for s, p in zip(stems, paths) if p is None]
-        raise DatasetNotFoundError(_missing_message(
-            name, folder, f"Missing files: {', '.join(missing)}."))
+        raise DatasetNotFoundError(_missing_message(name, folder, f"Missing files: {', '.join(missing)}."))
     images, labels = (read_idx(p) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise CorruptDataError(
             f"{folder}: images of shape {images.shape} do not match labels of shape "
-            f"{labels.shape}; delete the folder and download the data set again")
+            f"{labels.shape}; delete the folder and download the data set again"
+        )
     return images[:, None, :, :], labels
 
 
@@ -159,14 +162,16 @@ def _load_cifar10(root: Path, train: bool, download: bool):
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
         raise DatasetNotFoundError(_missing_message("cifar10", folder, str(err))) from None
     except Exception as err:
-        raise DatasetNotFoundError(_missing_message(
-            "cifar10", folder, f"Downloading it failed ({_first_line(err)}).")) from None
+        raise DatasetNotFoundError(
+            _missing_message("cifar10", folder, f"Downloading it failed ({_first_line(err)}).")
+        ) from None
     images = np.asarray(dataset.data).transpose(0, 3, 1, 2)  # N, H, W, C -> N, C, H, W
     return images, np.asarray(dataset.targets)
 
 
-def load_dataset(name: str, train: bool = True, *, root=None, device="cpu",
-                 download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def load_dataset(
+    name: str, train: bool = True, *, root=None, device="cpu", download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a whole split of "mnist", "fashion-mnist" or "cifar10".
 
     Returns ``(images, labels)``: images float32 in [0, 1] of shape (N, C, H, W)
@@ -193,8 +198,7 @@ def available_datasets(root=None) -> dict[str, bool]:
             present[name] = (root / folder / "data_batch_1").is_file() and (root / folder / "test_batch").is_file()
         else:
             raw = root / folder / "raw"
-            present[name] = all(_find_idx(raw, stem) is not None
-                                for stems in _IDX_FILES.values() for stem in stems)
+            present[name] = all(_find_idx(raw, stem) is not None for stems in _IDX_FILES.values() for stem in stems)
     return present
 
 
@@ -208,21 +212,29 @@ def check_images(x: torch.Tensor, name: str = "images", *, any_shape: bool = Fal
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if any_shape and x.ndim < 2:
-        raise ValueError(f"{name} must be a batch of shape (N, ...), got shape {tuple(x.shape)}; "
-                         "add a batch axis with x.unsqueeze(0)")
+        raise ValueError(
+            f"{name} must be a batch of shape (N, ...), got shape {tuple(x.shape)}; "
+            "add a batch axis with x.unsqueeze(0)"
+        )
     if not any_shape and x.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got shape {tuple(x.shape)}; "
-                         f"add a channel axis with x.unsqueeze(1) for (N, H, W) images")
+        raise ValueError(
+            f"{name} must have shape (N, C, H, W), got shape {tuple(x.shape)}; "
+            f"add a channel axis with x.unsqueeze(1) for (N, H, W) images"
+        )
     if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor with values in [0, 1], got dtype {x.dtype}; "
-                         "convert uint8 images with x.float() / 255")
+        raise ValueError(
+            f"{name} must be a floating-point tensor with values in [0, 1], got dtype {x.dtype}; "
+            "convert uint8 images with x.float() / 255"
+        )
     if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):  # also catches NaN
         if not bool(torch.isfinite(x).all()):
             problem = f"{name} contains NaN or infinite values"
         else:
             problem = f"{name} has values in [{x.min().item():.4g}, {x.max().item():.4g}]"
-        raise ValueError(f"{problem}, but images need values in [0, 1]; pass the images before "
-                         "normalisation (fold any normalisation into the model)")
+        raise ValueError(
+            f"{problem}, but images need values in [0, 1]; pass the images before "
+            "normalisation (fold any normalisation into the model)"
+        )
     return x
 
 
@@ -244,10 +256,12 @@ class OneClassSplit:
 
     def describe(self) -> str:
         """One line with the split's sizes."""
-        return (f"protocol {self.protocol}, normal classes {list(self.normal_classes)}: "
-                f"train {len(self.x_train)} normal; validation {len(self.x_val)} "
-                f"({int(self.y_val.sum())} anomalies); test {len(self.x_test)} "
-                f"({int((self.y_test == 0).sum())} normal, {int(self.y_test.sum())} anomalies)")
+        return (
+            f"protocol {self.protocol}, normal classes {list(self.normal_classes)}: "
+            f"train {len(self.x_train)} normal; validation {len(self.x_val)} "
+            f"({int(self.y_val.sum())} anomalies); test {len(self.x_test)} "
+            f"({int((self.y_test == 0).sum())} normal, {int(self.y_test.sum())} anomalies)"
+        )
 
 
 def _check_classes(normal_classes, labels: torch.Tensor) -> tuple[int, ...]:
@@ -257,8 +271,7 @@ def _check_classes(normal_classes, labels: torch.Tensor) -> tuple[int, ...]:
     known = sorted(set(labels.tolist()))
     unknown = [c for c in normal_classes if c not in known]
     if not normal_classes or unknown:
-        raise ValueError(f"normal class {unknown or normal_classes} does not exist; "
-                         f"the data set has classes {known}")
+        raise ValueError(f"normal class {unknown or normal_classes} does not exist; the data set has classes {known}")
     return normal_classes
 
 
@@ -266,9 +279,14 @@ def _is_normal(labels: torch.Tensor, normal_classes: tuple[int, ...]) -> torch.T
     return torch.isin(labels, torch.tensor(normal_classes, device=labels.device))
 
 
-def protocol2_split(train: tuple[torch.Tensor, torch.Tensor],
-                    test: tuple[torch.Tensor, torch.Tensor],
-                    normal_classes, *, val_size: int = 0, seed: int = 0) -> OneClassSplit:
+def protocol2_split(
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    normal_classes,
+    *,
+    val_size: int = 0,
+    seed: int = 0,
+) -> OneClassSplit:
     """The talk's protocol 2: train on every official training image of the
     normal class(es); test on the whole official test set, anomaly = any other
     class. ``val_size`` normal training images may be held out as validation
@@ -283,12 +301,21 @@ def protocol2_split(train: tuple[torch.Tensor, torch.Tensor],
     x_val = x_normal[order[:val_size]]
     x_train = x_normal[order[val_size:]] if val_size else x_normal
     y_test = (~_is_normal(y_te, normal_classes)).long()
-    return OneClassSplit(x_train, x_val, torch.zeros(len(x_val), dtype=torch.long, device=x_val.device),
-                         x_te, y_test, normal_classes, protocol=2, test_classes=y_te)
+    return OneClassSplit(
+        x_train,
+        x_val,
+        torch.zeros(len(x_val), dtype=torch.long, device=x_val.device),
+        x_te,
+        y_test,
+        normal_classes,
+        protocol=2,
+        test_classes=y_te,
+    )
 
 
-def protocol1_sizes(n_normal: int, anomaly_fraction: float,
-                    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, int]:
+def protocol1_sizes(
+    n_normal: int, anomaly_fraction: float, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+) -> dict[str, int]:
     """Split sizes of protocol 1 for ``n_normal`` normal images: ``fractions`` of
     them for train / validation / test (60/20/20 by default; the test takes the
     remainder), and ``int(n * p / (1 - p))`` anomalies added to validation and
@@ -301,14 +328,24 @@ def protocol1_sizes(n_normal: int, anomaly_fraction: float,
     n_val = int(fractions[1] * n_normal)
     n_test = n_normal - n_train - n_val
     ratio = anomaly_fraction / (1 - anomaly_fraction)
-    return {"train": n_train, "val_normal": n_val, "val_anomalies": int(n_val * ratio),
-            "test_normal": n_test, "test_anomalies": int(n_test * ratio)}
+    return {
+        "train": n_train,
+        "val_normal": n_val,
+        "val_anomalies": int(n_val * ratio),
+        "test_normal": n_test,
+        "test_anomalies": int(n_test * ratio),
+    }
 
 
-def protocol1_split(train: tuple[torch.Tensor, torch.Tensor],
-                    test: tuple[torch.Tensor, torch.Tensor] | None,
-                    normal_classes, *, anomaly_fraction: float, seed: int = 0,
-                    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> OneClassSplit:
+def protocol1_split(
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor] | None,
+    normal_classes,
+    *,
+    anomaly_fraction: float,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+) -> OneClassSplit:
     """The talk's protocol 1 (the ARAE code's): official train and test splits
     merged and shuffled; normal images split 60/20/20 (``fractions``) into train,
     validation and test; anomalies appended to the test set so that they make a fraction
@@ -327,13 +364,15 @@ def protocol1_split(train: tuple[torch.Tensor, torch.Tensor],
     n = protocol1_sizes(len(x_norm), anomaly_fraction, fractions)
     needed = n["test_anomalies"] + n["val_anomalies"]
     if needed > len(x_anom):
-        raise ValueError(f"protocol 1 needs {needed} anomalies for anomaly_fraction="
-                         f"{anomaly_fraction} but only {len(x_anom)} exist; lower it")
+        raise ValueError(
+            f"protocol 1 needs {needed} anomalies for anomaly_fraction="
+            f"{anomaly_fraction} but only {len(x_anom)} exist; lower it"
+        )
     a, b = n["train"], n["train"] + n["val_normal"]
     x_train, x_val_n, x_test_n = x_norm[:a], x_norm[a:b], x_norm[b:]
-    x_test_a = x_anom[:n["test_anomalies"]]
-    x_val_a = x_anom[n["test_anomalies"]:needed]
-    test_classes = torch.cat([y_all[normal][b:], y_all[~normal][:n["test_anomalies"]]])
+    x_test_a = x_anom[: n["test_anomalies"]]
+    x_val_a = x_anom[n["test_anomalies"] : needed]
+    test_classes = torch.cat([y_all[normal][b:], y_all[~normal][: n["test_anomalies"]]])
 
     def labelled(normals, anomalies):
         x = torch.cat([normals, anomalies])
@@ -342,13 +381,21 @@ def protocol1_split(train: tuple[torch.Tensor, torch.Tensor],
 
     x_val, y_val = labelled(x_val_n, x_val_a)
     x_test, y_test = labelled(x_test_n, x_test_a)
-    return OneClassSplit(x_train, x_val, y_val, x_test, y_test, normal_classes, protocol=1,
-                         test_classes=test_classes)
+    return OneClassSplit(x_train, x_val, y_val, x_test, y_test, normal_classes, protocol=1, test_classes=test_classes)
 
 
-def load_one_class(name: str, normal_class, *, protocol: int = 2, root=None, device="cpu",
-                   val_size: int = 0, anomaly_fraction: float = 0.5, seed: int = 0,
-                   download: bool = True) -> OneClassSplit:
+def load_one_class(
+    name: str,
+    normal_class,
+    *,
+    protocol: int = 2,
+    root=None,
+    device="cpu",
+    val_size: int = 0,
+    anomaly_fraction: float = 0.5,
+    seed: int = 0,
+    download: bool = True,
+) -> OneClassSplit:
     """Load a data set and make its one-class split in one call. Lecture 1."""
     train = load_dataset(name, True, root=root, device=device, download=download)
     test = load_dataset(name, False, root=root, device=device, download=download)
@@ -380,7 +427,8 @@ def load_coil100(root=None, *, size: int = 32, device="cpu") -> tuple[torch.Tens
             f"coil100 was not found under the data root: searched {folder} for files named "
             f"obj<N>__<angle>.png. Download COIL-100 from Columbia University's CAVE site and unpack "
             f"it so that its PNG files lie in {folder}, or point {DATA_ENV_VAR} at a folder that holds "
-            f"coil-100/.")
+            f"coil-100/."
+        )
     images, labels = [], []
     for path in files:
         try:
@@ -394,8 +442,9 @@ def load_coil100(root=None, *, size: int = 32, device="cpu") -> tuple[torch.Tens
     return x, torch.tensor(labels, device=device)
 
 
-def coil100_split(images: torch.Tensor, labels: torch.Tensor, *, n_normal_classes: int,
-                  anomaly_fraction: float, seed: int = 0) -> OneClassSplit:
+def coil100_split(
+    images: torch.Tensor, labels: torch.Tensor, *, n_normal_classes: int, anomaly_fraction: float, seed: int = 0
+) -> OneClassSplit:
     """COIL-100 under the talk's protocol 1: ``n_normal_classes`` objects drawn at
     random (seeded) are normal; 80% of their images train the model and the
     remaining 20% are split evenly into validation and test, each with anomalies
@@ -408,5 +457,6 @@ def coil100_split(images: torch.Tensor, labels: torch.Tensor, *, n_normal_classe
         raise ValueError(f"n_normal_classes must be between 1 and {len(classes) - 1}, got {n_normal_classes}")
     rng = np.random.default_rng(seed)
     normal = [int(c) for c in rng.choice(classes, size=n_normal_classes, replace=False)]
-    return protocol1_split((images, labels), None, normal, anomaly_fraction=anomaly_fraction, seed=seed,
-                           fractions=(0.8, 0.1, 0.1))
+    return protocol1_split(
+        (images, labels), None, normal, anomaly_fraction=anomaly_fraction, seed=seed, fractions=(0.8, 0.1, 0.1)
+    )

@@ -32,8 +32,7 @@ from sklearn.svm import OneClassSVM
 from .data import check_images
 from .models import DeepSVDDNet, MLPAutoencoder
 from .profiles import PROFILES
-from .training import (denoising_loss, pick_device, predict_in_batches, reconstruction_loss, seeded,
-                       train)
+from .training import denoising_loss, pick_device, predict_in_batches, reconstruction_loss, seeded, train
 
 QUICK = PROFILES["quick"]  # the detectors' default settings
 
@@ -41,7 +40,7 @@ QUICK = PROFILES["quick"]  # the detectors' default settings
 class Detector:
     """The interface every detector follows (see the module's docstring). Lecture 1."""
 
-    def fit(self, x: torch.Tensor) -> "Detector":
+    def fit(self, x: torch.Tensor) -> Detector:
         """Train a fresh model on normal images ``x`` (N, C, H, W) in [0, 1]; return ``self``."""
         raise NotImplementedError
 
@@ -56,8 +55,7 @@ class Detector:
 
     def _check_fitted(self, fitted_attribute: str) -> None:
         if getattr(self, fitted_attribute, None) is None:
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(x_normal) "
-                               "before score")
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(x_normal) before score")
 
 
 def reconstruction_error(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -75,9 +73,17 @@ class AEDetector(Detector):
     :class:`~anomaly_edu.models.MLPAutoencoder`. The fitted network is ``model_``.
     """
 
-    def __init__(self, model: torch.nn.Module | None = None, *, epochs: int = QUICK["ae"]["epochs"],
-                 batch_size: int = QUICK["ae"]["batch_size"], lr: float = QUICK["ae"]["lr"], seed: int = 0,
-                 device=None, progress: bool = True):
+    def __init__(
+        self,
+        model: torch.nn.Module | None = None,
+        *,
+        epochs: int = QUICK["ae"]["epochs"],
+        batch_size: int = QUICK["ae"]["batch_size"],
+        lr: float = QUICK["ae"]["lr"],
+        seed: int = 0,
+        device=None,
+        progress: bool = True,
+    ):
         self.model, self.epochs, self.batch_size, self.lr = model, epochs, batch_size, lr
         self.seed, self.device, self.progress = seed, device, progress
 
@@ -94,15 +100,23 @@ class AEDetector(Detector):
         """The batch loss this detector trains with (for the training loop)."""
         return reconstruction_loss
 
-    def fit(self, x: torch.Tensor) -> "AEDetector":
+    def fit(self, x: torch.Tensor) -> AEDetector:
         """Train a fresh network on normal images ``x`` (N, C, H, W) in [0, 1]."""
         check_images(x, "training images")
         self.device_ = pick_device(self.device)
         with seeded(self.seed):
             self.model_ = self.new_model(tuple(x.shape[1:])).to(self.device_)
-            self.history_ = train(self.model_, x.to(self.device_), batch_loss=self.batch_loss(),
-                                  epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                  seed=self.seed, progress=self.progress, desc=type(self).__name__)
+            self.history_ = train(
+                self.model_,
+                x.to(self.device_),
+                batch_loss=self.batch_loss(),
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                seed=self.seed,
+                progress=self.progress,
+                desc=type(self).__name__,
+            )
         return self
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,11 +136,21 @@ class DAEDetector(AEDetector):
     code does not give its noise level; the course uses 0.2 and shows the effect
     of the choice. Lecture 1."""
 
-    def __init__(self, model: torch.nn.Module | None = None, *, noise_std: float = QUICK["dae"]["noise_std"],
-                 epochs: int = QUICK["dae"]["epochs"], batch_size: int = QUICK["dae"]["batch_size"],
-                 lr: float = QUICK["dae"]["lr"], seed: int = 0, device=None, progress: bool = True):
-        super().__init__(model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                         progress=progress)
+    def __init__(
+        self,
+        model: torch.nn.Module | None = None,
+        *,
+        noise_std: float = QUICK["dae"]["noise_std"],
+        epochs: int = QUICK["dae"]["epochs"],
+        batch_size: int = QUICK["dae"]["batch_size"],
+        lr: float = QUICK["dae"]["lr"],
+        seed: int = 0,
+        device=None,
+        progress: bool = True,
+    ):
+        super().__init__(
+            model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress
+        )
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         self.noise_std = noise_std
@@ -140,12 +164,18 @@ class OCSVMDetector(Detector):
     decision function. ``max_train`` caps the number of training images (a
     random, seeded subset) because the SVM's cost grows quadratically. Lecture 1."""
 
-    def __init__(self, *, kernel: str = QUICK["ocsvm"]["kernel"], nu: float = QUICK["ocsvm"]["nu"],
-                 gamma=QUICK["ocsvm"]["gamma"], max_train: int | None = QUICK["ocsvm"]["max_train"],
-                 seed: int = 0):
+    def __init__(
+        self,
+        *,
+        kernel: str = QUICK["ocsvm"]["kernel"],
+        nu: float = QUICK["ocsvm"]["nu"],
+        gamma=QUICK["ocsvm"]["gamma"],
+        max_train: int | None = QUICK["ocsvm"]["max_train"],
+        seed: int = 0,
+    ):
         self.kernel, self.nu, self.gamma, self.max_train, self.seed = kernel, nu, gamma, max_train, seed
 
-    def fit(self, x: torch.Tensor) -> "OCSVMDetector":
+    def fit(self, x: torch.Tensor) -> OCSVMDetector:
         """Fit a fresh SVM on normal images ``x`` (N, C, H, W) in [0, 1]."""
         features = check_images(x, "training images").flatten(1).cpu().numpy()
         if self.max_train is not None and len(features) > self.max_train:
@@ -184,9 +214,17 @@ class DeepSVDDDetector(Detector):
     1 x 28 x 28 images only. Lecture 1.
     """
 
-    def __init__(self, *, epochs: int = QUICK["dsvdd"]["epochs"], batch_size: int = QUICK["dsvdd"]["batch_size"],
-                 lr: float = QUICK["dsvdd"]["lr"], weight_decay: float = QUICK["dsvdd"]["weight_decay"],
-                 seed: int = 0, device=None, progress: bool = True):
+    def __init__(
+        self,
+        *,
+        epochs: int = QUICK["dsvdd"]["epochs"],
+        batch_size: int = QUICK["dsvdd"]["batch_size"],
+        lr: float = QUICK["dsvdd"]["lr"],
+        weight_decay: float = QUICK["dsvdd"]["weight_decay"],
+        seed: int = 0,
+        device=None,
+        progress: bool = True,
+    ):
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.seed, self.device, self.progress = seed, device, progress
 
@@ -194,12 +232,14 @@ class DeepSVDDDetector(Detector):
         x = global_contrast_normalize(check_images(x).to(self.device_))
         return (x - self.min_) / (self.max_ - self.min_)
 
-    def fit(self, x: torch.Tensor) -> "DeepSVDDDetector":
+    def fit(self, x: torch.Tensor) -> DeepSVDDDetector:
         """Train a fresh network on normal images ``x`` (N, 1, 28, 28) in [0, 1]."""
         check_images(x, "training images")
         if tuple(x.shape[1:]) != DeepSVDDNet.image_shape:
-            raise ValueError(f"Deep SVDD's network takes {DeepSVDDNet.image_shape} images, got "
-                             f"{tuple(x.shape[1:])}; use it on MNIST-like data")
+            raise ValueError(
+                f"Deep SVDD's network takes {DeepSVDDNet.image_shape} images, got "
+                f"{tuple(x.shape[1:])}; use it on MNIST-like data"
+            )
         self.device_ = pick_device(self.device)
         gcn = global_contrast_normalize(x.to(self.device_))
         self.min_, self.max_ = gcn.min(), gcn.max()
@@ -214,9 +254,18 @@ class DeepSVDDDetector(Detector):
             def distance_loss(net, batch, y=None):
                 return ((net(batch) - center) ** 2).sum(1).mean()
 
-            self.history_ = train(self.net_, x, batch_loss=distance_loss, epochs=self.epochs,
-                                  batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                                  seed=self.seed, progress=self.progress, desc="DeepSVDD")
+            self.history_ = train(
+                self.net_,
+                x,
+                batch_loss=distance_loss,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                seed=self.seed,
+                progress=self.progress,
+                desc="DeepSVDD",
+            )
         self.center_ = center
         return self
 

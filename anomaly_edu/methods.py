@@ -34,16 +34,20 @@ class Method:
         return self.image_shape is None or tuple(image_shape) == self.image_shape
 
 
-METHODS: dict[str, Method] = {method.name: method for method in [
-    Method("ae", AEDetector, talk_row=None, stackable=True, image_shape=None, lecture=1),
-    Method("dae", DAEDetector, talk_row="DAE", stackable=True, image_shape=None, lecture=1),
-    Method("ocsvm", OCSVMDetector, talk_row="OCSVM", stackable=False, image_shape=None, lecture=1),
-    Method("dsvdd", DeepSVDDDetector, talk_row="DSVDD", stackable=False, image_shape=DeepSVDDNet.image_shape,
-           lecture=1),
-    Method("arae", ARAEDetector, talk_row="ARAE", stackable=True, image_shape=None, lecture=4),
-    # the union variant's L-2 and spatial attacks work on one model at a time: not stackable
-    Method("arae-union", UnionARAEDetector, talk_row=None, stackable=False, image_shape=None, lecture=4),
-]}
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in [
+        Method("ae", AEDetector, talk_row=None, stackable=True, image_shape=None, lecture=1),
+        Method("dae", DAEDetector, talk_row="DAE", stackable=True, image_shape=None, lecture=1),
+        Method("ocsvm", OCSVMDetector, talk_row="OCSVM", stackable=False, image_shape=None, lecture=1),
+        Method(
+            "dsvdd", DeepSVDDDetector, talk_row="DSVDD", stackable=False, image_shape=DeepSVDDNet.image_shape, lecture=1
+        ),
+        Method("arae", ARAEDetector, talk_row="ARAE", stackable=True, image_shape=None, lecture=4),
+        # the union variant's L-2 and spatial attacks work on one model at a time: not stackable
+        Method("arae-union", UnionARAEDetector, talk_row=None, stackable=False, image_shape=None, lecture=4),
+    ]
+}
 
 
 def get_method(name: str) -> Method:
@@ -65,8 +69,10 @@ def check_methods(names: list[str], image_shape: tuple | None = None, where: str
     refused = [name for name in names if not METHODS[name].accepts(image_shape)]
     if refused:
         details = "; ".join(f"{name} takes only {METHODS[name].image_shape} images" for name in refused)
-        raise ValueError(f"{', '.join(refused)} cannot run on {where or 'these images'}, whose images are "
-                         f"{tuple(image_shape)}: {details}. Drop it from the methods.")
+        raise ValueError(
+            f"{', '.join(refused)} cannot run on {where or 'these images'}, whose images are "
+            f"{tuple(image_shape)}: {details}. Drop it from the methods."
+        )
 
 
 def make_detector(name: str, settings: dict, *, seed: int = 0, device=None, progress: bool = True) -> Detector:
@@ -75,8 +81,10 @@ def make_detector(name: str, settings: dict, *, seed: int = 0, device=None, prog
     is used). Lecture 1."""
     method = get_method(name)
     if name not in settings:
-        raise ValueError(f"the settings have no entry for {name!r} (they have {', '.join(sorted(settings))}); "
-                         f"add one to anomaly_edu/profiles.py")
+        raise ValueError(
+            f"the settings have no entry for {name!r} (they have {', '.join(sorted(settings))}); "
+            f"add one to anomaly_edu/profiles.py"
+        )
     run_options = {"seed": seed, "device": device, "progress": progress}
     takes = inspect.signature(method.detector).parameters  # the OCSVM has no device and no progress bar
     return method.detector(**{k: v for k, v in run_options.items() if k in takes}, **settings[name])

@@ -97,8 +97,12 @@ def confusion_counts(labels, scores, threshold: float) -> dict[str, int]:
     """True/false positives and negatives of "anomaly when score >= threshold". Lecture 1."""
     labels, scores = _as_arrays(labels, scores)
     predicted = scores >= threshold
-    return {"tp": int(np.sum(predicted & (labels == 1))), "fp": int(np.sum(predicted & (labels == 0))),
-            "tn": int(np.sum(~predicted & (labels == 0))), "fn": int(np.sum(~predicted & (labels == 1)))}
+    return {
+        "tp": int(np.sum(predicted & (labels == 1))),
+        "fp": int(np.sum(predicted & (labels == 0))),
+        "tn": int(np.sum(~predicted & (labels == 0))),
+        "fn": int(np.sum(~predicted & (labels == 1))),
+    }
 
 
 def _best_f1(labels, scores) -> tuple[float, float]:

@@ -66,14 +66,22 @@ class ConvAutoencoder(nn.Module):
         self.channels, self.size = channels, size
         feat = size // 4
         self.encoder = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(64 * feat * feat, latent_dim))
+            nn.Conv2d(channels, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * feat * feat, latent_dim),
+        )
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, 64 * feat * feat), nn.ReLU(),
+            nn.Linear(latent_dim, 64 * feat * feat),
+            nn.ReLU(),
             nn.Unflatten(1, (64, feat, feat)),
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1), nn.Sigmoid())
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1),
+            nn.Sigmoid(),
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -95,10 +103,15 @@ class DeepSVDDNet(nn.Module):
     def __init__(self, rep_dim: int = 32):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 5, padding=2, bias=False), nn.BatchNorm2d(8, affine=False),
-            nn.LeakyReLU(0.1), nn.MaxPool2d(2),
-            nn.Conv2d(8, 4, 5, padding=2, bias=False), nn.BatchNorm2d(4, affine=False),
-            nn.LeakyReLU(0.1), nn.MaxPool2d(2))
+            nn.Conv2d(1, 8, 5, padding=2, bias=False),
+            nn.BatchNorm2d(8, affine=False),
+            nn.LeakyReLU(0.1),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 4, 5, padding=2, bias=False),
+            nn.BatchNorm2d(4, affine=False),
+            nn.LeakyReLU(0.1),
+            nn.MaxPool2d(2),
+        )
         self.head = nn.Linear(4 * 7 * 7, rep_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,9 +129,17 @@ class MnistCNN(nn.Module):
         super().__init__()
         c1, c2, hidden = 16 * width, 32 * width, 100 * width
         self.net = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -72,7 +72,7 @@ def talk_table(table: str, metric: str = "AUC") -> dict[str, dict[str, float]]:
 
 
 def parse_classes(text: str) -> list[int]:
-    """"0-9" -> [0, ..., 9]; "1,3,8" -> [1, 3, 8]; "8" -> [8]. Lecture 1."""
+    """ "0-9" -> [0, ..., 9]; "1,3,8" -> [1, 3, 8]; "8" -> [8]. Lecture 1."""
     classes = []
     for part in str(text).split(","):
         part = part.strip()
@@ -115,14 +115,16 @@ def apply_changes(settings: dict, changes: dict[str, dict]) -> dict:
             raise ValueError(f"the profile has no method {method!r}; known: {', '.join(sorted(settings))}")
         unknown = sorted(set(values) - set(settings[method]))
         if unknown:
-            raise ValueError(f"{method} has no setting {', '.join(unknown)}; "
-                             f"its settings are {', '.join(sorted(settings[method]))}")
+            raise ValueError(
+                f"{method} has no setting {', '.join(unknown)}; its settings are {', '.join(sorted(settings[method]))}"
+            )
         settings[method].update(values)
     return settings
 
 
-def table_splits(table: str, classes: list[int] | None, *, seed: int = 0, root=None,
-                 device="cpu") -> dict[str, OneClassSplit]:
+def table_splits(
+    table: str, classes: list[int] | None, *, seed: int = 0, root=None, device="cpu"
+) -> dict[str, OneClassSplit]:
     """The one-class splits of a table, by case: one per normal class under
     protocol 2 (``classes``), or the talk's three COIL-100 rows under protocol 1.
     Lecture 1 (COIL-100: Lecture 4)."""
@@ -132,14 +134,25 @@ def table_splits(table: str, classes: list[int] | None, *, seed: int = 0, root=N
         test = load_dataset(spec.dataset, False, root=root, device=device)
         return {str(c): protocol2_split(train, test, c) for c in classes}
     images, labels = load_coil100(root, size=spec.image_shape[-1], device=device)
-    return {f"{n}-{fraction:.2f}": coil100_split(images, labels, n_normal_classes=n, anomaly_fraction=fraction,
-                                                 seed=seed)
-            for n, fraction in COIL100_SETTINGS}
+    return {
+        f"{n}-{fraction:.2f}": coil100_split(images, labels, n_normal_classes=n, anomaly_fraction=fraction, seed=seed)
+        for n, fraction in COIL100_SETTINGS
+    }
 
 
-def run_table(table: str, methods: list[str], classes: list[int] | None = None, *, profile: str = "quick",
-              seed: int = 0, device=None, root=None, progress: bool = True,
-              changes: dict[str, dict] | None = None, stacked: bool | None = None) -> dict:
+def run_table(
+    table: str,
+    methods: list[str],
+    classes: list[int] | None = None,
+    *,
+    profile: str = "quick",
+    seed: int = 0,
+    device=None,
+    root=None,
+    progress: bool = True,
+    changes: dict[str, dict] | None = None,
+    stacked: bool | None = None,
+) -> dict:
     """Train every method on every case of a table (a normal class; for
     COIL-100, one of the talk's rows) and return the results with their
     provenance (see :func:`~anomaly_edu.results.provenance`). Results are AUROC
@@ -153,19 +166,24 @@ def run_table(table: str, methods: list[str], classes: list[int] | None = None, 
     (COIL-100 and stacking: Lecture 4)."""
     spec = get_table(table)
     if spec.protocol == 1 and classes is not None:
-        raise ValueError(f"{table} has fixed rows (the talk's {', '.join(str(n) for n, _ in COIL100_SETTINGS)} "
-                         "normal classes); drop the classes")
+        raise ValueError(
+            f"{table} has fixed rows (the talk's {', '.join(str(n) for n, _ in COIL100_SETTINGS)} "
+            "normal classes); drop the classes"
+        )
     classes = list(range(10)) if classes is None and spec.protocol == 2 else classes
     check_methods(methods, spec.image_shape, where=f"the {table} table")
     unused = sorted(set(changes or {}) - set(methods))
     if unused:
-        raise ValueError(f"settings are changed for {', '.join(unused)}, which this run does not train; "
-                         f"add it to the methods or drop the change")
+        raise ValueError(
+            f"settings are changed for {', '.join(unused)}, which this run does not train; "
+            f"add it to the methods or drop the change"
+        )
     settings = apply_changes(get_profile(profile, spec.dataset), changes or {})
     missing = [m for m in methods if m not in settings]
     if missing:
-        raise ValueError(f"profile {profile!r} has no settings for {', '.join(missing)}; "
-                         "add them to anomaly_edu/profiles.py")
+        raise ValueError(
+            f"profile {profile!r} has no settings for {', '.join(missing)}; add them to anomaly_edu/profiles.py"
+        )
     device = pick_device(device)
     start, code_state = time.perf_counter(), git_state()
     splits = table_splits(table, classes, seed=seed, root=root, device=device)
@@ -189,15 +207,26 @@ def run_table(table: str, methods: list[str], classes: list[int] | None = None, 
             if progress:
                 print(f"{table} {case} {m}: AUC {results[m]['auc'][case]:.1f}", flush=True)
         results[m]["mean"] = round(float(np.mean(list(results[m]["auc"].values()))), 2)
-    used = {"table": table, "dataset": spec.dataset, "protocol": spec.protocol, "profile": profile,
-            "changed_from_profile": changes or {}, "seed": seed, "cases": list(splits),
-            "stacked_training": side_by_side, "methods": {m: settings[m] for m in methods}}
+    used = {
+        "table": table,
+        "dataset": spec.dataset,
+        "protocol": spec.protocol,
+        "profile": profile,
+        "changed_from_profile": changes or {},
+        "seed": seed,
+        "cases": list(splits),
+        "stacked_training": side_by_side,
+        "methods": {m: settings[m] for m in methods},
+    }
     if spec.protocol == 2:
         used["classes"] = classes
     metric = "AUROC (%)" if spec.protocol == 2 else "AUROC and F1 (%), F1 at the threshold chosen on validation"
-    return {"table": table, "metric": metric, "results": results,
-            "provenance": provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device,
-                                     git=code_state)}
+    return {
+        "table": table,
+        "metric": metric,
+        "results": results,
+        "provenance": provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device, git=code_state),
+    }
 
 
 def merge_results(parts: list[dict]) -> dict:
@@ -222,8 +251,10 @@ def merge_results(parts: list[dict]) -> dict:
 
     for part in parts[1:]:
         if part["table"] != parts[0]["table"] or same_run(part["provenance"]) != same_run(first):
-            raise ValueError("the parts are not runs of the same command: their table, commit, profile, seed, "
-                             "methods or settings differ; rerun the odd one out at the same commit and settings")
+            raise ValueError(
+                "the parts are not runs of the same command: their table, commit, profile, seed, "
+                "methods or settings differ; rerun the odd one out at the same commit and settings"
+            )
     classes = [c for part in parts for c in part["provenance"]["settings"]["classes"]]
     shared = sorted({c for c in classes if classes.count(c) > 1})
     if shared:
@@ -240,10 +271,13 @@ def merge_results(parts: list[dict]) -> dict:
     merged_settings = {**first["settings"], "classes": classes, "stacked_training": stacked}
     if "cases" in merged_settings:
         merged_settings["cases"] = [str(c) for c in classes]
-    merged = {**first, "settings": merged_settings,
-              "date": max(part["provenance"]["date"] for part in parts),
-              "wall_time_s": round(sum(part["provenance"]["wall_time_s"] for part in parts), 1),
-              "parts": [piece for part in parts for piece in _pieces(part["provenance"])]}
+    merged = {
+        **first,
+        "settings": merged_settings,
+        "date": max(part["provenance"]["date"] for part in parts),
+        "wall_time_s": round(sum(part["provenance"]["wall_time_s"] for part in parts), 1),
+        "parts": [piece for part in parts for piece in _pieces(part["provenance"])],
+    }
     devices = {part["provenance"]["device"] for part in parts}
     if len(devices) > 1:
         merged["device"] = " + ".join(sorted(devices))
@@ -252,8 +286,9 @@ def merge_results(parts: list[dict]) -> dict:
 
 def _pieces(prov: dict) -> list[dict]:
     """The runs a results file was made of: its own, or those of a merged file."""
-    return prov.get("parts") or [{key: prov[key] for key in ("device", "date", "wall_time_s")}
-                                 | {"classes": prov["settings"]["classes"]}]
+    return prov.get("parts") or [
+        {key: prov[key] for key in ("device", "date", "wall_time_s")} | {"classes": prov["settings"]["classes"]}
+    ]
 
 
 def format_comparison(result: dict) -> str:
@@ -261,10 +296,13 @@ def format_comparison(result: dict) -> str:
     method (AUROC; F1 too where the table has it). Lecture 1."""
     used = result["provenance"]["settings"]
     cases = used.get("cases") or [str(c) for c in used["classes"]]
-    changed = ", ".join(f"{m}.{k}={v}" for m, values in used.get("changed_from_profile", {}).items()
-                        for k, v in values.items())
-    lines = [f"{result['table']} protocol {used['protocol']}, in %, profile {used['profile']}"
-             + (f" (changed: {changed})" if changed else "")]
+    changed = ", ".join(
+        f"{m}.{k}={v}" for m, values in used.get("changed_from_profile", {}).items() for k, v in values.items()
+    )
+    lines = [
+        f"{result['table']} protocol {used['protocol']}, in %, profile {used['profile']}"
+        + (f" (changed: {changed})" if changed else "")
+    ]
     metrics = ["AUC", "F1"] if any("f1" in ours for ours in result["results"].values()) else ["AUC"]
     for metric in metrics:
         talk = talk_table(result["table"], metric)
@@ -272,13 +310,15 @@ def format_comparison(result: dict) -> str:
         lines += [head, "-" * len(head)]
         for method, ours in result["results"].items():
             values = [ours[metric.lower()][c] for c in cases]
-            lines.append(f"{method + ' (ours)':<16}" + "".join(f"{v:>8.1f}" for v in values)
-                         + f"{np.mean(values):>8.1f}")
+            lines.append(
+                f"{method + ' (ours)':<16}" + "".join(f"{v:>8.1f}" for v in values) + f"{np.mean(values):>8.1f}"
+            )
             row = METHODS[method].talk_row if method in METHODS else None
             if row in talk:
                 values = [talk[row][c] for c in cases]
-                lines.append(f"{row + ' (talk)':<16}" + "".join(f"{v:>8.1f}" for v in values)
-                             + f"{np.mean(values):>8.1f}")
+                lines.append(
+                    f"{row + ' (talk)':<16}" + "".join(f"{v:>8.1f}" for v in values) + f"{np.mean(values):>8.1f}"
+                )
             else:
                 lines.append(f"{'':<16}(the talk has no {method} row)")
     lines.append("talk: the seed talk's table; mean over the cases shown")

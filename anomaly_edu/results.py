@@ -31,13 +31,16 @@ def git_state() -> dict:
 
     def git(*args):
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  cwd=Path(__file__).parent).stdout.strip()
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"commit": git("rev-parse", "HEAD") or "unknown (not a git checkout)",
-            "uncommitted_changes": bool(git("status", "--porcelain", "--", "."))}
+    return {
+        "commit": git("rev-parse", "HEAD") or "unknown (not a git checkout)",
+        "uncommitted_changes": bool(git("status", "--porcelain", "--", ".")),
+    }
 
 
 def describe_device(device) -> str:
@@ -72,9 +75,14 @@ def provenance(*, settings: dict, wall_time_s: float, device, git: dict | None =
     return {
         **(git or git_state()),
         "device": describe_device(device),
-        "versions": {"python": platform.python_version(), "anomaly_edu": __version__,
-                     "torch": torch.__version__, "torchvision": torchvision.__version__,
-                     "numpy": np.__version__, "scikit-learn": sklearn.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "anomaly_edu": __version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__,
+        },
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(wall_time_s, 1),
         "settings": settings,
@@ -128,8 +136,10 @@ def read_stored(*names: str, folder: str | os.PathLike = STORED_RESULTS) -> dict
                 return {**json.loads(path.read_text()), "file": name}
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path} is not a results file (bad JSON: {err})") from None
-    print(f"no stored result {' or '.join(names)} in {folder.name}/: clone the repository to see it, "
-          "or make it with the command shown above")
+    print(
+        f"no stored result {' or '.join(names)} in {folder.name}/: clone the repository to see it, "
+        "or make it with the command shown above"
+    )
     return None
 
 
@@ -138,7 +148,14 @@ def describe_provenance(result: dict) -> str:
     long it took (hours for long runs). Lecture 1."""
     prov = result["provenance"]
     seconds = prov["wall_time_s"]
-    took = f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.0f} min" if seconds < 7200 \
+    took = (
+        f"{seconds:.0f} s"
+        if seconds < 600
+        else f"{seconds / 60:.0f} min"
+        if seconds < 7200
         else f"{seconds / 3600:.1f} h"
-    return (f"made by commit {prov['commit'][:10]} on {prov['device']}, {prov['date']}, in {took} of computing; "
-            f"torch {prov['versions']['torch']}")
+    )
+    return (
+        f"made by commit {prov['commit'][:10]} on {prov['device']}, {prov['date']}, in {took} of computing; "
+        f"torch {prov['versions']['torch']}"
+    )

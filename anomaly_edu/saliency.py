@@ -12,8 +12,9 @@ import torch
 from .data import check_images
 
 
-def occlusion_saliency(score: Callable[[torch.Tensor], np.ndarray], image: torch.Tensor, *,
-                       patch: int = 1, fill: float = 0.0) -> np.ndarray:
+def occlusion_saliency(
+    score: Callable[[torch.Tensor], np.ndarray], image: torch.Tensor, *, patch: int = 1, fill: float = 0.0
+) -> np.ndarray:
     """Map of how much the anomaly score of ``image`` (C, H, W) changes when a
     ``patch`` x ``patch`` square starting at each pixel is set to ``fill``:
     ``score(occluded) - score(image)``, shape (H, W). ``score`` maps a batch of

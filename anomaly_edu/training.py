@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -61,10 +62,21 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device(device)
 
 
-def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
-          batch_loss: BatchLoss, epochs: int, batch_size: int, lr: float = 1e-3,
-          weight_decay: float = 0.0, seed: int = 0, optimizer: torch.optim.Optimizer | None = None,
-          progress: bool = True, desc: str = "training") -> list[float]:
+def train(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    batch_loss: BatchLoss,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+    progress: bool = True,
+    desc: str = "training",
+) -> list[float]:
     """Train ``model`` on ``x`` (and targets ``y``) with Adam by minimising
     ``batch_loss(model, x_batch, y_batch)``; return the mean loss of each epoch.
 
@@ -83,16 +95,32 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
     def shuffled_batches():  # one epoch: (x batch, y batch, number of images)
         order = torch.randperm(len(x), generator=generator).to(x.device)
         for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             yield x[idx], None if y is None else y[idx], len(idx)
 
-    return run_epochs(model, shuffled_batches, batch_loss=batch_loss, epochs=epochs, optimizer=optimizer,
-                      steps_per_epoch=(len(x) + batch_size - 1) // batch_size, progress=progress, desc=desc)
+    return run_epochs(
+        model,
+        shuffled_batches,
+        batch_loss=batch_loss,
+        epochs=epochs,
+        optimizer=optimizer,
+        steps_per_epoch=(len(x) + batch_size - 1) // batch_size,
+        progress=progress,
+        desc=desc,
+    )
 
 
-def run_epochs(model: torch.nn.Module, epoch_batches: Callable[[], Iterable], *, batch_loss: BatchLoss,
-               epochs: int, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
-               progress: bool = True, desc: str = "training") -> list[float]:
+def run_epochs(
+    model: torch.nn.Module,
+    epoch_batches: Callable[[], Iterable],
+    *,
+    batch_loss: BatchLoss,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
+    progress: bool = True,
+    desc: str = "training",
+) -> list[float]:
     """The loop inside :func:`train`: for each epoch, for each ``(x_batch,
     y_batch, weight)`` that ``epoch_batches()`` yields, one optimizer step on
     ``batch_loss(model, x_batch, y_batch)``. Returns each epoch's mean loss,
@@ -150,10 +178,11 @@ def classification_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
 
 
 @torch.no_grad()
-def predict_in_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                       batch_size: int = 1024) -> torch.Tensor:
+def predict_in_batches(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 1024
+) -> torch.Tensor:
     """Apply ``fn`` to ``x`` in chunks (to bound memory) and concatenate. Lecture 1."""
-    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:

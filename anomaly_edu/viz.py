@@ -20,8 +20,16 @@ class _OfflineNotebookRenderer(NotebookRenderer):
     """plotly's "notebook" renderer, minus the MathJax script it adds to each figure."""
 
     def to_mimebundle(self, fig_dict):
-        html = pio.to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False,
-                           full_html=False, default_width="100%", default_height=450, validate=False)
+        html = pio.to_html(
+            fig_dict,
+            config=self.config,
+            include_plotlyjs=False,
+            include_mathjax=False,
+            full_html=False,
+            default_width="100%",
+            default_height=450,
+            validate=False,
+        )
         return {"text/html": html}
 
 
@@ -39,10 +47,8 @@ def roc_figure(curves: dict, title: str = "ROC curves") -> go.Figure:
         roc = roc_curve_data(labels, scores)
         fpr, tpr = _corners(roc["fpr"], roc["tpr"])
         fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=name))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
-                             line=dict(dash="dot", color="grey")))
-    fig.update_layout(title=title, xaxis_title="false-positive rate",
-                      yaxis_title="true-positive rate", height=450)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dot", color="grey")))
+    fig.update_layout(title=title, xaxis_title="false-positive rate", yaxis_title="true-positive rate", height=450)
     return fig
 
 
@@ -59,8 +65,9 @@ def score_histogram(labels, scores, title: str = "Anomaly scores", threshold: fl
     labels, scores = to_numpy(labels).ravel(), to_numpy(scores).ravel()
     fig = go.Figure()
     for value, name in ((0, "normal"), (1, "anomalous")):
-        fig.add_trace(go.Histogram(x=scores[labels == value], name=name, opacity=0.6,
-                                   histnorm="probability density", nbinsx=60))
+        fig.add_trace(
+            go.Histogram(x=scores[labels == value], name=name, opacity=0.6, histnorm="probability density", nbinsx=60)
+        )
     if threshold is not None:
         fig.add_vline(x=threshold, line_dash="dash", annotation_text="threshold")
     fig.update_layout(barmode="overlay", title=title, xaxis_title="score", yaxis_title="density", height=400)
@@ -92,8 +99,9 @@ def image_grid(rows: dict, title: str = "", max_columns: int = 10) -> go.Figure:
     return fig
 
 
-def heatmap_grid(maps, titles=None, title: str = "", columns: int | None = None,
-                 colorscale: str = "RdBu_r") -> go.Figure:
+def heatmap_grid(
+    maps, titles=None, title: str = "", columns: int | None = None, colorscale: str = "RdBu_r"
+) -> go.Figure:
     """Show several 2-D maps (e.g. input gradients) in a grid with one shared
     colour scale, symmetric around zero. Lecture 3."""
     from plotly.subplots import make_subplots
@@ -102,11 +110,13 @@ def heatmap_grid(maps, titles=None, title: str = "", columns: int | None = None,
     columns = columns or len(maps)
     rows = (len(maps) + columns - 1) // columns
     limit = max(float(np.abs(m).max()) for m in maps) or 1.0
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles,
-                        horizontal_spacing=0.02, vertical_spacing=0.08)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.08)
     for i, m in enumerate(maps):
-        fig.add_trace(go.Heatmap(z=m[::-1], zmin=-limit, zmax=limit, colorscale=colorscale,
-                                 showscale=i == 0), row=i // columns + 1, col=i % columns + 1)
+        fig.add_trace(
+            go.Heatmap(z=m[::-1], zmin=-limit, zmax=limit, colorscale=colorscale, showscale=i == 0),
+            row=i // columns + 1,
+            col=i % columns + 1,
+        )
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     fig.update_layout(title=title, height=80 + 220 * rows)
@@ -120,19 +130,27 @@ def threshold_slider(labels, scores):
 
     labels, scores = to_numpy(labels).ravel(), to_numpy(scores).ravel()
     low, high = float(np.quantile(scores, 0.01)), float(np.quantile(scores, 0.99))
-    slider = widgets.FloatSlider(value=float(np.median(scores)), min=low, max=high,
-                                 step=(high - low) / 200, description="threshold",
-                                 continuous_update=True, readout_format=".3g",
-                                 layout=widgets.Layout(width="600px"))
+    slider = widgets.FloatSlider(
+        value=float(np.median(scores)),
+        min=low,
+        max=high,
+        step=(high - low) / 200,
+        description="threshold",
+        continuous_update=True,
+        readout_format=".3g",
+        layout=widgets.Layout(width="600px"),
+    )
     report = widgets.HTML()
 
     def update(change=None):
         t = slider.value
         c = confusion_counts(labels, scores, t)
         f1 = f1_at_threshold(labels, scores, t)
-        report.value = (f"<b>flagged as anomalies</b>: {c['tp']} true, {c['fp']} false &nbsp;|&nbsp; "
-                        f"<b>passed as normal</b>: {c['tn']} true, {c['fn']} missed &nbsp;|&nbsp; "
-                        f"<b>F1</b> = {f1:.3f}")
+        report.value = (
+            f"<b>flagged as anomalies</b>: {c['tp']} true, {c['fp']} false &nbsp;|&nbsp; "
+            f"<b>passed as normal</b>: {c['tn']} true, {c['fn']} missed &nbsp;|&nbsp; "
+            f"<b>F1</b> = {f1:.3f}"
+        )
 
     slider.observe(update, names="value")
     update()
@@ -171,11 +189,20 @@ def attack_slider(model, x, y, eps_values, attack):
             probs = torch.softmax(model(x_adv), 1)[0]
         delta = (x_adv - x)[0].detach().cpu().numpy()
         magnified = 0.5 + delta / (2 * max(np.abs(delta).max(), 1e-12))
-        frames.append((_png(x_adv[0].detach().cpu().numpy()), _png(magnified),
-                       f"eps = {eps:.3f}: predicted <b>{int(probs.argmax())}</b> "
-                       f"({100 * probs.max().item():.1f}%), true label {int(y[0])}"))
-    slider = widgets.SelectionSlider(options=[(f"{e:.3f}", i) for i, e in enumerate(eps_values)],
-                                     value=0, description="eps", layout=widgets.Layout(width="500px"))
+        frames.append(
+            (
+                _png(x_adv[0].detach().cpu().numpy()),
+                _png(magnified),
+                f"eps = {eps:.3f}: predicted <b>{int(probs.argmax())}</b> "
+                f"({100 * probs.max().item():.1f}%), true label {int(y[0])}",
+            )
+        )
+    slider = widgets.SelectionSlider(
+        options=[(f"{e:.3f}", i) for i, e in enumerate(eps_values)],
+        value=0,
+        description="eps",
+        layout=widgets.Layout(width="500px"),
+    )
     adversarial, noise, caption = widgets.Image(format="png"), widgets.Image(format="png"), widgets.HTML()
 
     def update(change=None):
@@ -183,6 +210,15 @@ def attack_slider(model, x, y, eps_values, attack):
 
     slider.observe(update, names="value")
     update()
-    return widgets.VBox([slider, widgets.HBox([
-        widgets.VBox([widgets.HTML("attacked image"), adversarial]),
-        widgets.VBox([widgets.HTML("perturbation (magnified)"), noise])]), caption])
+    return widgets.VBox(
+        [
+            slider,
+            widgets.HBox(
+                [
+                    widgets.VBox([widgets.HTML("attacked image"), adversarial]),
+                    widgets.VBox([widgets.HTML("perturbation (magnified)"), noise]),
+                ]
+            ),
+            caption,
+        ]
+    )

@@ -15,8 +15,9 @@ torch.set_num_threads(2)
 # Select or skip them with `pytest -m book` / `pytest -m "not book"`.
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "book: builds the book (executing notebooks not yet up to date) "
-        "and checks the HTML in headless Chromium")
+        "markers",
+        "book: builds the book (executing notebooks not yet up to date) and checks the HTML in headless Chromium",
+    )
 
 
 @pytest.fixture(scope="session")

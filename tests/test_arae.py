@@ -119,8 +119,8 @@ def test_occlusion_patches_cover_their_square():
 
     image = torch.ones(1, 5, 5)
     saliency = occlusion_saliency(score, image, patch=2)
-    assert saliency[0, 0] == pytest.approx(-4.0)   # a full 2x2 square
-    assert saliency[4, 4] == pytest.approx(-1.0)   # clipped at the corner
+    assert saliency[0, 0] == pytest.approx(-4.0)  # a full 2x2 square
+    assert saliency[4, 4] == pytest.approx(-1.0)  # clipped at the corner
     with pytest.raises(ValueError, match="patch"):
         occlusion_saliency(score, image, patch=0)
 

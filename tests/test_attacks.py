@@ -27,12 +27,17 @@ SEEDS = st.integers(0, 2**16)
 # Tiny models and data
 # ---------------------------------------------------------------------------
 
+
 def tiny_cnn(seed: int, channels: int = 1, classes: int = 5) -> nn.Module:
     """Conv-BN-ReLU-dropout-linear on (channels, 6, 6) images: its modes matter."""
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(channels, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Dropout(0.5),
-        nn.Flatten(), nn.Linear(3 * 4 * 4, classes),
+        nn.Conv2d(channels, 3, 3),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, classes),
     )
 
 
@@ -75,6 +80,7 @@ def distance(name: str, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 # Properties of every attack
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ATTACKS)
 @SETTINGS
@@ -158,8 +164,18 @@ def test_custom_loss_with_a_latent_target(norm):
     x = torch.rand(5, 36)  # flattened images
     z = encoder(x).detach()
     eps = 0.2 if norm == "linf" else 1.0
-    x_adv = pgd(encoder, x, z, eps=eps, alpha=eps / 8, steps=10, norm=norm,
-                random_start=True, restarts=2, loss_fn=per_example_mse)
+    x_adv = pgd(
+        encoder,
+        x,
+        z,
+        eps=eps,
+        alpha=eps / 8,
+        steps=10,
+        norm=norm,
+        random_start=True,
+        restarts=2,
+        loss_fn=per_example_mse,
+    )
     assert (distance(f"pgd_{norm}", x_adv, x) <= eps + 1e-6).all()
     with torch.no_grad():
         assert (per_example_mse(encoder(x_adv), z) > 0).all()
@@ -181,6 +197,7 @@ def test_custom_loss_with_a_target_image(name):
 # ---------------------------------------------------------------------------
 # Attack-specific properties
 # ---------------------------------------------------------------------------
+
 
 @SETTINGS
 @given(seed=SEEDS, k=st.integers(0, 40), steps=st.integers(1, 6))
@@ -229,11 +246,15 @@ def test_l2_with_an_eps_that_rounds_to_zero_stays_finite():
 # Same results as torchattacks 3.5.1
 # ---------------------------------------------------------------------------
 
+
 def mnist_like_cnn() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(8 * 14 * 14, 10),
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 14 * 14, 10),
     )
 
 
@@ -273,6 +294,7 @@ def test_runs_on_the_device_of_x(name):
 # ---------------------------------------------------------------------------
 # Bad input: one clear ValueError each
 # ---------------------------------------------------------------------------
+
 
 def _pgd(**overrides):
     model, (x, y) = tiny_cnn(0), images(0, 2)

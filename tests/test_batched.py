@@ -48,8 +48,9 @@ def test_stacked_training_equals_one_by_one_training(sizes):
     torch.manual_seed(0)
     xs = [torch.rand(n, 1, 28, 28) for n in sizes]
     together = three_models()
-    history = batched.train_stacked(together, xs, batch_loss=reconstruction_loss, epochs=3, batch_size=16,
-                                    seed=7, progress=False)
+    history = batched.train_stacked(
+        together, xs, batch_loss=reconstruction_loss, epochs=3, batch_size=16, seed=7, progress=False
+    )
     assert len(history) == 3 and history[-1] < history[0]
     for alone, x, model in zip(three_models(), xs, together):
         train(alone, x, batch_loss=reconstruction_loss, epochs=3, batch_size=16, seed=7, progress=False)
@@ -60,11 +61,13 @@ def test_stacked_training_equals_one_by_one_training(sizes):
 def test_train_stacked_checks_its_input():
     models = three_models()
     with pytest.raises(ValueError, match="3 models but 2 training sets"):
-        batched.train_stacked(models, [torch.rand(4, 1, 28, 28)] * 2, batch_loss=reconstruction_loss,
-                              epochs=1, batch_size=2)
+        batched.train_stacked(
+            models, [torch.rand(4, 1, 28, 28)] * 2, batch_loss=reconstruction_loss, epochs=1, batch_size=2
+        )
     with pytest.raises(ValueError, match="empty training set"):
-        batched.train_stacked(models, [torch.rand(0, 1, 28, 28)] * 3, batch_loss=reconstruction_loss,
-                              epochs=1, batch_size=2)
+        batched.train_stacked(
+            models, [torch.rand(0, 1, 28, 28)] * 3, batch_loss=reconstruction_loss, epochs=1, batch_size=2
+        )
 
 
 def test_latent_attack_on_a_stacked_model_attacks_each_image_in_its_ball():
@@ -100,8 +103,9 @@ def test_stacked_fit_gives_the_aucs_of_one_by_one_fits(mnist):
     splits = [data.protocol2_split(train_set, test_set, c) for c in (1, 7, 8)]
     settings = dict(epochs=2, batch_size=128, device="cpu", progress=False)
     alone = [detectors.AEDetector(**settings).fit(s.x_train) for s in splits]
-    together = batched.fit_stacked([detectors.AEDetector(**settings) for _ in splits],
-                                   [s.x_train for s in splits], progress=False)
+    together = batched.fit_stacked(
+        [detectors.AEDetector(**settings) for _ in splits], [s.x_train for s in splits], progress=False
+    )
     auc_alone = [100 * auroc(s.y_test, d.score(s.x_test)) for s, d in zip(splits, alone)]
     auc_together = [100 * auroc(s.y_test, d.score(s.x_test)) for s, d in zip(splits, together)]
     assert auc_together == pytest.approx(auc_alone, abs=0.01)  # measured: equal to 4 decimals
@@ -109,11 +113,15 @@ def test_stacked_fit_gives_the_aucs_of_one_by_one_fits(mnist):
 
 
 def test_reproduce_stacked_and_one_by_one_agree(mnist_root, monkeypatch):
-    small = {"ae": {"epochs": 1, "batch_size": 256, "lr": 1e-3},
-             "arae": {"epochs": 1, "batch_size": 256, "lr": 1e-3, "eps": 0.2, "steps": 2, "gamma": 0.1}}
+    small = {
+        "ae": {"epochs": 1, "batch_size": 256, "lr": 1e-3},
+        "arae": {"epochs": 1, "batch_size": 256, "lr": 1e-3, "eps": 0.2, "steps": 2, "gamma": 0.1},
+    }
     monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
-    runs = {flag: reproduce.run_table("mnist", ["ae", "arae"], [1, 4], device="cpu", progress=False,
-                                      stacked=flag) for flag in (True, False)}
+    runs = {
+        flag: reproduce.run_table("mnist", ["ae", "arae"], [1, 4], device="cpu", progress=False, stacked=flag)
+        for flag in (True, False)
+    }
     assert runs[True]["provenance"]["settings"]["stacked_training"] == ["ae", "arae"]
     assert runs[False]["provenance"]["settings"]["stacked_training"] == []
     for c in ("1", "4"):  # the AE is deterministic; ARAE's random starts differ between the two runs
@@ -127,8 +135,16 @@ def test_reproduce_stacked_and_one_by_one_agree(mnist_root, monkeypatch):
 def test_union_detector_fits_and_scores():
     torch.manual_seed(0)
     x = torch.rand(16, 1, 28, 28)
-    detector = UnionARAEDetector(epochs=1, batch_size=8, linf=(0.2, 0.1, 1), l2=(2.0, 1.0, 1), n_angles=3,
-                                 shifts=(0,), progress=False, device="cpu").fit(x)
+    detector = UnionARAEDetector(
+        epochs=1,
+        batch_size=8,
+        linf=(0.2, 0.1, 1),
+        l2=(2.0, 1.0, 1),
+        n_angles=3,
+        shifts=(0,),
+        progress=False,
+        device="cpu",
+    ).fit(x)
     assert detector.model_.activation == "relu"
     assert isinstance(detector.model_.decoder[-1], torch.nn.Linear)  # linear output
     scores = detector.score(torch.rand(5, 1, 28, 28))
@@ -153,4 +169,3 @@ def test_set_changes_one_setting_and_rejects_unknown_ones():
         reproduce.apply_changes(profile, {"vae": {"epochs": 3}})
     with pytest.raises(ValueError, match="does not train"):
         reproduce.run_table("mnist", ["ae"], [8], changes={"arae": {"epochs": 3}})
-

@@ -188,12 +188,15 @@ def test_unknown_dataset_name_is_rejected():
         data.load_dataset("imagenet")
 
 
-@pytest.mark.parametrize("bad, message", [
-    (torch.rand(5, 28, 28), "shape"),
-    (torch.rand(2, 1, 4, 4) * 3, r"\[0, 1\]"),
-    ((torch.rand(2, 1, 4, 4) * 255).to(torch.uint8), "floating-point"),
-    (np.zeros((2, 1, 4, 4)), "torch.Tensor"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.rand(5, 28, 28), "shape"),
+        (torch.rand(2, 1, 4, 4) * 3, r"\[0, 1\]"),
+        ((torch.rand(2, 1, 4, 4) * 255).to(torch.uint8), "floating-point"),
+        (np.zeros((2, 1, 4, 4)), "torch.Tensor"),
+    ],
+)
 def test_check_images_rejects_bad_images(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         data.check_images(bad)
@@ -201,15 +204,23 @@ def test_check_images_rejects_bad_images(bad, message):
 
 def test_data_command_lists_datasets(tmp_path):
     make_fake_mnist(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "anomaly_edu", "data", "--data-root", str(tmp_path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "anomaly_edu", "data", "--data-root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "mnist          present" in out and "fashion-mnist  missing" in out
 
 
 def test_reproduce_with_missing_data_fails_cleanly(tmp_path):
     env = dict(os.environ, ANOMALY_EDU_DATA=str(tmp_path))
-    run = subprocess.run([sys.executable, "-m", "anomaly_edu", "reproduce", "mnist", "--classes", "8"],
-                         capture_output=True, text=True, env=env)
+    run = subprocess.run(
+        [sys.executable, "-m", "anomaly_edu", "reproduce", "mnist", "--classes", "8"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert run.returncode == 2
     assert "mnist was not found" in run.stderr and "Traceback" not in run.stderr
 

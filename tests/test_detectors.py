@@ -20,12 +20,16 @@ def blobs(n=300, seed=0):
     return normal, anomalous
 
 
-@pytest.mark.parametrize("detector", [
-    detectors.AEDetector(epochs=8, batch_size=32, progress=False),
-    detectors.DAEDetector(epochs=8, batch_size=32, noise_std=0.2, progress=False),
-    detectors.OCSVMDetector(nu=0.1),
-    detectors.DeepSVDDDetector(epochs=5, batch_size=50, lr=1e-3, progress=False),
-], ids=["ae", "dae", "ocsvm", "dsvdd"])
+@pytest.mark.parametrize(
+    "detector",
+    [
+        detectors.AEDetector(epochs=8, batch_size=32, progress=False),
+        detectors.DAEDetector(epochs=8, batch_size=32, noise_std=0.2, progress=False),
+        detectors.OCSVMDetector(nu=0.1),
+        detectors.DeepSVDDDetector(epochs=5, batch_size=50, lr=1e-3, progress=False),
+    ],
+    ids=["ae", "dae", "ocsvm", "dsvdd"],
+)
 def test_detectors_score_obvious_anomalies_higher(detector):
     normal, anomalous = blobs()
     detector.fit(normal[:250])
@@ -42,7 +46,7 @@ def test_reconstruction_error_is_the_sum_of_squared_errors():
             return torch.zeros_like(b)
 
     x = torch.rand(3, 1, 2, 2)
-    assert torch.allclose(detectors.reconstruction_error(Zeros(), x), (x ** 2).flatten(1).sum(1))
+    assert torch.allclose(detectors.reconstruction_error(Zeros(), x), (x**2).flatten(1).sum(1))
     assert torch.allclose(detectors.reconstruction_error(torch.nn.Identity(), x), torch.zeros(3))
 
 
@@ -105,8 +109,24 @@ def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, 
     from anomaly_edu.__main__ import main
 
     out = tmp_path / "r.json"
-    assert main(["reproduce", "mnist", "--methods", "ae,dae", "--classes", "8", "--out", str(out),
-                 "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "mnist",
+                "--methods",
+                "ae,dae",
+                "--classes",
+                "8",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "dae (ours)" in printed and "DAE (talk)" in printed and "89.1" in printed
     result = json.loads(out.read_text())
@@ -136,7 +156,6 @@ def test_reproduce_rejects_unknown_methods_and_tables():
         reproduce.run_table("svhn", ["ae"], [8])
 
 
-
 def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch, tmp_path):
     small = {"ae": {"epochs": 1, "batch_size": 256, "lr": 1e-3}}
     monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
@@ -148,7 +167,8 @@ def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch
     assert merged["results"]["ae"]["mean"] == pytest.approx(np.mean(list(merged["results"]["ae"]["auc"].values())))
     assert [p["classes"] for p in merged["provenance"]["parts"]] == [[4], [1]]
     assert merged["provenance"]["wall_time_s"] == pytest.approx(
-        first["provenance"]["wall_time_s"] + second["provenance"]["wall_time_s"], abs=0.2)
+        first["provenance"]["wall_time_s"] + second["provenance"]["wall_time_s"], abs=0.2
+    )
 
     third = copy.deepcopy(second)  # a merged file merges again, keeping every run it was made of
     third["provenance"]["settings"]["classes"], third["results"]["ae"]["auc"] = [7], {"7": 90.0}
@@ -166,6 +186,7 @@ def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch
         reproduce.merge_results([first])
 
     from anomaly_edu.__main__ import main
+
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
     for path, part in zip(paths, (first, second)):
         results.write_json_atomically(part, path)
@@ -184,8 +205,9 @@ def test_coil100_table_runs_on_a_generated_tree(tmp_path, monkeypatch):
     small["dae"].update(epochs=1, batch_size=16)
     small["arae"].update(epochs=1, batch_size=16, steps=1)
     monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
-    result = reproduce.run_table("coil100", ["dae", "arae"], root=tmp_path, device="cpu", progress=False,
-                                 changes={"arae": {"eps": 0.1}})
+    result = reproduce.run_table(
+        "coil100", ["dae", "arae"], root=tmp_path, device="cpu", progress=False, changes={"arae": {"eps": 0.1}}
+    )
     cases = ["1-0.50", "4-0.25", "7-0.15"]
     for metric in ("auc", "f1"):
         assert list(result["results"]["arae"][metric]) == cases

@@ -29,14 +29,17 @@ def test_reconstruction_check_accepts_the_reference():
     checks.check_reconstruction_score(detectors.reconstruction_error)
 
 
-@pytest.mark.parametrize("wrong, feedback", [
-    (lambda m, x: ((m(x) - x) ** 2).flatten(1).mean(1), "MEAN squared error"),
-    (lambda m, x: ((m(x) - x) ** 2).sum(), "one number for the whole batch"),
-    (lambda m, x: (m(x) - x).abs().flatten(1).sum(1), "ABSOLUTE"),
-    (lambda m, x: ((m(x) - x) ** 2).sum(dim=(2, 3)), "expected shape"),
-    (lambda m, x: None, "returned None"),
-    (not_done, "not done yet"),
-])
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (lambda m, x: ((m(x) - x) ** 2).flatten(1).mean(1), "MEAN squared error"),
+        (lambda m, x: ((m(x) - x) ** 2).sum(), "one number for the whole batch"),
+        (lambda m, x: (m(x) - x).abs().flatten(1).sum(1), "ABSOLUTE"),
+        (lambda m, x: ((m(x) - x) ** 2).sum(dim=(2, 3)), "expected shape"),
+        (lambda m, x: None, "returned None"),
+        (not_done, "not done yet"),
+    ],
+)
 def test_reconstruction_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
         checks.check_reconstruction_score(wrong)
@@ -61,13 +64,16 @@ def point_below_fpr(labels, scores, target):
     return curve["fpr"][max(np.argmax(curve["tpr"] >= target) - 1, 0)]
 
 
-@pytest.mark.parametrize("wrong, feedback", [
-    (next_point_fpr, "interpolate"),
-    (point_below_fpr, "BELOW"),
-    (lambda l, s, t: t, "the TPR itself"),
-    (lambda l, s, t: None, "returned None"),
-    (not_done, "not done yet"),
-])
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (next_point_fpr, "interpolate"),
+        (point_below_fpr, "BELOW"),
+        (lambda labels, scores, t: t, "the TPR itself"),
+        (lambda labels, scores, t: None, "returned None"),
+        (not_done, "not done yet"),
+    ],
+)
 def test_fpr_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
         checks.check_fpr_at_tpr(wrong)
@@ -76,9 +82,9 @@ def test_fpr_check_rejects_wrong_answers(wrong, feedback):
 def test_fpr_check_catches_wrong_tie_handling():
     def one_point_per_sample(labels, scores, target):
         order = np.argsort(-np.asarray(scores), kind="stable")
-        l = np.asarray(labels)[order]
-        tpr = np.r_[0, np.cumsum(l) / l.sum()]
-        fpr = np.r_[0, np.cumsum(1 - l) / (1 - l).sum()]
+        ranked = np.asarray(labels)[order]
+        tpr = np.r_[0, np.cumsum(ranked) / ranked.sum()]
+        fpr = np.r_[0, np.cumsum(1 - ranked) / (1 - ranked).sum()]
         i = int(np.argmax(tpr >= target))
         if i == 0 or tpr[i] == target:
             return fpr[i]
@@ -95,12 +101,15 @@ def test_threshold_check_accepts_the_reference():
     checks.check_validation_threshold(metrics.choose_threshold)
 
 
-@pytest.mark.parametrize("wrong, feedback", [
-    (lambda l, s: np.median(s), "median"),
-    (lambda l, s: np.max(s) + 1, "reachable"),
-    (lambda l, s: np.quantile(s, 0.95), "reachable"),
-    (not_done, "not done yet"),
-])
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (lambda labels, scores: np.median(scores), "median"),
+        (lambda labels, scores: np.max(scores) + 1, "reachable"),
+        (lambda labels, scores: np.quantile(scores, 0.95), "reachable"),
+        (not_done, "not done yet"),
+    ],
+)
 def test_threshold_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
         checks.check_validation_threshold(wrong)
@@ -110,8 +119,9 @@ def test_threshold_check_rejects_wrong_answers(wrong, feedback):
 
 
 def test_committed_student_versions_are_current():
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_student_versions.py"), "--check"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_student_versions.py"), "--check"], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
 
 
@@ -129,7 +139,8 @@ def test_student_version_hides_every_solution():
 def test_strip_solutions_keeps_indentation_and_surrounding_code():
     source = "def f(x):\n    y = 1\n    ### BEGIN SOLUTION\n    return x + y\n    ### END SOLUTION\n"
     assert make_student_versions.strip_solutions(source) == (
-        "def f(x):\n    y = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()")
+        "def f(x):\n    y = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    )
     with pytest.raises(ValueError, match="unmatched"):
         make_student_versions.strip_solutions("### BEGIN SOLUTION\nx = 1\n")
 
@@ -156,15 +167,18 @@ def fgsm_in_place(model, x, y, eps):
     return x.clamp_(0, 1)
 
 
-@pytest.mark.parametrize("wrong, feedback", [
-    (lambda m, x, y, e: (x - e * signed_gradient(m, x, y)).clamp(0, 1), "DOWN the loss"),
-    (lambda m, x, y, e: x + e * signed_gradient(m, x, y), "outside"),
-    (lambda m, x, y, e: e * signed_gradient(m, x, y), "perturbation"),
-    (fgsm_in_place, "in place"),
-    (lambda m, x, y, e: (x + e * 0.5 * signed_gradient(m, x, y)).clamp(0, 1), "SIGN"),
-    (lambda m, x, y, e: None, "returned None"),
-    (not_done, "not done yet"),
-])
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (lambda m, x, y, e: (x - e * signed_gradient(m, x, y)).clamp(0, 1), "DOWN the loss"),
+        (lambda m, x, y, e: x + e * signed_gradient(m, x, y), "outside"),
+        (lambda m, x, y, e: e * signed_gradient(m, x, y), "perturbation"),
+        (fgsm_in_place, "in place"),
+        (lambda m, x, y, e: (x + e * 0.5 * signed_gradient(m, x, y)).clamp(0, 1), "SIGN"),
+        (lambda m, x, y, e: None, "returned None"),
+        (not_done, "not done yet"),
+    ],
+)
 def test_fgsm_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
         checks.check_fgsm(wrong)
@@ -179,13 +193,16 @@ def test_project_l2_check_accepts_the_reference():
     checks.check_project_l2(project_l2_reference)
 
 
-@pytest.mark.parametrize("wrong, feedback", [
-    (lambda d, e: d.clamp(-e, e), "L-inf"),
-    (lambda d, e: e * d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1), "stretched"),
-    (lambda d, e: d * min(1.0, e / d.norm().item()), "stretched|PER EXAMPLE|norms"),
-    (lambda d, e: d * 0.5, "PER EXAMPLE|norms"),
-    (not_done, "not done yet"),
-])
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (lambda d, e: d.clamp(-e, e), "L-inf"),
+        (lambda d, e: e * d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1), "stretched"),
+        (lambda d, e: d * min(1.0, e / d.norm().item()), "stretched|PER EXAMPLE|norms"),
+        (lambda d, e: d * 0.5, "PER EXAMPLE|norms"),
+        (not_done, "not done yet"),
+    ],
+)
 def test_project_l2_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
         checks.check_project_l2(wrong)
@@ -202,15 +219,18 @@ def test_adversarial_loss_check_accepts_the_reference():
     checks.check_adversarial_batch_loss(reference_adversarial_loss)
 
 
-@pytest.mark.parametrize("wrong, feedback", [
-    (lambda m, x, y, e, a, s: F.cross_entropy(m(x), y), "clean loss"),
-    (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e, a, s).detach(), "no gradient"),
-    (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e, a, s).item(), "scalar tensor"),
-    (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e / 2, a, s), "expected"),
-    (lambda m, x, y, e, a, s: F.cross_entropy(m(attacks.fgsm(m, x, y, e)), y), "expected"),
-    (lambda m, x, y, e, a, s: (m.eval(), reference_adversarial_loss(m, x, y, e, a, s))[1], "eval mode"),
-    (not_done, "not done yet"),
-])
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (lambda m, x, y, e, a, s: F.cross_entropy(m(x), y), "clean loss"),
+        (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e, a, s).detach(), "no gradient"),
+        (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e, a, s).item(), "scalar tensor"),
+        (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e / 2, a, s), "expected"),
+        (lambda m, x, y, e, a, s: F.cross_entropy(m(attacks.fgsm(m, x, y, e)), y), "expected"),
+        (lambda m, x, y, e, a, s: (m.eval(), reference_adversarial_loss(m, x, y, e, a, s))[1], "eval mode"),
+        (not_done, "not done yet"),
+    ],
+)
 def test_adversarial_loss_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
         checks.check_adversarial_batch_loss(wrong)
@@ -234,8 +254,7 @@ def reference_objective(codes, clean_codes):
 
 def reference_arae(model, x, x_adv, gamma):
     code_adv = model.encode(x_adv)
-    return (((model.decode(code_adv) - x) ** 2).mean()
-            + gamma * ((code_adv - model.encode(x)) ** 2).mean())
+    return ((model.decode(code_adv) - x) ** 2).mean() + gamma * ((code_adv - model.encode(x)) ** 2).mean()
 
 
 def test_exercise4_checks_accept_the_references():
@@ -243,29 +262,45 @@ def test_exercise4_checks_accept_the_references():
     checks.check_arae_loss(reference_arae)
 
 
-@pytest.mark.parametrize("wrong, feedback", [
-    (lambda z, c: ((z - c) ** 2).sum(1), "MEAN"),
-    (lambda z, c: ((z - c) ** 2).mean(), "one number"),
-    (lambda z, c: ((z - c) ** 2).mean(1).detach(), "no gradient"),
-    (lambda z, c: (z - c).abs().mean(1), "expected"),
-    (not_done, "not done yet"),
-])
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (lambda z, c: ((z - c) ** 2).sum(1), "MEAN"),
+        (lambda z, c: ((z - c) ** 2).mean(), "one number"),
+        (lambda z, c: ((z - c) ** 2).mean(1).detach(), "no gradient"),
+        (lambda z, c: (z - c).abs().mean(1), "expected"),
+        (not_done, "not done yet"),
+    ],
+)
 def test_latent_objective_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
         checks.check_latent_objective(wrong)
 
 
-@pytest.mark.parametrize("wrong, feedback", [
-    (lambda m, x, xa, g: ((m.decode(m.encode(xa)) - xa) ** 2).mean()
-     + g * ((m.encode(xa) - m.encode(x)) ** 2).mean(), "CLEAN image"),
-    (lambda m, x, xa, g: ((m.decode(m.encode(xa)) - x) ** 2).mean(), "reconstruction term alone"),
-    (lambda m, x, xa, g: ((m(x) - x) ** 2).mean() + g * ((m.encode(xa) - m.encode(x)) ** 2).mean(),
-     "reconstruct the clean input"),
-    (lambda m, x, xa, g: ((m.decode(m.encode(xa)) - x) ** 2).mean()
-     + g * ((m.encode(xa) - m.encode(x).detach()) ** 2).mean(), "both encoder branches"),
-    (lambda m, x, xa, g: reference_arae(m, x, xa, 1.0), "expected"),
-    (not_done, "not done yet"),
-])
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (
+            lambda m, x, xa, g: (
+                ((m.decode(m.encode(xa)) - xa) ** 2).mean() + g * ((m.encode(xa) - m.encode(x)) ** 2).mean()
+            ),
+            "CLEAN image",
+        ),
+        (lambda m, x, xa, g: ((m.decode(m.encode(xa)) - x) ** 2).mean(), "reconstruction term alone"),
+        (
+            lambda m, x, xa, g: ((m(x) - x) ** 2).mean() + g * ((m.encode(xa) - m.encode(x)) ** 2).mean(),
+            "reconstruct the clean input",
+        ),
+        (
+            lambda m, x, xa, g: (
+                ((m.decode(m.encode(xa)) - x) ** 2).mean() + g * ((m.encode(xa) - m.encode(x).detach()) ** 2).mean()
+            ),
+            "both encoder branches",
+        ),
+        (lambda m, x, xa, g: reference_arae(m, x, xa, 1.0), "expected"),
+        (not_done, "not done yet"),
+    ],
+)
 def test_arae_loss_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
         checks.check_arae_loss(wrong)
@@ -307,8 +342,7 @@ def correct_answers():
         "check_fgsm": lambda: checks.check_fgsm(attacks.fgsm),
         "check_project_l2": lambda: checks.check_project_l2(project_l2_reference),
         "check_adversarial_batch_loss": lambda: checks.check_adversarial_batch_loss(reference_adversarial_loss),
-        "check_robust_model": lambda: checks.check_robust_model(robust_model, standard_model, x, y,
-                                                                eps=0.1, steps=3),
+        "check_robust_model": lambda: checks.check_robust_model(robust_model, standard_model, x, y, eps=0.1, steps=3),
         "check_latent_objective": lambda: checks.check_latent_objective(reference_objective),
         "check_arae_loss": lambda: checks.check_arae_loss(reference_arae),
     }
@@ -317,9 +351,11 @@ def correct_answers():
 def global_random_state():
     """The state of the global generators a notebook draws from."""
     numpy_state = np.random.get_state()
-    return {"torch": torch.get_rng_state().tolist(),
-            "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
-            "random": random.getstate()}
+    return {
+        "torch": torch.get_rng_state().tolist(),
+        "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
+        "random": random.getstate(),
+    }
 
 
 @pytest.mark.parametrize("name", [name for name in dir(checks) if name.startswith("check_")])

@@ -95,12 +95,15 @@ def test_confusion_counts_add_up():
     assert c["tp"] + c["fn"] == labels.sum() and c["fp"] + c["tn"] == len(labels) - labels.sum()
 
 
-@pytest.mark.parametrize("labels, scores, message", [
-    ([0, 1], [0.1], "same length"),
-    ([0, 2], [0.1, 0.2], r"0 \(normal\) or 1"),
-    ([1, 1], [0.1, 0.2], "both normal"),
-    ([0, 1], [0.1, float("nan")], "NaN"),
-])
+@pytest.mark.parametrize(
+    "labels, scores, message",
+    [
+        ([0, 1], [0.1], "same length"),
+        ([0, 2], [0.1, 0.2], r"0 \(normal\) or 1"),
+        ([1, 1], [0.1, 0.2], "both normal"),
+        ([0, 1], [0.1, float("nan")], "NaN"),
+    ],
+)
 def test_metrics_reject_bad_input(labels, scores, message):
     with pytest.raises(ValueError, match=message):
         metrics.auroc(labels, scores)

@@ -6,7 +6,7 @@ from anomaly_edu import models, training
 
 def test_mlp_autoencoder_matches_the_talk():
     ae = models.MLPAutoencoder()
-    sizes = [(l.in_features, l.out_features) for l in ae.modules() if isinstance(l, torch.nn.Linear)]
+    sizes = [(layer.in_features, layer.out_features) for layer in ae.modules() if isinstance(layer, torch.nn.Linear)]
     assert sizes == [(784, 512), (512, 256), (256, 128), (128, 256), (256, 512), (512, 784)]
     assert sum(isinstance(m, torch.nn.Sigmoid) for m in ae.modules()) == 6
     x = torch.rand(3, 1, 28, 28)
@@ -38,8 +38,9 @@ def test_training_reduces_the_loss_and_is_seeded():
     def run():
         training.set_seed(0)
         ae = models.MLPAutoencoder()
-        history = training.train(ae, x, batch_loss=training.reconstruction_loss, epochs=5,
-                                 batch_size=16, seed=0, progress=False)
+        history = training.train(
+            ae, x, batch_loss=training.reconstruction_loss, epochs=5, batch_size=16, seed=0, progress=False
+        )
         return ae, history
 
     ae1, h1 = run()
@@ -75,20 +76,35 @@ def test_denoising_loss_adds_noise_but_targets_the_clean_image():
         training.denoising_loss(-1)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"epochs": 0, "batch_size": 4}, "at least 1"),
-    ({"epochs": 1, "batch_size": 0}, "at least 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0, "batch_size": 4}, "at least 1"),
+        ({"epochs": 1, "batch_size": 0}, "at least 1"),
+    ],
+)
 def test_training_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        training.train(models.MnistCNN(), torch.rand(4, 1, 28, 28), batch_loss=training.reconstruction_loss,
-                       progress=False, **kwargs)
+        training.train(
+            models.MnistCNN(),
+            torch.rand(4, 1, 28, 28),
+            batch_loss=training.reconstruction_loss,
+            progress=False,
+            **kwargs,
+        )
 
 
 def test_training_rejects_mismatched_targets():
     with pytest.raises(ValueError, match="samples"):
-        training.train(models.MnistCNN(), torch.rand(4, 1, 28, 28), torch.zeros(3, dtype=torch.long),
-                       batch_loss=training.classification_loss, epochs=1, batch_size=2, progress=False)
+        training.train(
+            models.MnistCNN(),
+            torch.rand(4, 1, 28, 28),
+            torch.zeros(3, dtype=torch.long),
+            batch_loss=training.classification_loss,
+            epochs=1,
+            batch_size=2,
+            progress=False,
+        )
 
 
 def test_accuracy_and_pick_device():

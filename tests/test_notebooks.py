@@ -29,13 +29,23 @@ def executed(mnist_root):
 
 
 def errors(nb):
-    return [(i, o) for i, c in enumerate(nb.cells) if c.cell_type == "code"
-            for o in c.get("outputs", []) if o.output_type == "error"]
+    return [
+        (i, o)
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
 
 
 def stdout(nb):
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []) if o.output_type == "stream" and o.name == "stdout")
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "stream" and o.name == "stdout"
+    )
 
 
 @pytest.mark.parametrize("path", LECTURES + INSTRUCTOR + STUDENT, ids=str)
@@ -47,7 +57,8 @@ def test_notebook_follows_the_course_conventions(path):
     assert len(parameters) == 1
     for name in ("PROFILE", "SEED", "DATA_ROOT", "DEVICE"):
         assert re.search(rf"^{name} = ", parameters[0].source, re.M), f"{path}: no {name} parameter"
-    badge = f"colab.research.google.com/github/anomaly-edu/anomaly-edu/blob/main/{path.as_posix().replace('solutions/', '')}"
+    page = path.as_posix().replace("solutions/", "")
+    badge = f"colab.research.google.com/github/anomaly-edu/anomaly-edu/blob/main/{page}"
     assert badge in nb.cells[0].source, f"{path}: the first cell needs an Open-in-Colab badge"
     assert "../shared" not in "".join(c.source for c in nb.cells)
     assert all(not c.get("outputs") for c in code), f"{path}: commit notebooks without outputs"

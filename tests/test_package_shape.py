@@ -9,19 +9,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_data import make_fake_coil, make_fake_mnist
 
 from anomaly_edu import methods, profiles, reproduce, training
 from anomaly_edu.__main__ import main
-from test_data import make_fake_coil, make_fake_mnist
 
 PACKAGE = Path(methods.__file__).parent
 # The lecture that teaches each module; a module may import only what its own or
 # an earlier lecture taught. None: a module above the lectures (the registry, the
 # command line, ...): it counts as the latest lecture of what it imports.
 LECTURE_OF_MODULE = {
-    "profiles": 1, "data": 1, "models": 1, "training": 1, "metrics": 1, "detectors": 1, "viz": 1,
-    "results": 1, "attacks": 2, "robust": 3, "arae": 4, "saliency": 4, "batched": 4,
-    "methods": None, "reproduce": None, "checks": None, "__main__": None, "__init__": None,
+    "profiles": 1,
+    "data": 1,
+    "models": 1,
+    "training": 1,
+    "metrics": 1,
+    "detectors": 1,
+    "viz": 1,
+    "results": 1,
+    "attacks": 2,
+    "robust": 3,
+    "arae": 4,
+    "saliency": 4,
+    "batched": 4,
+    "methods": None,
+    "reproduce": None,
+    "checks": None,
+    "__main__": None,
+    "__init__": None,
 }
 
 
@@ -60,7 +75,7 @@ def test_the_import_graph_has_no_cycle():
 
     def visit(module):
         if module in on_path:
-            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(module):] + [module]))
+            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(module) :] + [module]))
         if module in done:
             return
         on_path.append(module)
@@ -135,6 +150,7 @@ def spy(function, calls, name):
     def wrapper(*args, **kwargs):
         calls.append(name)
         return function(*args, **kwargs)
+
     return wrapper
 
 
@@ -234,10 +250,13 @@ def test_a_profile_without_the_method_is_refused_in_one_line(monkeypatch, capsys
     assert err.count("\n") == 1 and "no settings for arae" in err
 
 
-@pytest.mark.parametrize("make_out", [
-    lambda tmp: tmp,                                   # a folder
-    lambda tmp: tmp / "a-file" / "r.json",             # below a file
-])
+@pytest.mark.parametrize(
+    "make_out",
+    [
+        lambda tmp: tmp,  # a folder
+        lambda tmp: tmp / "a-file" / "r.json",  # below a file
+    ],
+)
 def test_an_out_that_cannot_be_written_is_refused_before_training(tmp_path, make_out, monkeypatch, capsys):
     (tmp_path / "a-file").write_text("")
     monkeypatch.setattr("anomaly_edu.__main__.run_table", lambda *a, **k: pytest.fail("trained first"))

@@ -1,4 +1,3 @@
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -26,8 +25,15 @@ def test_adversarial_loss_is_the_loss_on_pgd_examples():
 
 def test_adversarial_training_plugs_into_the_training_loop():
     model, (x, y) = tiny_model(), tiny_batch()
-    history = training.train(model, x, y, batch_loss=robust.adversarial_loss(eps=0.1, alpha=0.03, steps=3),
-                             epochs=3, batch_size=8, progress=False)
+    history = training.train(
+        model,
+        x,
+        y,
+        batch_loss=robust.adversarial_loss(eps=0.1, alpha=0.03, steps=3),
+        epochs=3,
+        batch_size=8,
+        progress=False,
+    )
     assert len(history) == 3 and all(h > 0 for h in history)
 
 
