@@ -1,6 +1,7 @@
 # The course's two everyday commands:
 #   make book   set up everything, execute the notebooks, build the HTML book
-#   make test   set up everything, run the whole test suite (what CI runs)
+#   make test   set up everything, lint, run the whole test suite (what CI runs)
+#   make lint   ruff: lint and format check of the code and the notebooks
 # Both create a virtual environment in .venv with the pinned versions of
 # requirements-ci.txt the first time; later runs reuse it.
 
@@ -9,13 +10,25 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCHATTACKS := torchattacks==3.5.1
 
-.PHONY: book test student setup npm browser clean
+.PHONY: book test lint format student setup npm browser clean
 
 book: setup npm
 	$(PY) scripts/build_course.py book
 
-test: setup npm browser
+test: setup npm browser lint
 	$(PY) -m pytest
+
+# What ruff reads: the package, scripts, tests, benchmarks and the notebooks.
+LINTED := anomaly_edu scripts tests benchmarks lectures exercises
+
+lint: setup
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+# Rewrites the files in ruff's format (make lint then passes).
+format: setup
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
 
 student: setup
 	$(PY) scripts/make_student_versions.py

@@ -7,6 +7,7 @@ Modules follow the lectures in order:
 - ``models``    : autoencoders and the Deep SVDD network (Lecture 1)
 - ``training``  : one seeded training loop and its batch losses (Lecture 1)
 - ``metrics``   : AUROC, F1 at a validation threshold, FPR at a TPR (Lecture 1)
+- ``results``   : provenance, safe writes and the stored results files (Lecture 1)
 - ``detectors`` : AE, DAE, OCSVM and Deep SVDD with ``fit`` / ``score`` (Lecture 1)
 - ``viz``       : plotly figures and a threshold slider (Lecture 1)
 - ``attacks``   : FGSM, PGD and a sparse attack (Lectures 2 and 3)
@@ -14,6 +15,7 @@ Modules follow the lectures in order:
 - ``arae``      : the latent attack, the ARAE loss and detector, the union of perturbations (Lecture 4)
 - ``saliency``  : occlusion saliency maps (Lecture 4)
 - ``batched``   : the one-class autoencoders of a table trained side by side (Lecture 4)
+- ``methods``   : the registry of every detector by name (Lecture 1, rows from Lecture 4)
 - ``checks``    : automatic feedback for the exercises
 - ``reproduce`` : the command that reproduces the talk's tables (Lectures 1 and 4)
 """

@@ -24,6 +24,7 @@ from .models import MLPAutoencoder
 from .profiles import PROFILES
 
 QUICK = PROFILES["quick"]  # the detectors' default settings
+UNION = QUICK["arae-union"]
 PUBLISHED_UNION = PROFILES["full"]["arae-union"]  # the union variant's published attacks
 
 
@@ -92,15 +93,9 @@ class ARAEDetector(AEDetector):
         steps: int = QUICK["arae"]["steps"],
         gamma: float = QUICK["arae"]["gamma"],
         epochs: int = QUICK["arae"]["epochs"],
-        batch_size: int = QUICK["arae"]["batch_size"],
-        lr: float = QUICK["arae"]["lr"],
-        seed: int = 0,
-        device=None,
-        progress: bool = True,
+        **training,
     ):
-        super().__init__(
-            model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress
-        )
+        super().__init__(model, epochs=epochs, **training)  # training: AEDetector's other settings
         if eps < 0 or steps < 1 or gamma < 0:
             raise ValueError(f"need eps >= 0, steps >= 1 and gamma >= 0; got {eps}, {steps}, {gamma}")
         self.eps, self.steps, self.gamma = eps, steps, gamma
@@ -217,21 +212,15 @@ class UnionARAEDetector(AEDetector):
         self,
         model: torch.nn.Module | None = None,
         *,
-        gamma: float = QUICK["arae-union"]["gamma"],
-        linf=tuple(QUICK["arae-union"]["linf"]),
-        l2=tuple(QUICK["arae-union"]["l2"]),
-        n_angles: int = QUICK["arae-union"]["n_angles"],
-        shifts=tuple(QUICK["arae-union"]["shifts"]),
-        epochs: int = QUICK["arae-union"]["epochs"],
-        batch_size: int = QUICK["arae-union"]["batch_size"],
-        lr: float = QUICK["arae-union"]["lr"],
-        seed: int = 0,
-        device=None,
-        progress: bool = True,
+        gamma: float = UNION["gamma"],
+        linf=tuple(UNION["linf"]),
+        l2=tuple(UNION["l2"]),
+        n_angles: int = UNION["n_angles"],
+        shifts=tuple(UNION["shifts"]),
+        epochs: int = UNION["epochs"],
+        **training,
     ):
-        super().__init__(
-            model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress
-        )
+        super().__init__(model, epochs=epochs, **training)  # training: AEDetector's other settings
         if gamma < 0 or n_angles < 1 or len(linf) != 3 or len(l2) != 3:
             raise ValueError(
                 "need gamma >= 0, n_angles >= 1, and linf and l2 as (eps, step, steps); "

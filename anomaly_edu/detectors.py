@@ -48,10 +48,21 @@ class Detector:
         """One anomaly score per image of ``x``; higher = more anomalous."""
         raise NotImplementedError
 
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The names of the settings ``__init__`` takes, those a subclass passes
+        on to its parent's ``__init__`` (``**training``) included."""
+        names = []
+        for klass in cls.__mro__:
+            for name, parameter in inspect.signature(klass.__dict__.get("__init__", object)).parameters.items():
+                passed_on = parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+                if name != "self" and not passed_on and name not in names:
+                    names.append(name)
+        return names
+
     def get_params(self) -> dict:
         """The settings given to ``__init__`` (scikit-learn's name for them)."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in names if name != "self"}
+        return {name: getattr(self, name) for name in self.param_names()}
 
     def _check_fitted(self, fitted_attribute: str) -> None:
         if getattr(self, fitted_attribute, None) is None:
@@ -137,20 +148,9 @@ class DAEDetector(AEDetector):
     of the choice. Lecture 1."""
 
     def __init__(
-        self,
-        model: torch.nn.Module | None = None,
-        *,
-        noise_std: float = QUICK["dae"]["noise_std"],
-        epochs: int = QUICK["dae"]["epochs"],
-        batch_size: int = QUICK["dae"]["batch_size"],
-        lr: float = QUICK["dae"]["lr"],
-        seed: int = 0,
-        device=None,
-        progress: bool = True,
+        self, model: torch.nn.Module | None = None, *, noise_std: float = QUICK["dae"]["noise_std"], **training
     ):
-        super().__init__(
-            model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress
-        )
+        super().__init__(model, **training)  # training: AEDetector's settings (epochs, lr, ...)
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         self.noise_std = noise_std

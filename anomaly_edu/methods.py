@@ -10,7 +10,6 @@ Introduced in Lecture 1 (with rows from Lecture 4).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 from .arae import ARAEDetector, UnionARAEDetector
@@ -86,5 +85,5 @@ def make_detector(name: str, settings: dict, *, seed: int = 0, device=None, prog
             f"add one to anomaly_edu/profiles.py"
         )
     run_options = {"seed": seed, "device": device, "progress": progress}
-    takes = inspect.signature(method.detector).parameters  # the OCSVM has no device and no progress bar
+    takes = method.detector.param_names()  # the OCSVM has no device and no progress bar
     return method.detector(**{k: v for k, v in run_options.items() if k in takes}, **settings[name])
