@@ -162,17 +162,28 @@ def find_notebooks(patterns: list[str]) -> list[Path]:
     return sorted(found)
 
 
-def package_files() -> list[Path]:
-    """Every file of the package that can change a notebook's output."""
-    files = [p for p in (ROOT / "anomaly_edu").rglob("*")
-             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
-    return sorted(files)
+def files_under(folder: str) -> list[Path]:
+    """Every file under ROOT/folder, sorted, without Python's caches."""
+    return sorted(p for p in (ROOT / folder).rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+
+
+def stamp_inputs(notebook: Path) -> list[Path]:
+    """Every file a notebook's outputs can depend on: the notebook itself, the
+    package (its paper_tables/ included), the stored results it may show, and
+    the pinned environment it runs in."""
+    return [ROOT / notebook,
+            *files_under("anomaly_edu"),
+            *files_under("results"),
+            ROOT / "requirements-ci.txt",
+            ROOT / "pyproject.toml"]
 
 
 def stamp(notebook: Path, profile: str) -> str:
-    """sha256 of the notebook, the package's files and the profile."""
+    """sha256 of the stamp's inputs (names and contents) and the profile: the
+    executed copy is reused only while this is unchanged."""
     digest = hashlib.sha256()
-    for path in [ROOT / notebook, *package_files()]:
+    for path in stamp_inputs(notebook):
         digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())
     digest.update(profile.encode())

@@ -1,0 +1,111 @@
+"""scripts/build_course.py without building the book: when is a notebook executed again?
+
+The tests run a copy of the build script inside a tiny course in a temporary folder
+(the script finds the course from its own location), with one lecture that prints a
+number stored under results/, as the real lectures print the tables of results/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LECTURE = Path("lectures/tiny.ipynb")
+RESULT = "results/auroc.txt"
+# Every file of the tiny course but the lecture; each one is an input of the stamp.
+COURSE_FILES = {
+    "anomaly_edu/__init__.py": "",
+    "anomaly_edu/paper_tables/table.csv": "class,auroc\n0,0.9\n",
+    RESULT: "0.91\n",
+    "requirements-ci.txt": "plotly==7.1.0\n",
+    "pyproject.toml": "[project]\nname = 'tiny'\n",
+}
+
+
+def tiny_lecture() -> nbformat.NotebookNode:
+    parameters = nbformat.v4.new_code_cell('PROFILE = "quick"')
+    parameters.metadata["tags"] = ["parameters"]
+    show_result = nbformat.v4.new_code_cell(
+        f'print("stored AUROC", open("../{RESULT}").read().strip())')
+    nb = nbformat.v4.new_notebook(cells=[parameters, show_result])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    return nb
+
+
+@pytest.fixture
+def course(tmp_path):
+    """The tiny course, and the build script that builds it."""
+    for name, text in COURSE_FILES.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / LECTURE).parent.mkdir()
+    nbformat.write(tiny_lecture(), tmp_path / LECTURE)
+    script = tmp_path / "scripts" / "build_course.py"
+    script.parent.mkdir()
+    shutil.copy(ROOT / "scripts" / "build_course.py", script)
+    spec = importlib.util.spec_from_file_location("tiny_build_course", script)
+    build_course = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_course)
+    assert build_course.ROOT == tmp_path
+    return tmp_path, build_course
+
+
+def printed(build_course, notebook: Path) -> str:
+    nb = nbformat.read(build_course.executed_path(notebook), as_version=4)
+    return "".join(output.get("text", "") for cell in nb.cells
+                   for output in cell.get("outputs", []))
+
+
+@pytest.mark.parametrize("name", [LECTURE.as_posix(), *COURSE_FILES])
+def test_a_change_to_any_input_changes_the_stamp(course, name):
+    root, build_course = course
+    before = build_course.stamp(LECTURE, "quick")
+    with open(root / name, "a") as file:
+        file.write("\n")
+    assert build_course.stamp(LECTURE, "quick") != before, f"the stamp ignores {name}"
+
+
+def test_a_new_results_file_or_another_profile_changes_the_stamp(course):
+    root, build_course = course
+    before = build_course.stamp(LECTURE, "quick")
+    assert build_course.stamp(LECTURE, "full") != before
+    (root / "results" / "mnist_new.json").write_text("{}\n")
+    assert build_course.stamp(LECTURE, "quick") != before
+
+
+def test_python_caches_do_not_change_the_stamp(course):
+    root, build_course = course
+    before = build_course.stamp(LECTURE, "quick")
+    (root / "anomaly_edu" / "__pycache__").mkdir()
+    (root / "anomaly_edu" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"\0")
+    assert build_course.stamp(LECTURE, "quick") == before
+
+
+def test_a_changed_results_file_executes_the_notebook_again(course, monkeypatch):
+    root, build_course = course
+    executed = []
+
+    def execute_and_count(notebook, *args, **kwargs):
+        executed.append(notebook)
+        return real_execute(notebook, *args, **kwargs)
+
+    real_execute = build_course.execute_notebook
+    monkeypatch.setattr(build_course, "execute_notebook", execute_and_count)
+
+    build_course.execute_notebooks("quick")
+    assert executed == [LECTURE]
+    assert "stored AUROC 0.91" in printed(build_course, LECTURE)
+
+    build_course.execute_notebooks("quick")
+    assert executed == [LECTURE], "an up-to-date notebook was executed again"
+
+    (root / RESULT).write_text("0.95\n")
+    build_course.execute_notebooks("quick")
+    assert executed == [LECTURE, LECTURE], "a changed results file left the old outputs"
+    assert "stored AUROC 0.95" in printed(build_course, LECTURE)
