@@ -10,82 +10,53 @@ from __future__ import annotations
 
 import copy
 
+# The quick profile: every setting of every experiment.
+QUICK: dict[str, dict] = {
+    "ae": {"epochs": 30, "batch_size": 128, "lr": 1e-3},
+    "dae": {"epochs": 30, "batch_size": 128, "lr": 1e-3, "noise_std": 0.2},
+    "ocsvm": {"kernel": "rbf", "nu": 0.1, "gamma": "scale", "max_train": 2000},
+    "dsvdd": {"epochs": 10, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
+    # ARAE at the talk's eps with a short attack: shows what the attack does and costs
+    "arae": {"epochs": 15, "batch_size": 128, "lr": 1e-3, "eps": 0.2, "steps": 5, "gamma": 0.1},
+    # the union variant with short attacks and 7 angles (63 spatial transforms);
+    # linf and l2 are (eps, step, steps)
+    "arae-union": {
+        "epochs": 5,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "gamma": 0.2,
+        "n_angles": 7,
+        "shifts": [-4, 0, 4],
+        "linf": [0.2, 0.1, 5],
+        "l2": [5.0, 2.5, 5],
+    },
+    "cnn": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "max_train": None},
+    # two epochs of PGD training, a little wider than the eps it is tested at
+    "adv_cnn": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "max_train": None, "eps": 0.15, "alpha": 0.05, "steps": 4},
+    "eval": {"n_images": 500, "pgd_steps": 20, "eps_demo": 0.15, "eps_grid": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]},
+}
+
+# The full profile: what it changes in the quick one (the papers' settings).
+FULL_CHANGES: dict[str, dict] = {
+    "ae": {"epochs": 100, "batch_size": 256},
+    "dae": {"epochs": 100, "batch_size": 256},
+    "ocsvm": {"max_train": None},
+    "dsvdd": {"epochs": 150},
+    # the ARAE code's MNIST settings (it trains for 1,600 epochs)
+    "arae": {"epochs": 1600, "batch_size": 256, "steps": 40},
+    # the union variant's published settings (500 epochs; 279 spatial transforms)
+    "arae-union": {"epochs": 500, "n_angles": 31, "linf": [0.2, 0.01, 40], "l2": [5.0, 0.1, 100]},
+    "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "width": 2},
+    # Madry et al. train at eps 0.3 with PGD-40 (steps of 0.01) for about 80 epochs; PGD-10
+    # with steps of 0.05 from a random start, for 12 epochs, costs about 4% of that and ran
+    # on one CPU thread in 53 minutes (results/robustness_full.json has what it reaches)
+    "adv_cnn": {"epochs": 12, "batch_size": 128, "lr": 1e-3, "width": 2, "eps": 0.3, "steps": 10},
+    "eval": {"n_images": 10000, "pgd_steps": 40},
+}
+
 PROFILES: dict[str, dict] = {
-    "quick": {
-        "ae": {"epochs": 30, "batch_size": 128, "lr": 1e-3},
-        "dae": {"epochs": 30, "batch_size": 128, "lr": 1e-3, "noise_std": 0.2},
-        "ocsvm": {"kernel": "rbf", "nu": 0.1, "gamma": "scale", "max_train": 2000},
-        "dsvdd": {"epochs": 10, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
-        # ARAE at the talk's eps with a short attack: shows what the attack does and costs
-        "arae": {"epochs": 15, "batch_size": 128, "lr": 1e-3, "eps": 0.2, "steps": 5, "gamma": 0.1},
-        # the union variant with short attacks and 7 angles (63 spatial transforms)
-        "arae-union": {
-            "epochs": 5,
-            "batch_size": 128,
-            "lr": 1e-3,
-            "gamma": 0.2,
-            "linf": [0.2, 0.1, 5],
-            "l2": [5.0, 2.5, 5],
-            "n_angles": 7,
-            "shifts": [-4, 0, 4],
-        },
-        "cnn": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "max_train": None},
-        # two epochs of PGD training, a little wider than the eps it is tested at
-        "adv_cnn": {
-            "epochs": 2,
-            "batch_size": 64,
-            "lr": 2e-3,
-            "max_train": None,
-            "eps": 0.15,
-            "alpha": 0.05,
-            "steps": 4,
-        },
-        "eval": {
-            "n_images": 500,
-            "pgd_steps": 20,
-            "eps_demo": 0.15,
-            "eps_grid": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
-        },
-    },
-    "full": {
-        "ae": {"epochs": 100, "batch_size": 256, "lr": 1e-3},
-        "dae": {"epochs": 100, "batch_size": 256, "lr": 1e-3, "noise_std": 0.2},
-        "ocsvm": {"kernel": "rbf", "nu": 0.1, "gamma": "scale", "max_train": None},
-        "dsvdd": {"epochs": 150, "batch_size": 200, "lr": 1e-4, "weight_decay": 1e-6},
-        # the ARAE code's MNIST settings (it trains for 1,600 epochs)
-        "arae": {"epochs": 1600, "batch_size": 256, "lr": 1e-3, "eps": 0.2, "steps": 40, "gamma": 0.1},
-        # the union variant's published settings (500 epochs; 279 spatial transforms)
-        "arae-union": {
-            "epochs": 500,
-            "batch_size": 128,
-            "lr": 1e-3,
-            "gamma": 0.2,
-            "linf": [0.2, 0.01, 40],
-            "l2": [5.0, 0.1, 100],
-            "n_angles": 31,
-            "shifts": [-4, 0, 4],
-        },
-        "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "max_train": None, "width": 2},
-        # Madry et al. train at eps 0.3 with PGD-40 (steps of 0.01) for about 80 epochs; PGD-10
-        # with steps of 0.05 from a random start, for 12 epochs, costs about 4% of that and ran
-        # on one CPU thread in 53 minutes (results/robustness_full.json has what it reaches)
-        "adv_cnn": {
-            "epochs": 12,
-            "batch_size": 128,
-            "lr": 1e-3,
-            "max_train": None,
-            "width": 2,
-            "eps": 0.3,
-            "alpha": 0.05,
-            "steps": 10,
-        },
-        "eval": {
-            "n_images": 10000,
-            "pgd_steps": 40,
-            "eps_demo": 0.15,
-            "eps_grid": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
-        },
-    },
+    "quick": QUICK,
+    "full": {name: {**values, **FULL_CHANGES.get(name, {})} for name, values in QUICK.items()},
 }
 
 
