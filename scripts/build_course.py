@@ -34,6 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, before any installed copy
+from anomaly_edu.results import cpu_name, write_json_atomically  # noqa: E402
+
 BUILD = ROOT / "_build"
 EXECUTED = BUILD / "executed"
 STATISTICS = EXECUTED / "run_statistics.json"
@@ -294,35 +297,17 @@ def execute_notebook(notebook: Path, profile: str, student: bool,
         "executed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "kind": "student version (nbclient)" if student else "papermill",
     }
-    write_json(record_path(notebook), record)
+    write_json_atomically(record, record_path(notebook))
     return record
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: a temporary file, then a rename."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, path)
 
 
 def machine_description() -> dict:
     """Python, torch, CPU and GPU of this machine, for the run statistics."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info = {"python": platform.python_version(), "platform": platform.platform(),
-            "cpu": cpu, "cpu_count": os.cpu_count(), "torch": None, "gpu": None}
-    try:
-        import torch
-    except ImportError:
-        return info
-    info["torch"] = torch.__version__
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    import torch
+
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def error_summary(error: Exception) -> str:
@@ -367,8 +352,8 @@ def execute_notebooks(profile: str = "quick", force: bool = False,
                     continue
                 log(f"execute: {name:<54} {record['wall_s']:7.1f} s")
             statistics["notebooks"][name] = {k: v for k, v in record.items() if k != "stamp"}
-            write_json(STATISTICS, statistics)
-    write_json(STATISTICS, statistics)
+            write_json_atomically(statistics, STATISTICS)
+    write_json_atomically(statistics, STATISTICS)
     if failures:
         raise BuildError("execute: failed: " + ", ".join(failures) + "; their executed "
                          f"copies are the *.failed.ipynb files under {EXECUTED}")
