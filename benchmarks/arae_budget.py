@@ -28,18 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from anomaly_edu import data, profiles, reproduce  # noqa: E402
-from anomaly_edu.arae import latent_attack, robust_reconstruction_loss  # noqa: E402
-from anomaly_edu.detectors import make_detector  # noqa: E402
+from anomaly_edu import data, methods, profiles, reproduce  # noqa: E402
+from anomaly_edu.arae import ARAEDetector, latent_attack, robust_reconstruction_loss  # noqa: E402
+from anomaly_edu.detectors import AEDetector  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
-from anomaly_edu.training import pick_device, set_seed, train  # noqa: E402
+from anomaly_edu.training import pick_device, seeded, train  # noqa: E402
 
-
-AUTOENCODERS = ("ae", "dae", "arae", "arae-union")  # the methods this benchmark can train
+# the methods this benchmark can train: the autoencoders of the registry
+AUTOENCODERS = [name for name, method in methods.METHODS.items() if issubclass(method.detector, AEDetector)]
 
 
 def parse_variant(text: str, settings: dict, seed: int) -> tuple[str, dict, int, str]:
-    """"arae:gamma=0:seed=1" -> ("arae", its settings with gamma 0, seed 1, attack "batch")."""
+    """ "arae:gamma=0:seed=1" -> ("arae", its settings with gamma 0, seed 1, attack "batch")."""
     method, *changes = text.split(":")
     if method not in AUTOENCODERS:
         raise SystemExit(f"unknown method {method!r} in variant {text!r}; known: {', '.join(AUTOENCODERS)}")
@@ -55,8 +55,9 @@ def parse_variant(text: str, settings: dict, seed: int) -> tuple[str, dict, int,
     try:
         values = reproduce.apply_changes(settings, reproduce.parse_changes(profile_changes))[method]
     except ValueError as err:
-        raise SystemExit(f"cannot read the variant {text!r}: {err} (seed=N and, for arae, attack=batch|epoch "
-                         "are also allowed)") from None
+        raise SystemExit(
+            f"cannot read the variant {text!r}: {err} (seed=N and, for arae, attack=batch|epoch are also allowed)"
+        ) from None
     return method, values, seed, attack
 
 
@@ -68,17 +69,70 @@ def code_spread(model: torch.nn.Module, x: torch.Tensor, seed: int) -> float:
     return (codes - codes[pairs]).norm(dim=1).mean().item()
 
 
-def epoch_of_stored_attacks(detector, x: torch.Tensor, optimizer, seed: int) -> list[float]:
+def epoch_of_stored_attacks(
+    detector: ARAEDetector, x: torch.Tensor, optimizer: torch.optim.Optimizer, seed: int
+) -> list[float]:
     """One epoch as the ARAE code runs it: attack every training image with the
     current model, then train on those fixed adversarial images."""
-    attacked = torch.cat([latent_attack(detector.model, batch, eps=detector.eps, steps=detector.steps)
-                          for batch in x.split(detector.batch_size)])
+    attacked = torch.cat(
+        [
+            latent_attack(detector.model_, batch, eps=detector.eps, steps=detector.steps)
+            for batch in x.split(detector.batch_size)
+        ]
+    )
 
     def loss(model, x_batch, attacked_batch):  # the ARAE loss, its attack replaced by a look-up
         return robust_reconstruction_loss(lambda m, xb: attacked_batch, detector.gamma)(model, x_batch)
 
-    return train(detector.model, x, attacked, batch_loss=loss, epochs=1, batch_size=detector.batch_size,
-                 seed=seed, optimizer=optimizer, progress=False)
+    return train(
+        detector.model_,
+        x,
+        attacked,
+        batch_loss=loss,
+        epochs=1,
+        batch_size=detector.batch_size,
+        seed=seed,
+        optimizer=optimizer,
+        progress=False,
+    )
+
+
+def fit_and_report(detector: AEDetector, split: data.OneClassSplit, *, epochs: int, every: int, attack: str) -> None:
+    """Train ``detector`` as its ``fit`` does (a fresh model, the same seeded
+    random numbers), but stop every ``every`` epochs to print the test AUROC,
+    the spread of the latent codes and the time spent so far. ``attack="epoch"``
+    (ARAE only) attacks the training set once per epoch instead of once per batch."""
+    x = split.x_train
+    detector.device_ = pick_device(detector.device)
+    with seeded(detector.seed):
+        detector.model_ = detector.new_model(tuple(x.shape[1:])).to(detector.device_)
+        optimizer = torch.optim.Adam(detector.model_.parameters(), lr=detector.lr)  # kept from chunk to chunk
+        detector.history_ = []  # the mean loss of each epoch, as fit() records it
+        start, done = time.perf_counter(), 0
+        while done < epochs:
+            chunk = min(every, epochs - done)
+            if attack == "epoch":
+                for epoch in range(done, done + chunk):
+                    detector.history_ += epoch_of_stored_attacks(detector, x, optimizer, detector.seed + epoch)
+            else:
+                detector.history_ += train(
+                    detector.model_,
+                    x,
+                    batch_loss=detector.batch_loss(),
+                    epochs=chunk,
+                    batch_size=detector.batch_size,
+                    seed=detector.seed + done,
+                    optimizer=optimizer,
+                    progress=False,
+                )
+            done += chunk
+            auc = 100 * auroc(split.y_test, detector.score(split.x_test))
+            spread = code_spread(detector.model_, x, detector.seed)
+            print(
+                f"  epoch {done:5d}  AUROC {auc:5.1f}  code spread {spread:6.3f}  "
+                f"({time.perf_counter() - start:6.0f} s)",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -86,8 +140,12 @@ def main() -> None:
     parser.add_argument("--normal-class", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--every", type=int, default=10)
-    parser.add_argument("--variants", "--methods", default="ae,arae",
-                        help="comma-separated METHOD[:KEY=VALUE...], e.g. ae,arae,arae:attack=epoch")
+    parser.add_argument(
+        "--variants",
+        "--methods",
+        default="ae,arae",
+        help="comma-separated METHOD[:KEY=VALUE...], e.g. ae,arae,arae:attack=epoch",
+    )
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -98,27 +156,9 @@ def main() -> None:
     split = data.load_one_class("mnist", args.normal_class, protocol=2, device=device)
     print(f"normal class {args.normal_class}: {split.describe()}; {device}, {torch.get_num_threads()} thread(s)")
     for text, (method, values, seed, attack) in zip(args.variants.split(","), variants):
-        detector = make_detector(method, {method: values}, seed=seed, device=device, progress=False)
-        set_seed(seed)
-        detector.model = detector.default_model(tuple(split.x_train.shape[1:])).to(device)
-        optimizer = torch.optim.Adam(detector.model.parameters(), lr=detector.lr)
-        detector.history_ = []  # the mean loss of each epoch, as fit() records it
+        detector = methods.make_detector(method, {method: values}, seed=seed, device=device, progress=False)
         print(f"\n{text}: {values}, seed {seed}" + (f", attack once per {attack}" if method == "arae" else ""))
-        start, done = time.perf_counter(), 0
-        while done < args.epochs:
-            chunk = min(args.every, args.epochs - done)
-            if attack == "epoch":
-                for epoch in range(done, done + chunk):
-                    detector.history_ += epoch_of_stored_attacks(detector, split.x_train, optimizer, seed + epoch)
-            else:
-                detector.history_ += train(detector.model, split.x_train, batch_loss=detector.batch_loss(),
-                                           epochs=chunk, batch_size=detector.batch_size, seed=seed + done,
-                                           optimizer=optimizer, progress=False)
-            done += chunk
-            auc = 100 * auroc(split.y_test, detector.score(split.x_test))
-            spread = code_spread(detector.model, split.x_train, seed)
-            print(f"  epoch {done:5d}  AUROC {auc:5.1f}  code spread {spread:6.3f}  "
-                  f"({time.perf_counter() - start:6.0f} s)", flush=True)
+        fit_and_report(detector, split, epochs=args.epochs, every=args.every, attack=attack)
 
 
 if __name__ == "__main__":

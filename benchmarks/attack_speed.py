@@ -15,69 +15,50 @@ Needs ``torchattacks==3.5.1`` (``pip install --no-deps torchattacks==3.5.1``).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from anomaly_edu.attacks import pgd  # noqa: E402
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an uncompressed IDX file (the MNIST format) into a uint8 array."""
-    data = path.read_bytes()
-    if data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise ValueError(f"{path} is not an uncompressed IDX file of unsigned bytes.")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def load_mnist(split: str, device: torch.device) -> tuple[Tensor, Tensor]:
-    """MNIST images in [0, 1], shape (N, 1, 28, 28), and labels, from $ANOMALY_EDU_DATA/MNIST/raw."""
-    root = Path(os.environ.get("ANOMALY_EDU_DATA", Path.home() / ".cache" / "anomaly_edu")) / "MNIST" / "raw"
-    prefix = "train" if split == "train" else "t10k"
-    images, labels = root / f"{prefix}-images-idx3-ubyte", root / f"{prefix}-labels-idx1-ubyte"
-    if not images.exists() or not labels.exists():
-        raise SystemExit(
-            f"MNIST ({split}) not found under {root}: set ANOMALY_EDU_DATA to a folder holding "
-            "MNIST/raw/ (torchvision's layout, e.g. after torchvision.datasets.MNIST(root, download=True))."
-        )
-    x = torch.from_numpy(read_idx(images).copy()).float().div_(255).unsqueeze(1)
-    y = torch.from_numpy(read_idx(labels).copy()).long()
-    return x.to(device), y.to(device)
+from anomaly_edu.data import load_dataset  # noqa: E402
+from anomaly_edu.training import accuracy, classification_loss, train  # noqa: E402
 
 
 def small_cnn() -> nn.Module:
     """conv32 - conv64 - fc128 - fc10, with 2x max-pooling after each convolution."""
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
     )
 
 
 def train_quickly(model: nn.Module, x: Tensor, y: Tensor, *, n: int, seed: int, batch: int = 128) -> None:
-    """One epoch of Adam (lr 1e-3) on a seeded random subset of n training images."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(x), generator=generator)[:n].to(x.device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for start in range(0, n, batch):
-        idx = order[start:start + batch]
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    model.eval()
+    """One epoch of the course's training loop (Adam, lr 1e-3) on a seeded random subset of n images."""
+    subset = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].to(x.device)
+    train(
+        model,
+        x[subset],
+        y[subset],
+        batch_loss=classification_loss,
+        epochs=1,
+        batch_size=batch,
+        seed=seed,
+        progress=False,
+    )
 
 
 def timed(run: Callable[[], Tensor], device: torch.device) -> tuple[float, Tensor]:
@@ -89,11 +70,6 @@ def timed(run: Callable[[], Tensor], device: torch.device) -> tuple[float, Tenso
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start, result
-
-
-def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    with torch.no_grad():
-        return (model(x).argmax(dim=1) == y).float().mean().item()
 
 
 def main() -> None:
@@ -111,14 +87,14 @@ def main() -> None:
     try:
         import torchattacks
     except ImportError:
-        raise SystemExit("This benchmark needs torchattacks: pip install --no-deps torchattacks==3.5.1")
+        raise SystemExit("This benchmark needs torchattacks: pip install --no-deps torchattacks==3.5.1") from None
 
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     model = small_cnn().to(device)
-    x_train, y_train = load_mnist("train", device)
+    x_train, y_train = load_dataset("mnist", True, device=device, download=False)
     t_train, _ = timed(lambda: train_quickly(model, x_train, y_train, n=args.train_size, seed=args.seed), device)
-    x_test, y_test = load_mnist("test", device)
+    x_test, y_test = load_dataset("mnist", False, device=device, download=False)
     x, y = x_test[: args.n], y_test[: args.n]
 
     settings = dict(eps=args.eps, alpha=args.alpha, steps=args.steps)
@@ -138,20 +114,32 @@ def main() -> None:
             seconds, results[name] = timed(run, device)
             times[name].append(seconds)
 
-    print(f"device {device}, torch {torch.__version__}, torchattacks {torchattacks.__version__}, "
-          f"{torch.get_num_threads()} CPU threads")
-    print(f"model: conv32-conv64-fc128, trained 1 epoch on {args.train_size} images in {t_train:.1f} s; "
-          f"clean accuracy on the {args.n} test images: {accuracy(model, x, y):.3f}")
-    print(f"PGD L-inf, eps {args.eps}, alpha {args.alpha}, {args.steps} steps, no random start, "
-          f"{args.n} images, best / median of {args.repeats}:")
+    print(
+        f"device {device}, torch {torch.__version__}, torchattacks {torchattacks.__version__}, "
+        f"{torch.get_num_threads()} CPU threads"
+    )
+    print(
+        f"model: conv32-conv64-fc128, trained 1 epoch on {args.train_size} images in {t_train:.1f} s; "
+        f"clean accuracy on the {args.n} test images: {accuracy(model, x, y):.3f}"
+    )
+    print(
+        f"PGD L-inf, eps {args.eps}, alpha {args.alpha}, {args.steps} steps, no random start, "
+        f"{args.n} images, best / median of {args.repeats}:"
+    )
     for name in attacks:
-        print(f"  {name:>12}: {min(times[name]):7.3f} s / {statistics.median(times[name]):7.3f} s, "
-              f"robust accuracy {accuracy(model, results[name], y):.3f}")
+        print(
+            f"  {name:>12}: {min(times[name]):7.3f} s / {statistics.median(times[name]):7.3f} s, "
+            f"robust accuracy {accuracy(model, results[name], y):.3f}"
+        )
     ratio = min(times["ours"]) / min(times["torchattacks"])
-    print(f"  ratio ours / torchattacks (best): {ratio:.3f}  "
-          f"(median: {statistics.median(times['ours']) / statistics.median(times['torchattacks']):.3f})")
-    print(f"  max |ours - torchattacks| over the adversarial images: "
-          f"{(results['ours'] - results['torchattacks']).abs().max().item():.2e}")
+    print(
+        f"  ratio ours / torchattacks (best): {ratio:.3f}  "
+        f"(median: {statistics.median(times['ours']) / statistics.median(times['torchattacks']):.3f})"
+    )
+    print(
+        f"  max |ours - torchattacks| over the adversarial images: "
+        f"{(results['ours'] - results['torchattacks']).abs().max().item():.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,13 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from anomaly_edu import batched, data, profiles  # noqa: E402
-from anomaly_edu.detectors import make_detector  # noqa: E402
+from anomaly_edu.methods import METHODS, make_detector  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
 from anomaly_edu.reproduce import parse_classes  # noqa: E402
 from anomaly_edu.training import pick_device  # noqa: E402
 
+STACKABLE = [name for name, method in METHODS.items() if method.stackable]  # what fit_stacked can train
+
 
 def synchronize(device: torch.device) -> None:
+    """Wait for the GPU to finish its queued work (so that the clock measures it); nothing on a CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -36,11 +39,14 @@ def synchronize(device: torch.device) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None)
-    parser.add_argument("--methods", default="ae,arae", help="any of ae, dae, arae")
+    parser.add_argument("--methods", default="ae,arae", help=f"any of {', '.join(STACKABLE)}")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of every model")
     parser.add_argument("--arae-steps", type=int, default=5, help="attack steps of ARAE")
     parser.add_argument("--classes", default="0-9")
     args = parser.parse_args()
+    methods = args.methods.split(",")
+    if not set(methods) <= set(STACKABLE):
+        parser.error(f"--methods: only {', '.join(STACKABLE)} can be stacked, got {args.methods}")
 
     device = pick_device(args.device)
     classes = parse_classes(args.classes)
@@ -48,9 +54,11 @@ def main() -> None:
     train_set = data.load_dataset("mnist", True, device=device)
     test_set = data.load_dataset("mnist", False, device=device)
     splits = [data.protocol2_split(train_set, test_set, c) for c in classes]
-    print(f"{len(classes)} one-class models per method, MNIST protocol 2, {args.epochs} epoch(s), "
-          f"full-profile batch sizes, on {device} ({torch.get_num_threads()} CPU threads)")
-    for method in args.methods.split(","):
+    print(
+        f"{len(classes)} one-class models per method, MNIST protocol 2, {args.epochs} epoch(s), "
+        f"full-profile batch sizes, on {device} ({torch.get_num_threads()} CPU threads)"
+    )
+    for method in methods:
         settings[method]["epochs"] = args.epochs
         if method == "arae":
             settings[method]["steps"] = args.arae_steps
@@ -63,8 +71,11 @@ def main() -> None:
         alone_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        stacked = batched.fit_stacked([make_detector(method, settings, device=device, progress=False)
-                                       for _ in splits], [s.x_train for s in splits], progress=False)
+        stacked = batched.fit_stacked(
+            [make_detector(method, settings, device=device, progress=False) for _ in splits],
+            [s.x_train for s in splits],
+            progress=False,
+        )
         synchronize(device)
         stacked_s = time.perf_counter() - start
 
@@ -72,12 +83,16 @@ def main() -> None:
         auc_stacked = [100 * auroc(s.y_test, d.score(s.x_test)) for d, s in zip(stacked, splits)]
         largest = max(abs(a - b) for a, b in zip(auc_alone, auc_stacked))
         print(f"\n{method} ({settings[method]})")
-        print(f"  one by one {alone_s:7.1f} s   stacked {stacked_s:7.1f} s   "
-              f"speed-up of stacking {alone_s / stacked_s:.2f}x")
+        print(
+            f"  one by one {alone_s:7.1f} s   stacked {stacked_s:7.1f} s   "
+            f"speed-up of stacking {alone_s / stacked_s:.2f}x"
+        )
         print("  AUC one by one " + " ".join(f"{a:6.2f}" for a in auc_alone))
         print("  AUC stacked    " + " ".join(f"{a:6.2f}" for a in auc_stacked))
-        print(f"  largest AUC difference {largest:.3f} points "
-              f"(the AE is deterministic; DAE noise and ARAE random starts differ between the runs)")
+        print(
+            f"  largest AUC difference {largest:.3f} points "
+            f"(the AE is deterministic; DAE noise and ARAE random starts differ between the runs)"
+        )
 
 
 if __name__ == "__main__":

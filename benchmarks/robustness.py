@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomaly_edu import data, profiles, reproduce, robust  # noqa: E402
+from anomaly_edu import data, profiles, results, robust  # noqa: E402
 from anomaly_edu.training import accuracy, pick_device  # noqa: E402
 
 
@@ -32,46 +32,72 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=10000, help="test images to evaluate on")
     parser.add_argument("--out", default=None, help="write the figures and their provenance to this JSON file")
     args = parser.parse_args()
+    if args.out:
+        results.check_writable(args.out)  # fail now, not after the training
 
-    started, code_state = time.perf_counter(), reproduce.git_state()
+    started, code_state = time.perf_counter(), results.git_state()
     device = pick_device(args.device)
     settings = profiles.get_profile(args.profile)
     x_train, y_train = data.load_dataset("mnist", True, device=device)
     x_test, y_test = data.load_dataset("mnist", False, device=device)
-    x_test, y_test = x_test[:args.n_eval], y_test[:args.n_eval]
+    x_test, y_test = x_test[: args.n_eval], y_test[: args.n_eval]
 
     models, train_seconds = {}, {}
     for name, adversarial, key in (("standard", False, "cnn"), ("robust", True, "adv_cnn")):
         start = time.perf_counter()
-        models[name], _ = robust.train_classifier(x_train, y_train, settings[key], adversarial=adversarial,
-                                                  seed=args.seed, progress=False)
+        models[name], _ = robust.train_classifier(
+            x_train, y_train, settings[key], adversarial=adversarial, seed=args.seed, progress=False
+        )
         train_seconds[name] = round(time.perf_counter() - start, 1)
         print(f"{name:<9} training ({args.profile}, {settings[key]}): {train_seconds[name]:.0f} s")
 
     print(f"\nevaluated on {len(x_test)} test images, PGD-40 (L-inf, step 2.5 eps / 40, no random start), {device}")
-    results = {}
+    accuracies = {}
     for name, model in models.items():
-        results[name] = {"clean": accuracy(model, x_test, y_test),
-                         0.1: robust.robust_accuracy(model, x_test, y_test, eps=0.1, steps=40),
-                         0.3: robust.robust_accuracy(model, x_test, y_test, eps=0.3, steps=40)}
-        r = results[name]
-        print(f"{name:<9} clean {100 * r['clean']:5.1f}%   PGD eps 0.1 {100 * r[0.1]:5.1f}%   "
-              f"PGD eps 0.3 {100 * r[0.3]:5.1f}%")
-    gap = 100 * (results["robust"][0.1] - results["standard"][0.1])
+        accuracies[name] = {
+            "clean": accuracy(model, x_test, y_test),
+            0.1: robust.robust_accuracy(model, x_test, y_test, eps=0.1, steps=40),
+            0.3: robust.robust_accuracy(model, x_test, y_test, eps=0.3, steps=40),
+        }
+        r = accuracies[name]
+        print(
+            f"{name:<9} clean {100 * r['clean']:5.1f}%   PGD eps 0.1 {100 * r[0.1]:5.1f}%   "
+            f"PGD eps 0.3 {100 * r[0.3]:5.1f}%"
+        )
+    gap = 100 * (accuracies["robust"][0.1] - accuracies["standard"][0.1])
     print(f"\nrobust minus standard at eps 0.1: {gap:+.1f} points (target for the quick profile: >= 30)")
-    print("targets: standard clean >= 98%, standard PGD eps 0.3 <= 5%; "
-          "robust PGD eps 0.3 >= 85% in the full profile (Madry et al.: 89%)")
+    print(
+        "targets: standard clean >= 98%, standard PGD eps 0.3 <= 5%; "
+        "robust PGD eps 0.3 >= 85% in the full profile (Madry et al.: 89%)"
+    )
     if args.out:
-        used = {"profile": args.profile, "seed": args.seed, "n_eval": len(x_test),
-                "attack": "PGD-40, L-inf, step 2.5 eps / 40, no random start",
-                "cnn": settings["cnn"], "adv_cnn": settings["adv_cnn"]}
-        figures = {name: {"clean %": round(100 * r["clean"], 2), "PGD eps 0.1 %": round(100 * r[0.1], 2),
-                          "PGD eps 0.3 %": round(100 * r[0.3], 2), "training s": train_seconds[name]}
-                   for name, r in results.items()}
-        reproduce.write_json_atomically(
-            {"benchmark": "robustness", "results": figures,
-             "provenance": reproduce.provenance(settings=used, wall_time_s=time.perf_counter() - started,
-                                                device=device, git=code_state)}, args.out)
+        used = {
+            "profile": args.profile,
+            "seed": args.seed,
+            "n_eval": len(x_test),
+            "attack": "PGD-40, L-inf, step 2.5 eps / 40, no random start",
+            "cnn": settings["cnn"],
+            "adv_cnn": settings["adv_cnn"],
+        }
+        figures = {
+            name: {
+                "clean %": round(100 * r["clean"], 2),
+                "PGD eps 0.1 %": round(100 * r[0.1], 2),
+                "PGD eps 0.3 %": round(100 * r[0.3], 2),
+                "training s": train_seconds[name],
+            }
+            for name, r in accuracies.items()
+        }
+        results.write_json_atomically(
+            {
+                "benchmark": "robustness",
+                "results": figures,
+                "provenance": results.provenance(
+                    settings=used, wall_time_s=time.perf_counter() - started, device=device, git=code_state
+                ),
+            },
+            args.out,
+        )
         print(f"wrote {args.out}")
 
 
