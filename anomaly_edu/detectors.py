@@ -118,10 +118,11 @@ class AEDetector(Detector):
         """The batch loss this detector trains with (for the training loop)."""
         return reconstruction_loss
 
-    def fit(self, x: torch.Tensor, checkpoint=None) -> AEDetector:
+    def fit(self, x: torch.Tensor, checkpoint=None, checkpoint_every: int = 1) -> AEDetector:
         """Train a fresh network on normal images ``x`` (N, C, H, W) in [0, 1].
-        With a ``checkpoint`` file, an interrupted fit resumes where it stopped
-        (see :func:`~anomaly_edu.training.run_epochs`)."""
+        With a ``checkpoint`` file (written every ``checkpoint_every`` epochs),
+        an interrupted fit resumes where it stopped (see
+        :func:`~anomaly_edu.training.run_epochs`)."""
         check_images(x, "training images")
         self.device_ = pick_device(self.device)
         with seeded(self.seed):
@@ -137,6 +138,7 @@ class AEDetector(Detector):
                 progress=self.progress,
                 desc=type(self).__name__,
                 checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
                 settings=self.checkpoint_settings(),
             )
         return self
@@ -243,7 +245,7 @@ class DeepSVDDDetector(Detector):
         x = global_contrast_normalize(check_images(x).to(self.device_))
         return (x - self.min_) / (self.max_ - self.min_)
 
-    def fit(self, x: torch.Tensor, checkpoint=None) -> DeepSVDDDetector:
+    def fit(self, x: torch.Tensor, checkpoint=None, checkpoint_every: int = 1) -> DeepSVDDDetector:
         """Train a fresh network on normal images ``x`` (N, 1, 28, 28) in [0, 1],
         resuming from ``checkpoint`` as :meth:`AEDetector.fit` does."""
         check_images(x, "training images")
@@ -278,6 +280,7 @@ class DeepSVDDDetector(Detector):
                 progress=self.progress,
                 desc="DeepSVDD",
                 checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
                 settings=self.checkpoint_settings(),
             )
         self.center_ = center

@@ -1,10 +1,19 @@
 """Checkpoints: an interrupted training resumes and ends where an uninterrupted
 one does (training.run_epochs through the detectors' fit, reproduce --resume)."""
 
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
+from test_data import make_fake_mnist
 
 from anomaly_edu import detectors, models, training
+from anomaly_edu.__main__ import main
 
 
 class Interrupted(Exception):
@@ -100,3 +109,54 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path):
         tiny_detector("ae").fit(tiny_images(), checkpoint=checkpoint)
     with pytest.raises(ValueError, match=r"training_set_shape: \[64, 1, 28, 28\] there, \[32, 1, 28, 28\] now"):
         tiny_detector("dae").fit(tiny_images()[:32], checkpoint=checkpoint)
+
+
+# ------------------------------------------------------------------ reproduce --resume
+
+
+def reproduce_command(root, *options, methods="ae,dae", epochs=6):
+    command = ["reproduce", "mnist", "--methods", methods, "--classes", "1", "--data-root", str(root)]
+    for method in methods.split(","):
+        command += ["--set", f"{method}.epochs={epochs}"]
+    return command + ["--device", "cpu", "--no-progress", *map(str, options)]
+
+
+def test_reproduce_killed_and_resumed_gives_the_uninterrupted_results(tmp_path):
+    make_fake_mnist(tmp_path)
+    python = [sys.executable, "-m", "anomaly_edu"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # this checkout's package
+    reference = subprocess.Popen(python + reproduce_command(tmp_path, "--out", tmp_path / "reference.json"), env=env)
+
+    folder = tmp_path / "checkpoints"
+    command = python + reproduce_command(tmp_path, "--resume", folder, "--out", tmp_path / "resumed.json")
+    run = subprocess.Popen(command, env=env)
+    while not (folder / "dae-1.pt").exists() and run.poll() is None:  # the second detector has started
+        time.sleep(0.01)
+    run.kill()  # SIGKILL: what a lost Colab runtime does
+    assert run.wait() == -9
+    finished = json.loads((folder / "finished.json").read_text())["finished"]
+    assert list(finished) == ["ae"]  # the AE was done, the DAE in progress
+    assert len(torch.load(folder / "dae-1.pt", weights_only=True)["history"]) < 6  # killed in the middle
+
+    assert subprocess.run(command, env=env, timeout=120).returncode == 0  # the same command again
+    assert reference.wait(timeout=120) == 0
+    resumed = json.loads((tmp_path / "resumed.json").read_text())
+    assert resumed["results"] == json.loads((tmp_path / "reference.json").read_text())["results"]
+    assert resumed["provenance"]["resumed"] is True
+
+
+def test_reproduce_refuses_checkpoints_of_another_run(tmp_path, capsys):
+    make_fake_mnist(tmp_path)
+    folder = tmp_path / "checkpoints"
+    command = reproduce_command(tmp_path, "--resume", folder, methods="ae", epochs=1)
+    assert main(command) == 0
+    assert main(command + ["--set", "ae.lr=0.01"]) == 2
+    assert "checkpoints holds the checkpoints of another run (its changed_from_profile, methods differ)" in (
+        capsys.readouterr().err
+    )
+    assert main(command + ["--stacked", "yes"]) == 2
+    assert "stacked training has no checkpoints: resume with --stacked no" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not a checkpoint")
+    assert main(reproduce_command(tmp_path, "--resume", tmp_path / "mine", methods="ae", epochs=1)) == 2
+    assert "is not empty and has no finished.json" in capsys.readouterr().err
