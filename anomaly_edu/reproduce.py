@@ -196,7 +196,7 @@ def run_table(
     device = pick_device(device)
     start, code_state = time.perf_counter(), git_state()
     splits = table_splits(table, classes, seed=seed, root=root, device=device)
-    stacked = device.type == "cuda" and checkpoints is None if stacked is None else stacked
+    stacked = (device.type == "cuda" and checkpoints is None) if stacked is None else stacked
     side_by_side = sorted(m for m in methods if stacked and METHODS[m].stackable and len(splits) > 1)
     used = {
         "table": table,
