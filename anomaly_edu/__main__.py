@@ -40,6 +40,8 @@ def _reproduce(args) -> int:
         progress=not args.no_progress,
         changes=parse_changes(args.set),
         stacked={"auto": None, "yes": True, "no": False}[args.stacked],
+        checkpoints=args.resume,
+        checkpoint_every=args.checkpoint_every,
     )
     print(format_comparison(result))
     if args.out:
@@ -95,8 +97,15 @@ def main(argv=None) -> int:
         default="auto",
         choices=["auto", "yes", "no"],
         help=f"train the models of all classes as one stacked model ({stackable}; "
-        "auto: on a GPU only, where it is faster)",
+        "auto: on a GPU only, where it is faster, and not with --resume)",
     )
+    rep.add_argument(
+        "--resume",
+        metavar="DIR",
+        default=None,
+        help="keep checkpoints in DIR; after an interruption, rerun the same command to go on where it stopped",
+    )
+    rep.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="with --resume: every N epochs")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--device", default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
     rep.add_argument("--data-root", default=None)

@@ -64,6 +64,13 @@ class Detector:
         """The settings given to ``__init__`` (scikit-learn's name for them)."""
         return {name: getattr(self, name) for name in self.param_names()}
 
+    def checkpoint_settings(self) -> dict:
+        """What a training checkpoint of this detector must have been written
+        with: its class and settings, but not where it runs or how it reports
+        (a run may resume on another device). Lecture 1."""
+        ignored = ("device", "progress")
+        return {"detector": type(self).__name__, **{k: v for k, v in self.get_params().items() if k not in ignored}}
+
     def _check_fitted(self, fitted_attribute: str) -> None:
         if getattr(self, fitted_attribute, None) is None:
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(x_normal) before score")
@@ -111,8 +118,11 @@ class AEDetector(Detector):
         """The batch loss this detector trains with (for the training loop)."""
         return reconstruction_loss
 
-    def fit(self, x: torch.Tensor) -> AEDetector:
-        """Train a fresh network on normal images ``x`` (N, C, H, W) in [0, 1]."""
+    def fit(self, x: torch.Tensor, checkpoint=None, checkpoint_every: int = 1) -> AEDetector:
+        """Train a fresh network on normal images ``x`` (N, C, H, W) in [0, 1].
+        With a ``checkpoint`` file (written every ``checkpoint_every`` epochs),
+        an interrupted fit resumes where it stopped (see
+        :func:`~anomaly_edu.training.run_epochs`)."""
         check_images(x, "training images")
         self.device_ = pick_device(self.device)
         with seeded(self.seed):
@@ -127,6 +137,9 @@ class AEDetector(Detector):
                 seed=self.seed,
                 progress=self.progress,
                 desc=type(self).__name__,
+                checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+                settings=self.checkpoint_settings(),
             )
         return self
 
@@ -232,8 +245,9 @@ class DeepSVDDDetector(Detector):
         x = global_contrast_normalize(check_images(x).to(self.device_))
         return (x - self.min_) / (self.max_ - self.min_)
 
-    def fit(self, x: torch.Tensor) -> DeepSVDDDetector:
-        """Train a fresh network on normal images ``x`` (N, 1, 28, 28) in [0, 1]."""
+    def fit(self, x: torch.Tensor, checkpoint=None, checkpoint_every: int = 1) -> DeepSVDDDetector:
+        """Train a fresh network on normal images ``x`` (N, 1, 28, 28) in [0, 1],
+        resuming from ``checkpoint`` as :meth:`AEDetector.fit` does."""
         check_images(x, "training images")
         if tuple(x.shape[1:]) != DeepSVDDNet.image_shape:
             raise ValueError(
@@ -265,6 +279,9 @@ class DeepSVDDDetector(Detector):
                 seed=self.seed,
                 progress=self.progress,
                 desc="DeepSVDD",
+                checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+                settings=self.checkpoint_settings(),
             )
         self.center_ = center
         return self

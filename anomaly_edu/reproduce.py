@@ -11,11 +11,13 @@ Introduced in Lecture 1.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import time
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +26,7 @@ from .data import OneClassSplit, coil100_split, load_coil100, load_dataset, prot
 from .methods import METHODS, check_methods, make_detector
 from .metrics import auroc, choose_threshold, f1_at_threshold
 from .profiles import get_profile
-from .results import git_state, provenance
+from .results import git_state, provenance, write_json_atomically
 from .training import pick_device
 
 
@@ -152,6 +154,8 @@ def run_table(
     progress: bool = True,
     changes: dict[str, dict] | None = None,
     stacked: bool | None = None,
+    checkpoints=None,
+    checkpoint_every: int = 1,
 ) -> dict:
     """Train every method on every case of a table (a normal class; for
     COIL-100, one of the talk's rows) and return the results with their
@@ -162,8 +166,11 @@ def run_table(
     (see :func:`parse_changes`) and is recorded. ``stacked`` trains the models of
     a stackable method (see :mod:`anomaly_edu.methods`) side by side
     (:mod:`anomaly_edu.batched`); by default it does so on a GPU only, where it
-    is faster. Everything is checked before anything trains. Lecture 1
-    (COIL-100 and stacking: Lecture 4)."""
+    is faster. With a ``checkpoints`` folder the run survives interruption:
+    rerun the same call and it skips the finished detectors and resumes the
+    one in progress (see :func:`open_checkpoints`; one model at a time, not
+    stacked). Everything is checked before anything trains. Lecture 1
+    (COIL-100, stacking and checkpoints: Lecture 4)."""
     spec = get_table(table)
     if spec.protocol == 1 and classes is not None:
         raise ValueError(
@@ -184,29 +191,13 @@ def run_table(
         raise ValueError(
             f"profile {profile!r} has no settings for {', '.join(missing)}; add them to anomaly_edu/profiles.py"
         )
+    if checkpoints is not None and stacked:
+        raise ValueError("stacked training has no checkpoints: resume with --stacked no (one model at a time)")
     device = pick_device(device)
     start, code_state = time.perf_counter(), git_state()
     splits = table_splits(table, classes, seed=seed, root=root, device=device)
-    stacked = device.type == "cuda" if stacked is None else stacked
+    stacked = (device.type == "cuda" and checkpoints is None) if stacked is None else stacked
     side_by_side = sorted(m for m in methods if stacked and METHODS[m].stackable and len(splits) > 1)
-    results = {}
-    for m in methods:
-        detectors = {case: make_detector(m, settings, seed=seed, device=device, progress=progress) for case in splits}
-        if m in side_by_side:
-            fit_stacked(list(detectors.values()), [split.x_train for split in splits.values()], progress=progress)
-        results[m] = {"auc": {}}
-        for case, detector in detectors.items():
-            split = splits[case]
-            if m not in side_by_side:
-                detector.fit(split.x_train)
-            scores = detector.score(split.x_test)
-            results[m]["auc"][case] = round(100 * auroc(split.y_test, scores), 2)
-            if spec.protocol == 1:
-                threshold = choose_threshold(split.y_val, detector.score(split.x_val))
-                results[m].setdefault("f1", {})[case] = round(100 * f1_at_threshold(split.y_test, scores, threshold), 2)
-            if progress:
-                print(f"{table} {case} {m}: AUC {results[m]['auc'][case]:.1f}", flush=True)
-        results[m]["mean"] = round(float(np.mean(list(results[m]["auc"].values()))), 2)
     used = {
         "table": table,
         "dataset": spec.dataset,
@@ -220,13 +211,86 @@ def run_table(
     }
     if spec.protocol == 2:
         used["classes"] = classes
+    finished = {} if checkpoints is None else open_checkpoints(checkpoints, {**used, "commit": code_state["commit"]})
+    resumed = bool(finished) or checkpoints is not None and any(Path(checkpoints).glob("*.pt"))
+    results = {}
+    for m in methods:
+        detectors = {case: make_detector(m, settings, seed=seed, device=device, progress=progress) for case in splits}
+        if m in side_by_side:
+            fit_stacked(list(detectors.values()), [split.x_train for split in splits.values()], progress=progress)
+        results[m] = {"auc": {}}
+        for case, detector in detectors.items():
+            numbers = finished.get(m, {}).get(case)
+            if numbers is None:
+                if m not in side_by_side:
+                    fit_with_checkpoint(detector, splits[case].x_train, checkpoints, f"{m}-{case}", checkpoint_every)
+                numbers = evaluate(detector, splits[case], spec.protocol)
+                if checkpoints is not None:
+                    finished.setdefault(m, {})[case] = numbers
+                    record_finished(checkpoints, finished)
+            for metric, value in numbers.items():
+                results[m].setdefault(metric, {})[case] = value
+            if progress:
+                print(f"{table} {case} {m}: AUC {results[m]['auc'][case]:.1f}", flush=True)
+        results[m]["mean"] = round(float(np.mean(list(results[m]["auc"].values()))), 2)
     metric = "AUROC (%)" if spec.protocol == 2 else "AUROC and F1 (%), F1 at the threshold chosen on validation"
-    return {
-        "table": table,
-        "metric": metric,
-        "results": results,
-        "provenance": provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device, git=code_state),
-    }
+    prov = provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device, git=code_state)
+    if resumed:
+        prov["resumed"] = True  # from checkpoints; wall_time_s counts the last session only
+    return {"table": table, "metric": metric, "results": results, "provenance": prov}
+
+
+def evaluate(detector, split: OneClassSplit, protocol: int) -> dict[str, float]:
+    """A fitted detector's AUROC on a split's test set, in percent, and under
+    protocol 1 its F1 at the threshold chosen on validation. Lecture 1."""
+    scores = detector.score(split.x_test)
+    numbers = {"auc": round(100 * auroc(split.y_test, scores), 2)}
+    if protocol == 1:
+        threshold = choose_threshold(split.y_val, detector.score(split.x_val))
+        numbers["f1"] = round(100 * f1_at_threshold(split.y_test, scores, threshold), 2)
+    return numbers
+
+
+# ---------------------------------------------------------------- runs that survive interruption
+
+FINISHED = "finished.json"  # in a checkpoint folder: the run's settings and its finished results
+
+
+def open_checkpoints(folder, run: dict) -> dict:
+    """The results already finished in the checkpoint ``folder`` of ``run``
+    (the settings of a :func:`run_table` call), as {method: {case: numbers}};
+    none for a new folder, where the run's settings are written first. A
+    folder of another run is refused. Lecture 4."""
+    folder, run = Path(folder), json.loads(json.dumps(run))  # the settings as the file gives them back
+    path = folder / FINISHED
+    if path.exists():
+        stored = json.loads(path.read_text())
+        differing = sorted(k for k in set(stored["run"]) | set(run) if stored["run"].get(k) != run.get(k))
+        if differing:
+            raise ValueError(
+                f"{folder} holds the checkpoints of another run (its {', '.join(differing)} differ); "
+                "resume with the command that made them, or give a new folder"
+            )
+        return stored["finished"]
+    if folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(f"{folder} is not empty and has no {FINISHED}: give a new folder for the checkpoints")
+    write_json_atomically({"run": run, "finished": {}}, path)
+    return {}
+
+
+def record_finished(folder, finished: dict) -> None:
+    """Add the ``finished`` results to the checkpoint folder's record (atomically). Lecture 4."""
+    path = Path(folder) / FINISHED
+    write_json_atomically({**json.loads(path.read_text()), "finished": finished}, path)
+
+
+def fit_with_checkpoint(detector, x, folder, name: str, checkpoint_every: int = 1) -> None:
+    """``detector.fit(x)``, with the checkpoint ``folder/name.pt`` when there is
+    a folder and the detector trains in epochs (the OCSVM fits in one go). Lecture 4."""
+    if folder is None or "checkpoint" not in inspect.signature(detector.fit).parameters:
+        detector.fit(x)
+    else:
+        detector.fit(x, checkpoint=Path(folder) / f"{name}.pt", checkpoint_every=checkpoint_every)
 
 
 def merge_results(parts: list[dict]) -> dict:

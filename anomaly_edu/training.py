@@ -10,8 +10,12 @@ Introduced in Lecture 1.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import random
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -76,12 +80,18 @@ def train(
     optimizer: torch.optim.Optimizer | None = None,
     progress: bool = True,
     desc: str = "training",
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 1,
+    settings: dict | None = None,
 ) -> list[float]:
     """Train ``model`` on ``x`` (and targets ``y``) with Adam by minimising
     ``batch_loss(model, x_batch, y_batch)``; return the mean loss of each epoch.
 
     ``x`` (and ``y``) should already be on the model's device. The shuffling is
-    drawn from its own generator seeded with ``seed``. Lecture 1.
+    drawn from its own generator seeded with ``seed``. With a ``checkpoint``
+    file, training can be interrupted and resumed (see :func:`run_epochs`);
+    ``settings`` (e.g. a detector's) are stored with it, beside this function's
+    own. Lecture 1.
     """
     check_budget(epochs, batch_size)
     if y is not None and len(y) != len(x):
@@ -107,6 +117,14 @@ def train(
         steps_per_epoch=(len(x) + batch_size - 1) // batch_size,
         progress=progress,
         desc=desc,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        settings={
+            **dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed),
+            "training_set_shape": list(x.shape),
+            **(settings or {}),
+        },
+        generators=[generator],
     )
 
 
@@ -120,16 +138,42 @@ def run_epochs(
     steps_per_epoch: int,
     progress: bool = True,
     desc: str = "training",
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 1,
+    settings: dict | None = None,
+    generators: Sequence[torch.Generator] = (),
 ) -> list[float]:
     """The loop inside :func:`train`: for each epoch, for each ``(x_batch,
     y_batch, weight)`` that ``epoch_batches()`` yields, one optimizer step on
     ``batch_loss(model, x_batch, y_batch)``. Returns each epoch's mean loss,
-    weighted by ``weight`` (the number of images for :func:`train`). Lecture 1
-    (Lecture 4's stacked training feeds it batches of several models)."""
-    history = []
+    weighted by ``weight`` (the number of images for :func:`train`).
+
+    With a ``checkpoint`` file, every ``checkpoint_every`` epochs (and after
+    the last) it saves what the rest of training depends on: the weights, the
+    optimizer's state, the epochs done, the losses so far, and the state of
+    every random generator (torch's, CUDA's, NumPy's, Python's and the
+    caller's ``generators``, e.g. the one ``epoch_batches`` shuffles with),
+    with the ``settings`` it was trained with. If the file exists when training
+    starts, training goes on after its last epoch: on a CPU, an interrupted and
+    resumed run ends exactly where an uninterrupted one does. A checkpoint of
+    other settings is refused. Lecture 1 (Lecture 4's stacked training feeds
+    it batches of several models)."""
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+    settings = _plain(settings or {})
+    history: list[float] = []
+    if checkpoint is not None and Path(checkpoint).exists():
+        history = load_checkpoint(checkpoint, model, optimizer, settings, generators)
+        if len(history) > epochs:
+            raise ValueError(
+                f"checkpoint {checkpoint} has {len(history)} epochs done, more than the {epochs} asked for"
+            )
+    done = len(history)
     model.train()
-    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not progress, unit="batch")
-    for epoch in range(epochs):
+    bar = tqdm(
+        total=epochs * steps_per_epoch, initial=done * steps_per_epoch, desc=desc, disable=not progress, unit="batch"
+    )
+    for epoch in range(done, epochs):
         total = weights = 0.0
         for x_batch, y_batch, weight in epoch_batches():
             loss = batch_loss(model, x_batch, y_batch)
@@ -140,9 +184,76 @@ def run_epochs(
             bar.update(1)
         history.append(total / weights)
         bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.4g}")
+        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+            save_checkpoint(checkpoint, model, optimizer, history, settings, generators)
     bar.close()
     model.eval()
     return history
+
+
+def save_checkpoint(path, model, optimizer, history, settings, generators=()) -> None:
+    """Write a checkpoint of :func:`run_epochs` to ``path`` atomically (a
+    temporary file in the same folder, then renamed), so that an interruption
+    never leaves half a file. Lecture 1."""
+    numpy_state = np.random.get_state()
+    python_state = random.getstate()
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "history": list(history),
+        "settings": settings,
+        "rng": {  # in types that torch.load(weights_only=True) reads: tensors, lists, numbers
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+            "python": [python_state[0], list(python_state[1]), python_state[2]],
+            "generators": [g.get_state() for g in generators],
+        },
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path, model, optimizer, settings, generators=()) -> list[float]:
+    """Restore what :func:`save_checkpoint` wrote into ``model``, ``optimizer``,
+    the random generators and ``generators``; return the losses so far. A
+    checkpoint written with other ``settings`` is refused. Lecture 1."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    stored = state["settings"]
+    differing = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+    if differing:
+        details = "; ".join(f"{k}: {stored.get(k)!r} there, {settings.get(k)!r} now" for k in differing)
+        raise ValueError(
+            f"checkpoint {path} was written with other settings ({details}); "
+            "delete it to start afresh, or run with the settings it was written with"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    name, key, *rest = rng["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), *rest))
+    version, python_key, gauss = rng["python"]
+    random.setstate((version, tuple(python_key), gauss))
+    for generator, generator_state in zip(generators, rng["generators"]):
+        generator.set_state(generator_state)
+    return list(state["history"])
+
+
+def _plain(settings: dict) -> dict:
+    """``settings`` as JSON would give them back (tuples as lists, other objects
+    as text), so that stored and current settings compare equal."""
+    return json.loads(json.dumps(settings, default=str))
 
 
 def check_budget(epochs: int, batch_size: int) -> None:
