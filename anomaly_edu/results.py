@@ -9,13 +9,16 @@ Introduced in Lecture 1.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -107,20 +110,29 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
-def write_json_atomically(data: dict, path: str | os.PathLike) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename it into place,
-    so that an interrupted run never leaves a half-written file. Lecture 1."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; when the block ends
+    without an error, rename it to ``path``, else delete it. An interrupted
+    run never leaves a half-written file, and an old file stays as it was.
+    Lecture 1."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+        with os.fdopen(fd, mode) as f:
+            yield f
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_json_atomically(data: dict, path: str | os.PathLike) -> None:
+    """Write ``data`` as JSON to ``path`` with :func:`atomic_file`. Lecture 1."""
+    with atomic_file(path) as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
 
 
 def read_stored(*names: str, folder: str | os.PathLike = STORED_RESULTS) -> dict | None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Callable
@@ -22,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from .results import atomic_file
 
 BatchLoss = Callable[[torch.nn.Module, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
@@ -210,16 +210,8 @@ def save_checkpoint(path, model, optimizer, history, settings, generators=()) ->
             "generators": [g.get_state() for g in generators],
         },
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_file(path, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path, model, optimizer, settings, generators=()) -> list[float]:
