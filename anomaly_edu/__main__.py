@@ -124,6 +124,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt:  # Ctrl-C: nothing half-written is left (results are written atomically)
+        print(
+            "interrupted" + (" (rerun the same command to resume)" if getattr(args, "resume", None) else ""),
+            file=sys.stderr,
+        )
+        return 130
     except Exception as err:
         if args.debug:
             raise

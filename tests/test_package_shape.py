@@ -262,3 +262,12 @@ def test_an_out_that_cannot_be_written_is_refused_before_training(tmp_path, make
     monkeypatch.setattr("anomaly_edu.__main__.run_table", lambda *a, **k: pytest.fail("trained first"))
     assert main(["reproduce", "mnist", "--methods", "ae", "--out", str(make_out(tmp_path))]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_too(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("anomaly_edu.__main__.run_table", interrupted)
+    assert main(["reproduce", "mnist", "--methods", "ae", "--resume", "somewhere"]) == 130
+    assert capsys.readouterr().err == "interrupted (rerun the same command to resume)\n"
