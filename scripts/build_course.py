@@ -88,6 +88,11 @@ STATISTICS_MARKER = "<!-- RUN_STATISTICS_TABLE -->"
 # must load nothing from the network, so its pages show a local drawing instead.
 REMOTE_COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_COLAB_BADGE = "book/images/open-in-colab.svg"
+# plotly's notebook renderer embeds all of plotly.js (about 5 MB) in each notebook
+# that shows a figure. The book serves one copy instead, taken from the installed
+# plotly package (the version that drew the figures), and its pages load that copy.
+# plotly.js sets window.Plotly and never calls require.js's `define`.
+PLOTLY_JS = "plotly/plotly.min.js"  # in the offline assets, so in _static/ too
 
 
 class BuildError(RuntimeError):
@@ -384,14 +389,23 @@ def statistics_table(statistics: dict) -> str:
 
 
 def stage_notebook(source: Path, target: Path, keep_outputs: bool) -> None:
-    """Copy a notebook into the staged book, pointing its Colab badge at the
-    local image, hiding the cell papermill injected (it repeats the parameters
-    cell) and, unless keep_outputs, without outputs (the exercise pages are
-    shown as handed out)."""
+    """Copy a notebook into the staged book, changed for the book's pages:
+
+    - its Colab badge shows the local image;
+    - the cell papermill injected is hidden (it repeats the parameters cell);
+    - its outputs load the book's copy of plotly.js, not the one plotly embedded;
+    - papermill's record of this machine's paths is dropped;
+    - unless keep_outputs, it has no outputs (exercise pages are shown as handed out).
+    """
     import nbformat
+    from plotly.offline import get_plotlyjs
 
     nb = nbformat.read(source, as_version=4)
+    # Relative links: the HTML pages and _static/ lie as BOOK_SRC's files do.
     badge = os.path.relpath(BOOK_SRC / LOCAL_COLAB_BADGE, target.parent)
+    plotly_js = os.path.relpath(BOOK_SRC / "_static" / PLOTLY_JS, target.parent)
+    embedded_plotly = f"<script>{get_plotlyjs()}</script>"
+    linked_plotly = f'<script src="{Path(plotly_js).as_posix()}"></script>'
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = cell.source.replace(REMOTE_COLAB_BADGE, Path(badge).as_posix())
@@ -399,8 +413,16 @@ def stage_notebook(source: Path, target: Path, keep_outputs: bool) -> None:
             cell.metadata["tags"] = cell.metadata["tags"] + ["remove-cell"]
         elif not keep_outputs:
             cell.outputs, cell.execution_count = [], None
+        else:
+            for output in cell.outputs:
+                if "text/html" in output.get("data", {}):
+                    html = output.data["text/html"]
+                    output.data["text/html"] = html.replace(embedded_plotly, linked_plotly)
     if not keep_outputs:
         nb.metadata.pop("widgets", None)
+    # papermill records the paths it read and wrote: this machine's, not the reader's
+    for key in ("input_path", "output_path"):
+        nb.metadata.get("papermill", {}).pop(key, None)
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, target)
 
@@ -408,13 +430,19 @@ def stage_notebook(source: Path, target: Path, keep_outputs: bool) -> None:
 def stage_sources(statistics: dict) -> Path:
     """Copy the book's sources into BOOK_SRC: the executed lectures, the student
     exercises without outputs, and the book's own pages with the run statistics
-    filled in. The solutions stay out of the book."""
+    filled in, and plotly.js among the offline assets. The solutions stay out
+    of the book."""
+    from plotly.offline import get_plotlyjs
+
     shutil.rmtree(BOOK_SRC, ignore_errors=True)
     BOOK_SRC.mkdir(parents=True)
     for name in BOOK_FILES:
         shutil.copy2(ROOT / name, BOOK_SRC / name)
     shutil.copytree(ROOT / BOOK_DIR, BOOK_SRC / BOOK_DIR,
                     ignore=shutil.ignore_patterns("assets", ".ipynb_checkpoints"))
+    plotly_js = BOOK_SRC / ASSETS.relative_to(ROOT) / PLOTLY_JS
+    plotly_js.parent.mkdir(parents=True, exist_ok=True)
+    plotly_js.write_text(get_plotlyjs(), encoding="utf-8")
     for notebook in find_notebooks(BOOK_EXECUTED):
         stage_notebook(executed_path(notebook), BOOK_SRC / notebook, keep_outputs=True)
     for notebook in find_notebooks(BOOK_WITHOUT_OUTPUTS):

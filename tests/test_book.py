@@ -1,15 +1,16 @@
 """The built book: it builds with warnings as errors, works offline, and renders.
 
 The book is built once per test session by ``scripts/build_course.py``'s functions;
-notebooks whose executed copies are up to date are not run again. A lecture page
-is then opened in headless Chromium (Debian's ``chromium`` package) with the
-network switched off, and the rendered page is checked for a plotly figure, math
-typeset by MathJax and a widget drawn by the widget manager.
+notebooks whose executed copies are up to date are not run again. The lecture pages
+are then opened in headless Chromium (Debian's ``chromium`` package) with the
+network switched off, and the rendered pages are checked for plotly figures (every
+one drawn), math typeset by MathJax and a widget drawn by the widget manager.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -18,10 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from anomaly_edu.data import data_root
+
 pytestmark = pytest.mark.book
 
 ROOT = Path(__file__).resolve().parent.parent
 LECTURE_1 = "lectures/01_autoencoders"
+# A lecture page's own HTML; plotly.js and the other scripts are files of their own.
+MAX_LECTURE_PAGE_BYTES = 1_500_000
 CHROMIUM_NAMES = ["chromium", "chromium-browser"]
 
 # Chromium with no network: every http(s) request goes to a proxy that does not exist.
@@ -109,18 +114,31 @@ def chromium() -> str:
                 "found on PATH; install Debian's package: apt-get install chromium")
 
 
-@pytest.fixture(scope="session")
-def lecture_1_dom(book_html, chromium, tmp_path_factory) -> list[Element]:
-    """Lecture 1 as Chromium renders it offline, after its scripts have run."""
-    page = book_html / f"{LECTURE_1}.html"
-    assert page.is_file(), f"{page} was not built; is {LECTURE_1} in _toc.yml?"
-    profile = tmp_path_factory.mktemp("chromium-profile")
+def rendered(page: Path, chromium: str, profile: Path) -> list[Element]:
+    """A page as Chromium renders it offline, after its scripts have run."""
     result = subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", page.as_uri()],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "</html>" in result.stdout, (
-        f"chromium failed (exit code {result.returncode}):\n{result.stderr[-3000:]}")
+        f"chromium failed on {page.name} (exit code {result.returncode}):\n"
+        f"{result.stderr[-3000:]}")
     return elements(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def lecture_doms(book_html, chromium, tmp_path_factory) -> dict[str, list[Element]]:
+    """Every lecture page, as Chromium renders it: "lectures/<name>" -> elements."""
+    pages = sorted((book_html / "lectures").glob("*.html"))
+    assert pages, "no lecture page was built"
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    return {f"lectures/{page.stem}": rendered(page, chromium, profile) for page in pages}
+
+
+@pytest.fixture(scope="session")
+def lecture_1_dom(book_html, lecture_doms) -> list[Element]:
+    page = book_html / f"{LECTURE_1}.html"
+    assert page.is_file(), f"{page} was not built; is {LECTURE_1} in _toc.yml?"
+    return lecture_doms[LECTURE_1]
 
 
 def config() -> dict:
@@ -145,12 +163,34 @@ def test_every_lecture_and_exercise_is_in_the_toc():
     assert not missing, f"add these pages to _toc.yml: {missing}"
 
 
-# --- the rendered lecture ------------------------------------------------------
+# --- the rendered lectures -----------------------------------------------------
 def test_plotly_figure_is_drawn(lecture_1_dom):
     figures = [e for e in lecture_1_dom
                if e.tag == "svg" and "main-svg" in e.classes and e.inside("plotly-graph-div")]
     assert figures, (f"no plotly figure was drawn on {LECTURE_1}: no svg.main-svg inside a "
-                     ".plotly-graph-div (was plotly.js embedded by the notebook renderer?)")
+                     ".plotly-graph-div (is _static/plotly/plotly.min.js there, and linked "
+                     "by the page?)")
+
+
+def plotly_figures(dom: list[Element]) -> tuple[list[Element], list[Element]]:
+    """The plotly figures of a rendered page, and those that plotly.js drew: a
+    .plotly-graph-div holding an svg.main-svg."""
+    figures = [e for e in dom if "plotly-graph-div" in e.classes]
+    holding_a_drawing = {id(parent) for e in dom if e.tag == "svg" and "main-svg" in e.classes
+                         for parent in e.ancestors}
+    return figures, [figure for figure in figures if id(figure) in holding_a_drawing]
+
+
+def test_every_plotly_figure_of_every_lecture_is_drawn(lecture_doms):
+    total, undrawn = 0, []
+    for name, dom in lecture_doms.items():
+        figures, drawn = plotly_figures(dom)
+        total += len(figures)
+        if len(drawn) < len(figures):
+            undrawn.append(f"{name}: {len(drawn)} of {len(figures)} figures drawn")
+    assert total, "no lecture page has a plotly figure"
+    assert not undrawn, ("plotly.js did not draw every figure (is _static/plotly/plotly.min.js "
+                         "there, and linked by the page?):\n" + "\n".join(undrawn))
 
 
 def test_math_is_typeset_by_mathjax(lecture_1_dom):
@@ -170,6 +210,35 @@ def test_widget_is_rendered(lecture_1_dom):
 
 
 # --- every page ----------------------------------------------------------------
+def test_lecture_pages_are_light(book_html):
+    pages = sorted((book_html / "lectures").glob("*.html"))
+    assert pages, "no lecture page was built"
+    largest = max(pages, key=lambda page: page.stat().st_size)
+    size = largest.stat().st_size
+    assert size < MAX_LECTURE_PAGE_BYTES, (
+        f"{largest.relative_to(book_html)} is {size / 1e6:.2f} MB of HTML, more than "
+        f"{MAX_LECTURE_PAGE_BYTES / 1e6} MB: does it embed plotly.js again (the book links "
+        "its own copy, see stage_notebook in scripts/build_course.py), or a large figure?")
+
+
+def machine_paths() -> dict[str, Path]:
+    """Absolute paths of the machine that built the book."""
+    return {"repository root": ROOT, "data root": data_root(), "home directory": Path.home()}
+
+
+def test_no_page_shows_a_path_of_the_build_machine(book_html):
+    """Neither the pages nor the notebooks they offer for download."""
+    found = []
+    for page in sorted([*book_html.rglob("*.html"), *book_html.rglob("*.ipynb")]):
+        text = page.read_text(encoding="utf-8")
+        for what, path in machine_paths().items():
+            # the path, not the start of a longer name: /root/x matches, /rooted does not
+            if re.search(re.escape(str(path)) + r"(?![\w.-])", text):
+                found.append(f"{page.relative_to(book_html)}: the {what} {path}")
+    assert not found, ("the book shows paths of the machine that built it (print what "
+                       "is there, not where):\n" + "\n".join(found))
+
+
 def remote_loads(book_html: Path, attributes: dict[str, str]) -> list[str]:
     """`page: <tag attribute=url>` for every element that loads a URL from the network."""
     found = []
