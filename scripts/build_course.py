@@ -40,9 +40,9 @@ from anomaly_edu.results import cpu_name, write_json_atomically  # noqa: E402
 BUILD = ROOT / "_build"
 EXECUTED = BUILD / "executed"
 STATISTICS = EXECUTED / "run_statistics.json"
-BOOK_SRC = BUILD / "book_src"   # staged copy of the book's sources
+BOOK_SRC = BUILD / "book_src"  # staged copy of the book's sources
 JB_OUT = BUILD / "jupyter_book"  # where jupyter-book writes (it adds _build/html)
-HTML = BUILD / "html"            # the finished book
+HTML = BUILD / "html"  # the finished book
 
 # --- offline assets --------------------------------------------------------
 # The versions are pinned in book/assets/package.json and its lock file.
@@ -52,19 +52,23 @@ NPM_PREFIX = BUILD / "npm"
 ASSETS = ROOT / "book" / "_offline_assets"
 # target folder in ASSETS -> (folder in node_modules, files or folders to copy)
 ASSET_FILES = {
-    "mathjax": ("mathjax/es5", [
-        "tex-chtml.js",           # the component Sphinx loads
-        "output/chtml/fonts",     # fonts of the CHTML output
-        "input/tex/extensions",   # TeX packages loaded on demand (\require, autoload)
-        "ui", "a11y", "sre",      # context menu and accessibility, loaded on demand
-    ]),
+    "mathjax": (
+        "mathjax/es5",
+        [
+            "tex-chtml.js",  # the component Sphinx loads
+            "output/chtml/fonts",  # fonts of the CHTML output
+            "input/tex/extensions",  # TeX packages loaded on demand (\require, autoload)
+            "ui",
+            "a11y",
+            "sre",  # context menu and accessibility, loaded on demand
+        ],
+    ),
     "requirejs": ("requirejs", ["require.js"]),
     "html-manager": ("@jupyter-widgets/html-manager/dist", ["embed-amd.js"]),
 }
 # The assets count as present when these files exist and the lock file is the
 # one they were installed from (a dot file: Sphinx does not publish it).
-ASSET_MARKERS = ["mathjax/tex-chtml.js", "requirejs/require.js",
-                 "html-manager/embed-amd.js"]
+ASSET_MARKERS = ["mathjax/tex-chtml.js", "requirejs/require.js", "html-manager/embed-amd.js"]
 ASSET_LOCK_STAMP = ".package-lock.sha256"
 
 # --- execution ---------------------------------------------------------------
@@ -81,7 +85,7 @@ PROFILES = ("quick", "full")
 # --- book ----------------------------------------------------------------------
 BOOK_FILES = ["_config.yml", "_toc.yml"]
 BOOK_DIR = "book"
-BOOK_EXECUTED = ["lectures/*.ipynb"]         # shown with their papermill outputs
+BOOK_EXECUTED = ["lectures/*.ipynb"]  # shown with their papermill outputs
 BOOK_WITHOUT_OUTPUTS = ["exercises/*.ipynb"]  # shown as handed out; solutions not at all
 STATISTICS_MARKER = "<!-- RUN_STATISTICS_TABLE -->"
 # The notebooks' "Open in Colab" badge is an image on Google's server. The book
@@ -112,8 +116,11 @@ def lock_digest() -> str:
 
 def assets_present() -> bool:
     stamp_file = ASSETS / ASSET_LOCK_STAMP
-    return (all((ASSETS / marker).is_file() for marker in ASSET_MARKERS)
-            and stamp_file.is_file() and stamp_file.read_text().strip() == lock_digest())
+    return (
+        all((ASSETS / marker).is_file() for marker in ASSET_MARKERS)
+        and stamp_file.is_file()
+        and stamp_file.read_text().strip() == lock_digest()
+    )
 
 
 def fetch_assets(force: bool = False) -> Path:
@@ -123,13 +130,11 @@ def fetch_assets(force: bool = False) -> Path:
         return ASSETS
     npm = shutil.which("npm")
     if npm is None:
-        raise BuildError("assets: `npm` not found; install Node.js and npm "
-                         "(Debian: apt-get install nodejs npm)")
+        raise BuildError("assets: `npm` not found; install Node.js and npm (Debian: apt-get install nodejs npm)")
     NPM_PREFIX.mkdir(parents=True, exist_ok=True)
     for name in ("package.json", "package-lock.json"):
         shutil.copy2(NPM_MANIFEST / name, NPM_PREFIX / name)
-    command = [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts",
-               "--prefix", str(NPM_PREFIX)]
+    command = [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", str(NPM_PREFIX)]
     log("assets: " + " ".join(command[1:]))
     result = subprocess.run(command, cwd=NPM_PREFIX)
     if result.returncode != 0:
@@ -172,19 +177,22 @@ def find_notebooks(patterns: list[str]) -> list[Path]:
 
 def files_under(folder: str) -> list[Path]:
     """Every file under ROOT/folder, sorted, without Python's caches."""
-    return sorted(p for p in (ROOT / folder).rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+    return sorted(
+        p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
 
 
 def stamp_inputs(notebook: Path) -> list[Path]:
     """Every file a notebook's outputs can depend on: the notebook itself, the
     package (its paper_tables/ included), the stored results it may show, and
     the pinned environment it runs in."""
-    return [ROOT / notebook,
-            *files_under("anomaly_edu"),
-            *files_under("results"),
-            ROOT / "requirements-ci.txt",
-            ROOT / "pyproject.toml"]
+    return [
+        ROOT / notebook,
+        *files_under("anomaly_edu"),
+        *files_under("results"),
+        ROOT / "requirements-ci.txt",
+        ROOT / "pyproject.toml",
+    ]
 
 
 def stamp(notebook: Path, profile: str) -> str:
@@ -239,7 +247,8 @@ def run_with_papermill(source: Path, target: Path, profile: str, timeout: int) -
     import papermill
 
     papermill.execute_notebook(
-        str(source), str(target),
+        str(source),
+        str(target),
         parameters={"PROFILE": profile},
         kernel_name=KERNEL,
         cwd=str(source.parent),
@@ -258,16 +267,16 @@ def run_as_student(source: Path, target: Path, profile: str, timeout: int) -> No
 
     nb = load_notebook_node(str(source))  # papermill's reader: adds the metadata it needs
     nb = parameterize_notebook(nb, {"PROFILE": profile}, kernel_name=KERNEL)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
-                            resources={"metadata": {"path": str(source.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(source.parent)}}
+    )
     try:
         client.execute()
     finally:  # on failure too, like papermill: the traceback is in the notebook
         nbformat.write(nb, target)
 
 
-def execute_notebook(notebook: Path, profile: str, student: bool,
-                     timeout: int = CELL_TIMEOUT_S) -> dict:
+def execute_notebook(notebook: Path, profile: str, student: bool, timeout: int = CELL_TIMEOUT_S) -> dict:
     """Execute one notebook into EXECUTED and return the record of the run.
 
     The result goes to a temporary file that is renamed only on success, so a
@@ -310,9 +319,14 @@ def machine_description() -> dict:
     """Python, torch, CPU and GPU of this machine, for the run statistics."""
     import torch
 
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def error_summary(error: Exception) -> str:
@@ -323,8 +337,7 @@ def error_summary(error: Exception) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
-def execute_notebooks(profile: str = "quick", force: bool = False,
-                      timeout: int = CELL_TIMEOUT_S) -> dict:
+def execute_notebooks(profile: str = "quick", force: bool = False, timeout: int = CELL_TIMEOUT_S) -> dict:
     """Execute every lecture and exercise notebook that is not up to date.
 
     Runs them all even when one fails, then raises BuildError naming the
@@ -332,8 +345,9 @@ def execute_notebooks(profile: str = "quick", force: bool = False,
     """
     if profile not in PROFILES:
         raise BuildError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    jobs = ([(nb, False) for nb in find_notebooks(EXECUTE_WITH_PAPERMILL)]
-            + [(nb, True) for nb in find_notebooks(EXECUTE_AS_STUDENT)])
+    jobs = [(nb, False) for nb in find_notebooks(EXECUTE_WITH_PAPERMILL)] + [
+        (nb, True) for nb in find_notebooks(EXECUTE_AS_STUDENT)
+    ]
     EXECUTED.mkdir(parents=True, exist_ok=True)
     statistics = {
         "profile": profile,
@@ -360,8 +374,10 @@ def execute_notebooks(profile: str = "quick", force: bool = False,
             write_json_atomically(statistics, STATISTICS)
     write_json_atomically(statistics, STATISTICS)
     if failures:
-        raise BuildError("execute: failed: " + ", ".join(failures) + "; their executed "
-                         f"copies are the *.failed.ipynb files under {EXECUTED}")
+        raise BuildError(
+            "execute: failed: " + ", ".join(failures) + "; their executed "
+            f"copies are the *.failed.ipynb files under {EXECUTED}"
+        )
     return statistics
 
 
@@ -438,8 +454,7 @@ def stage_sources(statistics: dict) -> Path:
     BOOK_SRC.mkdir(parents=True)
     for name in BOOK_FILES:
         shutil.copy2(ROOT / name, BOOK_SRC / name)
-    shutil.copytree(ROOT / BOOK_DIR, BOOK_SRC / BOOK_DIR,
-                    ignore=shutil.ignore_patterns("assets", ".ipynb_checkpoints"))
+    shutil.copytree(ROOT / BOOK_DIR, BOOK_SRC / BOOK_DIR, ignore=shutil.ignore_patterns("assets", ".ipynb_checkpoints"))
     plotly_js = BOOK_SRC / ASSETS.relative_to(ROOT) / PLOTLY_JS
     plotly_js.parent.mkdir(parents=True, exist_ok=True)
     plotly_js.write_text(get_plotlyjs(), encoding="utf-8")
@@ -460,14 +475,23 @@ def run_jupyter_book() -> Path:
     """Build BOOK_SRC into HTML with warnings as errors; return the path of index.html."""
     shutil.rmtree(JB_OUT, ignore_errors=True)  # always a full build: -W sees every page
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
-               "build", str(BOOK_SRC), "--path-output", str(JB_OUT),
-               "--builder", "html", "--all", "-W", "-n", "--keep-going"]
+    command = [
+        str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
+        "build",
+        str(BOOK_SRC),
+        "--path-output",
+        str(JB_OUT),
+        "--builder",
+        "html",
+        "--all",
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     log("book: " + " ".join(command[1:]))
     result = subprocess.run(command, cwd=ROOT)
     if result.returncode != 0:
-        raise BuildError(f"book: jupyter-book build failed (exit code {result.returncode})"
-                         "; the warnings above say why")
+        raise BuildError(f"book: jupyter-book build failed (exit code {result.returncode}); the warnings above say why")
 
     # Swap the new HTML in only now, so a failed build leaves the last good one.
     partial = HTML.with_name(HTML.name + ".partial")
@@ -478,8 +502,7 @@ def run_jupyter_book() -> Path:
     return HTML / "index.html"
 
 
-def build_book(profile: str = "quick", force: bool = False,
-               timeout: int = CELL_TIMEOUT_S) -> Path:
+def build_book(profile: str = "quick", force: bool = False, timeout: int = CELL_TIMEOUT_S) -> Path:
     """assets + execute + jupyter-book build; return the path of index.html."""
     fetch_assets()
     statistics = execute_notebooks(profile, force=force, timeout=timeout)
@@ -494,21 +517,28 @@ def build_book(profile: str = "quick", force: bool = False,
 # =============================================================================
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="build_course.py",
-        description="Build the anomaly-edu course (offline assets, executed notebooks, book).")
+        prog="build_course.py", description="Build the anomaly-edu course (offline assets, executed notebooks, book)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    assets = commands.add_parser("assets", help="fetch MathJax, require.js and the "
-                                 "widget manager from npm into book/_offline_assets")
+    assets = commands.add_parser(
+        "assets", help="fetch MathJax, require.js and the widget manager from npm into book/_offline_assets"
+    )
     assets.add_argument("--force", action="store_true", help="fetch even if present")
-    for name, text in [("execute", "execute the notebooks into _build/executed"),
-                       ("book", "assets + execute, then build the HTML into _build/html")]:
+    for name, text in [
+        ("execute", "execute the notebooks into _build/executed"),
+        ("book", "assets + execute, then build the HTML into _build/html"),
+    ]:
         command = commands.add_parser(name, help=text)
-        command.add_argument("--profile", default="quick", choices=PROFILES,
-                             help="settings the notebooks run with (default: quick)")
-        command.add_argument("--force", action="store_true",
-                             help="execute even the notebooks that are up to date")
-        command.add_argument("--cell-timeout", type=int, default=CELL_TIMEOUT_S,
-                             help=f"seconds one cell may run (default: {CELL_TIMEOUT_S})")
+        command.add_argument(
+            "--profile", default="quick", choices=PROFILES, help="settings the notebooks run with (default: quick)"
+        )
+        command.add_argument("--force", action="store_true", help="execute even the notebooks that are up to date")
+        command.add_argument(
+            "--cell-timeout",
+            type=int,
+            default=CELL_TIMEOUT_S,
+            help=f"seconds one cell may run (default: {CELL_TIMEOUT_S})",
+        )
     args = parser.parse_args(argv)
 
     start = time.perf_counter()

@@ -31,15 +31,21 @@ CHROMIUM_NAMES = ["chromium", "chromium-browser"]
 
 # Chromium with no network: every http(s) request goes to a proxy that does not exist.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--proxy-server=127.0.0.1:9", "--virtual-time-budget=20000", "--dump-dom",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--proxy-server=127.0.0.1:9",
+    "--virtual-time-budget=20000",
+    "--dump-dom",
 ]
 
 
 def load_build_course():
-    spec = importlib.util.spec_from_file_location(
-        "build_course", ROOT / "scripts" / "build_course.py")
+    spec = importlib.util.spec_from_file_location("build_course", ROOT / "scripts" / "build_course.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,8 +55,22 @@ build_course = load_build_course()
 
 
 # --- reading HTML -----------------------------------------------------------
-VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link",
-             "meta", "param", "source", "track", "wbr"}
+VOID_TAGS = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "param",
+    "source",
+    "track",
+    "wbr",
+}
 
 
 class Element:
@@ -110,18 +130,23 @@ def chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.fail("headless Chromium is needed to check the rendered book, and none was "
-                "found on PATH; install Debian's package: apt-get install chromium")
+    pytest.fail(
+        "headless Chromium is needed to check the rendered book, and none was "
+        "found on PATH; install Debian's package: apt-get install chromium"
+    )
 
 
 def rendered(page: Path, chromium: str, profile: Path) -> list[Element]:
     """A page as Chromium renders it offline, after its scripts have run."""
     result = subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", page.as_uri()],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0 and "</html>" in result.stdout, (
-        f"chromium failed on {page.name} (exit code {result.returncode}):\n"
-        f"{result.stderr[-3000:]}")
+        f"chromium failed on {page.name} (exit code {result.returncode}):\n{result.stderr[-3000:]}"
+    )
     return elements(result.stdout)
 
 
@@ -158,26 +183,31 @@ def toc_files() -> set[str]:
 # --- tests that need no build ------------------------------------------------
 def test_every_lecture_and_exercise_is_in_the_toc():
     notebooks = sorted(ROOT.glob("lectures/*.ipynb")) + sorted(ROOT.glob("exercises/*.ipynb"))
-    missing = [str(nb.relative_to(ROOT).with_suffix("")) for nb in notebooks
-               if str(nb.relative_to(ROOT).with_suffix("")) not in toc_files()]
+    missing = [
+        str(nb.relative_to(ROOT).with_suffix(""))
+        for nb in notebooks
+        if str(nb.relative_to(ROOT).with_suffix("")) not in toc_files()
+    ]
     assert not missing, f"add these pages to _toc.yml: {missing}"
 
 
 # --- the rendered lectures -----------------------------------------------------
 def test_plotly_figure_is_drawn(lecture_1_dom):
-    figures = [e for e in lecture_1_dom
-               if e.tag == "svg" and "main-svg" in e.classes and e.inside("plotly-graph-div")]
-    assert figures, (f"no plotly figure was drawn on {LECTURE_1}: no svg.main-svg inside a "
-                     ".plotly-graph-div (is _static/plotly/plotly.min.js there, and linked "
-                     "by the page?)")
+    figures = [e for e in lecture_1_dom if e.tag == "svg" and "main-svg" in e.classes and e.inside("plotly-graph-div")]
+    assert figures, (
+        f"no plotly figure was drawn on {LECTURE_1}: no svg.main-svg inside a "
+        ".plotly-graph-div (is _static/plotly/plotly.min.js there, and linked "
+        "by the page?)"
+    )
 
 
 def plotly_figures(dom: list[Element]) -> tuple[list[Element], list[Element]]:
     """The plotly figures of a rendered page, and those that plotly.js drew: a
     .plotly-graph-div holding an svg.main-svg."""
     figures = [e for e in dom if "plotly-graph-div" in e.classes]
-    holding_a_drawing = {id(parent) for e in dom if e.tag == "svg" and "main-svg" in e.classes
-                         for parent in e.ancestors}
+    holding_a_drawing = {
+        id(parent) for e in dom if e.tag == "svg" and "main-svg" in e.classes for parent in e.ancestors
+    }
     return figures, [figure for figure in figures if id(figure) in holding_a_drawing]
 
 
@@ -189,24 +219,29 @@ def test_every_plotly_figure_of_every_lecture_is_drawn(lecture_doms):
         if len(drawn) < len(figures):
             undrawn.append(f"{name}: {len(drawn)} of {len(figures)} figures drawn")
     assert total, "no lecture page has a plotly figure"
-    assert not undrawn, ("plotly.js did not draw every figure (is _static/plotly/plotly.min.js "
-                         "there, and linked by the page?):\n" + "\n".join(undrawn))
+    assert not undrawn, (
+        "plotly.js did not draw every figure (is _static/plotly/plotly.min.js "
+        "there, and linked by the page?):\n" + "\n".join(undrawn)
+    )
 
 
 def test_math_is_typeset_by_mathjax(lecture_1_dom):
     typeset = [e for e in lecture_1_dom if e.tag == "mjx-container"]
-    assert typeset, (f"MathJax 3 typeset nothing on {LECTURE_1} (no mjx-container); "
-                     "is book/_offline_assets/mathjax/ there and mathjax_path right?")
+    assert typeset, (
+        f"MathJax 3 typeset nothing on {LECTURE_1} (no mjx-container); "
+        "is book/_offline_assets/mathjax/ there and mathjax_path right?"
+    )
     errors = [e for e in lecture_1_dom if e.tag == "mjx-merror"]
     assert not errors, f"MathJax reported {len(errors)} error(s) in the math of {LECTURE_1}"
 
 
 def test_widget_is_rendered(lecture_1_dom):
-    widgets = [e for e in lecture_1_dom
-               if e.classes & {"widget-slider", "jupyter-widgets"}]
-    assert widgets, (f"no widget was rendered on {LECTURE_1}; the widget manager needs "
-                     "require.js and embed-amd.js from _static/ and the widget state saved "
-                     "in the executed notebook")
+    widgets = [e for e in lecture_1_dom if e.classes & {"widget-slider", "jupyter-widgets"}]
+    assert widgets, (
+        f"no widget was rendered on {LECTURE_1}; the widget manager needs "
+        "require.js and embed-amd.js from _static/ and the widget state saved "
+        "in the executed notebook"
+    )
 
 
 # --- every page ----------------------------------------------------------------
@@ -218,7 +253,8 @@ def test_lecture_pages_are_light(book_html):
     assert size < MAX_LECTURE_PAGE_BYTES, (
         f"{largest.relative_to(book_html)} is {size / 1e6:.2f} MB of HTML, more than "
         f"{MAX_LECTURE_PAGE_BYTES / 1e6} MB: does it embed plotly.js again (the book links "
-        "its own copy, see stage_notebook in scripts/build_course.py), or a large figure?")
+        "its own copy, see stage_notebook in scripts/build_course.py), or a large figure?"
+    )
 
 
 def machine_paths() -> dict[str, Path]:
@@ -235,8 +271,9 @@ def test_no_page_shows_a_path_of_the_build_machine(book_html):
             # the path, not the start of a longer name: /root/x matches, /rooted does not
             if re.search(re.escape(str(path)) + r"(?![\w.-])", text):
                 found.append(f"{page.relative_to(book_html)}: the {what} {path}")
-    assert not found, ("the book shows paths of the machine that built it (print what "
-                       "is there, not where):\n" + "\n".join(found))
+    assert not found, (
+        "the book shows paths of the machine that built it (print what is there, not where):\n" + "\n".join(found)
+    )
 
 
 def remote_loads(book_html: Path, attributes: dict[str, str]) -> list[str]:
@@ -253,17 +290,28 @@ def remote_loads(book_html: Path, attributes: dict[str, str]) -> list[str]:
 
 def test_no_script_or_stylesheet_comes_from_the_network(book_html):
     remote = remote_loads(book_html, {"script": "src", "link": "href"})
-    assert not remote, ("the book must work offline, but these pages load scripts or "
-                        "styles from the network:\n" + "\n".join(remote))
+    assert not remote, (
+        "the book must work offline, but these pages load scripts or styles from the network:\n" + "\n".join(remote)
+    )
 
 
 def test_no_image_or_frame_comes_from_the_network(book_html):
-    remote = remote_loads(book_html, {"img": "src", "iframe": "src", "source": "src",
-                                      "video": "src", "audio": "src", "embed": "src",
-                                      "object": "data"})
-    assert not remote, ("the book must work offline, but these pages load images or "
-                        "frames from the network (use a local file or a text link):\n"
-                        + "\n".join(remote))
+    remote = remote_loads(
+        book_html,
+        {
+            "img": "src",
+            "iframe": "src",
+            "source": "src",
+            "video": "src",
+            "audio": "src",
+            "embed": "src",
+            "object": "data",
+        },
+    )
+    assert not remote, (
+        "the book must work offline, but these pages load images or "
+        "frames from the network (use a local file or a text link):\n" + "\n".join(remote)
+    )
 
 
 def test_every_lecture_page_has_an_open_in_colab_link(book_html):
@@ -275,8 +323,7 @@ def test_every_lecture_page_has_an_open_in_colab_link(book_html):
     assert pages, "no lecture page was built"
     for page in pages:
         expected = f"{colab}/github/{repository}/blob/{branch}/lectures/{page.stem}.ipynb"
-        links = [e.attrs.get("href") for e in elements(page.read_text(encoding="utf-8"))
-                 if e.tag == "a"]
+        links = [e.attrs.get("href") for e in elements(page.read_text(encoding="utf-8")) if e.tag == "a"]
         assert expected in links, f"{page.name} has no 'Open in Colab' link to {expected}"
 
 
@@ -284,15 +331,13 @@ def test_exercise_pages_show_no_outputs(book_html):
     pages = sorted((book_html / "exercises").glob("*.html"))
     assert pages, "no exercise page was built"
     for page in pages:
-        outputs = [e for e in elements(page.read_text(encoding="utf-8"))
-                   if "cell_output" in e.classes]
+        outputs = [e for e in elements(page.read_text(encoding="utf-8")) if "cell_output" in e.classes]
         assert not outputs, f"{page.name} shows {len(outputs)} output(s); students get none"
 
 
 def test_run_statistics_page_lists_every_notebook(book_html):
     text = (book_html / "book" / "run_statistics.html").read_text(encoding="utf-8")
     assert build_course.STATISTICS_MARKER not in text
-    notebooks = build_course.find_notebooks(build_course.EXECUTE_WITH_PAPERMILL
-                                            + build_course.EXECUTE_AS_STUDENT)
+    notebooks = build_course.find_notebooks(build_course.EXECUTE_WITH_PAPERMILL + build_course.EXECUTE_AS_STUDENT)
     for notebook in notebooks:
         assert notebook.as_posix() in text, f"the run statistics do not list {notebook}"

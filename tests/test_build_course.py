@@ -30,11 +30,9 @@ COURSE_FILES = {
 def tiny_lecture() -> nbformat.NotebookNode:
     parameters = nbformat.v4.new_code_cell('PROFILE = "quick"')
     parameters.metadata["tags"] = ["parameters"]
-    show_result = nbformat.v4.new_code_cell(
-        f'print("stored AUROC", open("../{RESULT}").read().strip())')
+    show_result = nbformat.v4.new_code_cell(f'print("stored AUROC", open("../{RESULT}").read().strip())')
     nb = nbformat.v4.new_notebook(cells=[parameters, show_result])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
 
 
@@ -58,8 +56,7 @@ def course(tmp_path):
 
 def printed(build_course, notebook: Path) -> str:
     nb = nbformat.read(build_course.executed_path(notebook), as_version=4)
-    return "".join(output.get("text", "") for cell in nb.cells
-                   for output in cell.get("outputs", []))
+    return "".join(output.get("text", "") for cell in nb.cells for output in cell.get("outputs", []))
 
 
 @pytest.mark.parametrize("name", [LECTURE.as_posix(), *COURSE_FILES])
