@@ -147,6 +147,7 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
         results.write_json_atomically({"a": object()}, path)
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by all, like any file a command writes
 
 
 def test_reproduce_rejects_unknown_methods_and_tables():
