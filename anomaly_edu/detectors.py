@@ -22,6 +22,7 @@ The detectors here:
 
 from __future__ import annotations
 
+import abc
 import copy
 import inspect
 
@@ -37,16 +38,17 @@ from .training import denoising_loss, pick_device, predict_in_batches, reconstru
 QUICK = PROFILES["quick"]  # the detectors' default settings
 
 
-class Detector:
-    """The interface every detector follows (see the module's docstring). Lecture 1."""
+class Detector(abc.ABC):
+    """The interface every detector follows (see the module's docstring); a
+    detector class must define both methods. Lecture 1."""
 
+    @abc.abstractmethod
     def fit(self, x: torch.Tensor) -> Detector:
         """Train a fresh model on normal images ``x`` (N, C, H, W) in [0, 1]; return ``self``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def score(self, x: torch.Tensor) -> np.ndarray:
         """One anomaly score per image of ``x``; higher = more anomalous."""
-        raise NotImplementedError
 
     @classmethod
     def param_names(cls) -> list[str]:
