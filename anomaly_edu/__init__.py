@@ -15,9 +15,13 @@ Modules follow the lectures in order:
 - ``arae``      : the latent attack, the ARAE loss and detector, the union of perturbations (Lecture 4)
 - ``saliency``  : occlusion saliency maps (Lecture 4)
 - ``batched``   : the one-class autoencoders of a table trained side by side (Lecture 4)
-- ``methods``   : the registry of every detector by name (Lecture 1, rows from Lecture 4)
+- ``puzzles``   : tiles, permutations and their inverses, colour removal (Lecture 5)
+- ``shortcut``  : the seam shortcut of a puzzle, measured, and the perturbation that removes it (Lecture 5)
+- ``puzzle_ae`` : the U-Net, the Puzzle-AE losses and detector, scoring over permutations (Lecture 5)
+- ``medical``   : head CT and folder-per-label medical images, the medical split (Lecture 5)
+- ``methods``   : the registry of every detector by name (Lecture 1, rows from Lectures 4 and 5)
 - ``checks``    : automatic feedback for the exercises
-- ``reproduce`` : the command that reproduces the talk's tables (Lectures 1 and 4)
+- ``reproduce`` : the command that reproduces the talk's tables (Lectures 1, 4 and 5)
 """
 
 __version__ = "0.1.0"

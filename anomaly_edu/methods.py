@@ -5,7 +5,7 @@ Each :class:`Method` says which class implements it, which row of the talk's
 tables holds the same method, whether its one-class models can be trained side
 by side as one stacked model (:mod:`anomaly_edu.batched`), and which images it
 accepts. A later lecture adds its method with one more line in ``METHODS``.
-Introduced in Lecture 1 (with rows from Lecture 4).
+Introduced in Lecture 1 (with rows from Lectures 4 and 5).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .arae import ARAEDetector, UnionARAEDetector
 from .detectors import AEDetector, DAEDetector, DeepSVDDDetector, Detector, OCSVMDetector
 from .models import DeepSVDDNet
+from .puzzle_ae import PuzzleAEDetector
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ METHODS: dict[str, Method] = {
         Method("arae", ARAEDetector, talk_row="ARAE", stackable=True, image_shape=None, lecture=4),
         # the union variant's L-2 and spatial attacks work on one model at a time: not stackable
         Method("arae-union", UnionARAEDetector, talk_row=None, stackable=False, image_shape=None, lecture=4),
+        Method("puzzle-ae", PuzzleAEDetector, talk_row="Puzzle-AE", stackable=False, image_shape=None, lecture=5),
     ]
 }
 

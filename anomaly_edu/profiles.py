@@ -33,6 +33,20 @@ QUICK: dict[str, dict] = {
     "cnn": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "max_train": None},
     # two epochs of PGD training, a little wider than the eps it is tested at
     "adv_cnn": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "max_train": None, "eps": 0.15, "alpha": 0.05, "steps": 4},
+    # Puzzle-AE (Lecture 5): a narrow U-Net for a few epochs; the talk's eps for MNIST
+    "puzzle-ae": {
+        "variant": "pae",
+        "aggregation": "avg",
+        "grid": 2,
+        "puzzles": "all",
+        "widths": [8, 16, 32, 32, 32],
+        "eps": 0.1,
+        "epochs": 5,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 1e-5,
+        "val_size": 851,
+    },
     "eval": {"n_images": 500, "pgd_steps": 20, "eps_demo": 0.15, "eps_grid": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]},
 }
 
@@ -52,6 +66,8 @@ FULL_CHANGES: dict[str, dict] = {
     # on one CPU thread in 53 minutes (results/robustness_full.json has what it reaches)
     "adv_cnn": {"epochs": 12, "batch_size": 128, "lr": 1e-3, "width": 2, "eps": 0.3, "steps": 10},
     "eval": {"n_images": 10000, "pgd_steps": 40},
+    # the Puzzle-AE code's U-Net and MNIST budget
+    "puzzle-ae": {"widths": [64, 128, 256, 512, 512], "epochs": 600},
 }
 
 PROFILES: dict[str, dict] = {
@@ -60,13 +76,26 @@ PROFILES: dict[str, dict] = {
 }
 
 
-# Settings that depend on the data set (from the ARAE code): ARAE attacks with eps 0.2 on
-# MNIST and 0.05 elsewhere; on COIL-100 the code uses 20 steps and batches of 16.
+# Settings that depend on the data set (from the ARAE and Puzzle-AE code): ARAE attacks with
+# eps 0.2 on MNIST and 0.05 elsewhere; on COIL-100 the code uses 20 steps and batches of 16.
+# Puzzle-AE's shortcut-removing eps is 0.1 on MNIST, 0.07 on Fashion-MNIST and medical
+# images, 10/255 on CIFAR-10 and COIL-100; medical images train in batches of 8.
 DATASET_SETTINGS: dict[str, dict] = {
-    "fashion-mnist": {"quick": {"arae": {"eps": 0.05}}, "full": {"arae": {"eps": 0.05}}},
+    "fashion-mnist": {
+        "quick": {"arae": {"eps": 0.05}, "puzzle-ae": {"eps": 0.07}},
+        "full": {"arae": {"eps": 0.05}, "puzzle-ae": {"eps": 0.07}},
+    },
     "coil100": {
-        "quick": {"arae": {"eps": 0.05}},
-        "full": {"arae": {"eps": 0.05, "steps": 20, "batch_size": 16}, "dae": {"batch_size": 16}},
+        "quick": {"arae": {"eps": 0.05}, "puzzle-ae": {"eps": 10 / 255}},
+        "full": {
+            "arae": {"eps": 0.05, "steps": 20, "batch_size": 16},
+            "dae": {"batch_size": 16},
+            "puzzle-ae": {"eps": 10 / 255},
+        },
+    },
+    "cifar10": {
+        "quick": {"puzzle-ae": {"eps": 10 / 255}},
+        "full": {"puzzle-ae": {"eps": 10 / 255, "epochs": 2000}},
     },
 }
 

@@ -78,14 +78,17 @@ def train(
     weight_decay: float = 0.0,
     seed: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
     progress: bool = True,
     desc: str = "training",
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 1,
     settings: dict | None = None,
 ) -> list[float]:
-    """Train ``model`` on ``x`` (and targets ``y``) with Adam by minimising
-    ``batch_loss(model, x_batch, y_batch)``; return the mean loss of each epoch.
+    """Train ``model`` on ``x`` (and targets ``y``) with Adam (or ``optimizer``)
+    by minimising ``batch_loss(model, x_batch, y_batch)``; return the mean loss
+    of each epoch. A ``scheduler`` (e.g. ``ReduceLROnPlateau``) is stepped
+    after every epoch with that epoch's mean loss.
 
     ``x`` (and ``y``) should already be on the model's device. The shuffling is
     drawn from its own generator seeded with ``seed``. With a ``checkpoint``
@@ -114,6 +117,7 @@ def train(
         batch_loss=batch_loss,
         epochs=epochs,
         optimizer=optimizer,
+        scheduler=scheduler,
         steps_per_epoch=(len(x) + batch_size - 1) // batch_size,
         progress=progress,
         desc=desc,
@@ -136,6 +140,7 @@ def run_epochs(
     epochs: int,
     optimizer: torch.optim.Optimizer,
     steps_per_epoch: int,
+    scheduler=None,
     progress: bool = True,
     desc: str = "training",
     checkpoint: str | Path | None = None,
@@ -156,14 +161,15 @@ def run_epochs(
     with the ``settings`` it was trained with. If the file exists when training
     starts, training goes on after its last epoch: on a CPU, an interrupted and
     resumed run ends exactly where an uninterrupted one does. A checkpoint of
-    other settings is refused. Lecture 1 (Lecture 4's stacked training feeds
-    it batches of several models)."""
+    other settings is refused. ``scheduler.step(loss)`` runs after every epoch
+    (its state is in the checkpoint too). Lecture 1 (Lecture 4's stacked
+    training feeds it batches of several models; Lecture 5 adds the scheduler)."""
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
     settings = _plain(settings or {})
     history: list[float] = []
     if checkpoint is not None and Path(checkpoint).exists():
-        history = load_checkpoint(checkpoint, model, optimizer, settings, generators)
+        history = load_checkpoint(checkpoint, model, optimizer, settings, generators, scheduler)
         if len(history) > epochs:
             raise ValueError(
                 f"checkpoint {checkpoint} has {len(history)} epochs done, more than the {epochs} asked for"
@@ -183,15 +189,17 @@ def run_epochs(
             total, weights = total + loss.item() * weight, weights + weight
             bar.update(1)
         history.append(total / weights)
+        if scheduler is not None:
+            scheduler.step(history[-1])
         bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.4g}")
         if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-            save_checkpoint(checkpoint, model, optimizer, history, settings, generators)
+            save_checkpoint(checkpoint, model, optimizer, history, settings, generators, scheduler)
     bar.close()
     model.eval()
     return history
 
 
-def save_checkpoint(path, model, optimizer, history, settings, generators=()) -> None:
+def save_checkpoint(path, model, optimizer, history, settings, generators=(), scheduler=None) -> None:
     """Write a checkpoint of :func:`run_epochs` to ``path`` atomically (a
     temporary file in the same folder, then renamed), so that an interruption
     never leaves half a file. Lecture 1."""
@@ -200,6 +208,7 @@ def save_checkpoint(path, model, optimizer, history, settings, generators=()) ->
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
         "history": list(history),
         "settings": settings,
         "rng": {  # in types that torch.load(weights_only=True) reads: tensors, lists, numbers
@@ -214,9 +223,9 @@ def save_checkpoint(path, model, optimizer, history, settings, generators=()) ->
         torch.save(state, f)
 
 
-def load_checkpoint(path, model, optimizer, settings, generators=()) -> list[float]:
+def load_checkpoint(path, model, optimizer, settings, generators=(), scheduler=None) -> list[float]:
     """Restore what :func:`save_checkpoint` wrote into ``model``, ``optimizer``,
-    the random generators and ``generators``; return the losses so far. A
+    ``scheduler``, the random generators and ``generators``; return the losses so far. A
     checkpoint written with other ``settings`` is refused. Lecture 1."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     stored = state["settings"]
@@ -229,6 +238,8 @@ def load_checkpoint(path, model, optimizer, settings, generators=()) -> list[flo
         )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
     rng = state["rng"]
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():

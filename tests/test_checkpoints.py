@@ -97,7 +97,9 @@ def test_checkpoint_every_n_epochs_and_at_the_end(tmp_path, saved_epochs):
     )
     assert saved == [2, 4, 5]
     state = torch.load(tmp_path / "ae.pt", weights_only=True)
-    assert set(state) == {"model", "optimizer", "history", "settings", "rng"} and len(state["history"]) == 5
+    assert (
+        set(state) == {"model", "optimizer", "scheduler", "history", "settings", "rng"} and len(state["history"]) == 5
+    )
 
 
 def test_a_checkpoint_of_other_settings_is_refused(tmp_path):

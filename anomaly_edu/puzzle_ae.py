@@ -1,0 +1,339 @@
+"""Puzzle-AE (Salehi et al. 2020): a U-Net that solves puzzles, scored by how
+badly it solves them. Introduced in Lecture 5.
+
+Training: every mini-batch is cut into tiles (:mod:`anomaly_edu.puzzles`),
+shuffled by one random non-identity permutation and perturbed to remove the
+seam shortcut (:func:`anomaly_edu.shortcut.remove_shortcut`); the U-Net must
+give back the original, unpuzzled image. Three variants (the talk's Table 9):
+
+- ``"pae"``: the puzzle alone;
+- ``"cpae"``: the puzzle plus colorization / inpainting of one tile;
+- ``"cpae-g"``: CPAE plus a discriminator and a feature-matching loss.
+
+Scoring: the mean squared error of the reconstruction of every non-identity
+puzzle of an image, each divided by that puzzle's mean error on held-out
+normal images, aggregated by their mean (``"avg"``, the talk's choice), ``"max"``
+or ``"min"``. Higher means more anomalous.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import check_images
+from .detectors import Detector
+from .profiles import PROFILES
+from .puzzles import (
+    apply_permutation,
+    apply_permutations,
+    puzzle_permutations,
+    random_permutation,
+    remove_colour_of_one_tile,
+    swap_permutations,
+)
+from .shortcut import remove_shortcut
+from .training import pick_device, predict_in_batches, seeded, train
+
+QUICK = PROFILES["quick"]["puzzle-ae"]  # the detector's default settings
+VARIANTS = ("pae", "cpae", "cpae-g")
+AGGREGATIONS = {"avg": torch.mean, "max": torch.amax, "min": torch.amin}
+PUZZLE_SETS = ("all", "swaps")  # every non-identity permutation, or the swaps of two tiles (textures)
+FEATURE_MATCHING_WEIGHT = 0.02  # CPAE-G's weight of the feature-matching loss
+
+
+def double_conv(channels_in: int, channels_out: int) -> torch.nn.Sequential:
+    """Two 3x3 convolutions with ReLU (padding keeps the size): one U-Net block. Lecture 5."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(channels_in, channels_out, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(channels_out, channels_out, 3, padding=1),
+        torch.nn.ReLU(),
+    )
+
+
+class UNet(torch.nn.Module):
+    """The U-Net of the Puzzle-AE code. Lecture 5.
+
+    Down: a :func:`double_conv` block per entry of ``widths`` (the published
+    64-128-256-512-512), with 2x max-pooling between blocks. Up: bilinear
+    upsampling to the size of the matching down block (so odd sizes such as
+    7 -> 3 -> 1 at 28x28 work), concatenation with it (the skip connection) and
+    a block that halves the width. A 1x1 convolution gives the image, with no
+    output activation and no batch norm anywhere.
+    """
+
+    def __init__(self, channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512, 512)):
+        super().__init__()
+        widths = tuple(widths)
+        if len(widths) < 2:
+            raise ValueError(f"a U-Net needs at least two widths, got {widths}")
+        self.widths = widths
+        self.down = torch.nn.ModuleList(
+            double_conv(w_in, w_out) for w_in, w_out in zip((channels, *widths[:-1]), widths)
+        )
+        up, below = [], widths[-1]
+        for level in reversed(range(len(widths) - 1)):
+            out = widths[max(level - 1, 0)]
+            up.append(double_conv(widths[level] + below, out))
+            below = out
+        self.up = torch.nn.ModuleList(up)
+        self.out = torch.nn.Conv2d(below, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for k, block in enumerate(self.down):
+            x = block(F.max_pool2d(x, 2) if k else x)
+            skips.append(x)
+        x = skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([skip, x], dim=1))
+        return self.out(x)
+
+
+class Discriminator(torch.nn.Module):
+    """CPAE-G's DCGAN-style discriminator: 4x4 convolutions of stride 2 (batch
+    norm after all but the first, LeakyReLU 0.2), then a linear layer and a
+    sigmoid. ``forward`` returns the probability that an image is real and the
+    penultimate features (for the feature-matching loss). Lecture 5."""
+
+    def __init__(self, channels: int = 1, size: int = 28, width: int = 32, layers: int = 3):
+        super().__init__()
+        blocks, c_in = [], channels
+        for k in range(layers):
+            blocks.append(torch.nn.Conv2d(c_in, width * 2**k, 4, stride=2, padding=1, bias=False))
+            if k:
+                blocks.append(torch.nn.BatchNorm2d(width * 2**k))
+            blocks.append(torch.nn.LeakyReLU(0.2))
+            c_in, size = width * 2**k, size // 2
+        self.features = torch.nn.Sequential(*blocks, torch.nn.Flatten())
+        self.classify = torch.nn.Linear(c_in * size * size, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(x)
+        return torch.sigmoid(self.classify(features)).squeeze(1), features
+
+
+class PuzzleGAN(torch.nn.Module):
+    """A U-Net with its discriminator, trained together (CPAE-G). Calling it
+    runs the U-Net; the training loop saves both in one checkpoint. Lecture 5."""
+
+    def __init__(self, unet: UNet, discriminator: Discriminator):
+        super().__init__()
+        self.unet, self.discriminator = unet, discriminator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unet(x)
+
+
+def puzzle_input(
+    model: torch.nn.Module, x: torch.Tensor, perms: torch.Tensor, *, grid: int, colour: bool, eps: float
+) -> torch.Tensor:
+    """What the U-Net sees in training: ``x`` under one random permutation of
+    ``perms``, with one tile's colour removed (``colour``, CPAE), perturbed
+    within ``eps`` to remove the seam shortcut. ``x`` is not changed. Lecture 5."""
+    x_in = apply_permutation(x, random_permutation(perms), grid)
+    if colour:
+        x_in = remove_colour_of_one_tile(x_in, grid)
+    if eps > 0:
+        x_in = remove_shortcut(model, x_in, x, eps)
+    return x_in
+
+
+def puzzle_loss(*, grid: int, perms: torch.Tensor, colour: bool, eps: float):
+    """The batch loss of PAE and CPAE: mean squared error between the U-Net's
+    output on :func:`puzzle_input` and the original images. Lecture 5."""
+
+    def loss(model, x, y=None):
+        return F.mse_loss(model(puzzle_input(model, x, perms, grid=grid, colour=colour, eps=eps)), x)
+
+    return loss
+
+
+def puzzle_gan_loss(*, grid: int, perms: torch.Tensor, eps: float):
+    """CPAE-G's batch loss for a :class:`PuzzleGAN`: the CPAE loss plus
+    ``FEATURE_MATCHING_WEIGHT`` x the mean squared difference of the
+    discriminator's features of the original and the reconstruction, and the
+    discriminator's own loss (binary cross-entropy, originals real,
+    reconstructions fake). Lecture 5.
+
+    One optimizer step trains both networks: the discriminator's loss sees
+    only detached reconstructions (it cannot move the U-Net), and the
+    feature-matching term is computed with the discriminator's weights frozen
+    (it cannot move the discriminator). The returned value is the U-Net's loss;
+    the discriminator's gradient is added without changing that value.
+    """
+
+    def loss(model, x, y=None):
+        unet, discriminator = model.unet, model.discriminator
+        reconstruction = unet(puzzle_input(unet, x, perms, grid=grid, colour=True, eps=eps))
+        p_real, _ = discriminator(x)
+        p_fake, _ = discriminator(reconstruction.detach())
+        d_loss = F.binary_cross_entropy(p_real, torch.ones_like(p_real)) + F.binary_cross_entropy(
+            p_fake, torch.zeros_like(p_fake)
+        )
+        discriminator.requires_grad_(False)
+        _, features_real = discriminator(x)
+        _, features_fake = discriminator(reconstruction)
+        discriminator.requires_grad_(True)
+        feature_matching = F.mse_loss(features_fake, features_real.detach())
+        unet_loss = F.mse_loss(reconstruction, x) + FEATURE_MATCHING_WEIGHT * feature_matching
+        return unet_loss + (d_loss - d_loss.detach())  # value: the U-Net's loss; gradient: both
+
+    return loss
+
+
+def permutation_errors(
+    model: torch.nn.Module, x: torch.Tensor, perms: torch.Tensor, grid: int, images_per_pass: int = 2048
+) -> torch.Tensor:
+    """The mean squared error of ``model``'s reconstruction of every image of
+    ``x`` under every permutation of ``perms``: shape (N, P). All P puzzles of
+    a chunk of images go through the network in one batch. Lecture 5."""
+    n_perms = len(perms)
+    model.eval()
+
+    def errors(batch):
+        puzzled = apply_permutations(batch, perms, grid).flatten(0, 1)  # (B * P, C, H, W)
+        restored = model(puzzled).view(len(batch), n_perms, *batch.shape[1:])
+        return (restored - batch.unsqueeze(1)).pow(2).flatten(2).mean(2)
+
+    return predict_in_batches(errors, x, max(1, images_per_pass // n_perms))
+
+
+def aggregate(normalised_errors: torch.Tensor, aggregation: str) -> torch.Tensor:
+    """One score per image from its (N, P) normalised errors: their mean
+    (``"avg"``), maximum or minimum over the permutations. Lecture 5."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
+    return AGGREGATIONS[aggregation](normalised_errors, dim=1)
+
+
+class PuzzleAEDetector(Detector):
+    """Puzzle-AE as a detector (see the module's docstring). Lecture 5.
+
+    ``fit(x)`` holds out ``val_size`` of the normal images ``x`` (seeded) to
+    measure each puzzle's mean error, unless ``x_val`` is given; it trains on
+    the rest. ``score(x)`` returns the aggregated normalised error (higher =
+    more anomalous); ``score(x, aggregation="max")`` reuses the fitted network
+    with another aggregation. Fitted: ``model_`` (the U-Net, or the
+    :class:`PuzzleGAN` for CPAE-G), ``normalisers_`` (P,), ``history_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        variant: str = QUICK["variant"],
+        aggregation: str = QUICK["aggregation"],
+        grid: int = QUICK["grid"],
+        puzzles: str = QUICK["puzzles"],
+        widths: tuple[int, ...] = tuple(QUICK["widths"]),
+        eps: float = QUICK["eps"],
+        epochs: int = QUICK["epochs"],
+        batch_size: int = QUICK["batch_size"],
+        lr: float = QUICK["lr"],
+        weight_decay: float = QUICK["weight_decay"],
+        val_size: int = QUICK["val_size"],
+        seed: int = 0,
+        device=None,
+        progress: bool = True,
+    ):
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown Puzzle-AE variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
+        if puzzles not in PUZZLE_SETS:
+            raise ValueError(f"unknown puzzle set {puzzles!r}; choose one of {', '.join(PUZZLE_SETS)}")
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        self.variant, self.aggregation, self.grid, self.puzzles = variant, aggregation, grid, puzzles
+        self.widths, self.eps, self.epochs, self.batch_size = widths, eps, epochs, batch_size
+        self.lr, self.weight_decay, self.val_size = lr, weight_decay, val_size
+        self.seed, self.device, self.progress = seed, device, progress
+
+    def permutations(self) -> torch.Tensor:
+        """The puzzles this detector trains and scores with, one per row."""
+        return puzzle_permutations(self.grid) if self.puzzles == "all" else swap_permutations(self.grid)
+
+    def _hold_out(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 < self.val_size < len(x):
+            raise ValueError(
+                f"val_size={self.val_size} normal images cannot be held out of {len(x)}: choose 0 < val_size < "
+                f"{len(x)}, or pass fit(x, x_val=...)"
+            )
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed)).to(x.device)
+        return x[order[self.val_size :]], x[order[: self.val_size]]
+
+    def _new_model(self, x: torch.Tensor) -> torch.nn.Module:
+        unet = UNet(channels=x.shape[1], widths=tuple(self.widths))
+        if self.variant != "cpae-g":
+            return unet
+        return PuzzleGAN(unet, Discriminator(channels=x.shape[1], size=x.shape[-1]))
+
+    def _optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        unet = model.unet if isinstance(model, PuzzleGAN) else model
+        groups = [{"params": unet.parameters(), "lr": self.lr, "weight_decay": self.weight_decay}]
+        if isinstance(model, PuzzleGAN):  # the published discriminator's optimizer
+            groups.append({"params": model.discriminator.parameters(), "lr": 2e-4, "betas": (0.5, 0.999)})
+        return torch.optim.Adam(groups)
+
+    def fit(
+        self, x: torch.Tensor, x_val: torch.Tensor | None = None, checkpoint=None, checkpoint_every: int = 1
+    ) -> PuzzleAEDetector:
+        """Train a fresh U-Net on normal images ``x`` (N, C, H, W) in [0, 1] and
+        measure each puzzle's mean error on the normal images ``x_val`` (held
+        out of ``x`` when not given). ``checkpoint``: as :meth:`AEDetector.fit`."""
+        check_images(x, "training images")
+        perms = self.permutations()  # also checks that the grid divides the images
+        apply_permutation(x[:1], perms[0], self.grid)
+        if x_val is None:
+            x, x_val = self._hold_out(x)
+        check_images(x_val, "validation images")
+        self.device_ = pick_device(self.device)
+        x, x_val = x.to(self.device_), x_val.to(self.device_)
+        if self.variant == "cpae-g":
+            batch_loss = puzzle_gan_loss(grid=self.grid, perms=perms, eps=self.eps)
+        else:
+            batch_loss = puzzle_loss(grid=self.grid, perms=perms, colour=self.variant == "cpae", eps=self.eps)
+        with seeded(self.seed):
+            self.model_ = self._new_model(x).to(self.device_)
+            optimizer = self._optimizer(self.model_)
+            self.history_ = train(
+                self.model_,
+                x,
+                batch_loss=batch_loss,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                optimizer=optimizer,
+                scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer),
+                progress=self.progress,
+                desc=f"Puzzle-AE ({self.variant})",
+                checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+                settings=self.checkpoint_settings(),
+            )
+        self.normalisers_ = permutation_errors(self.model_, x_val, perms.to(self.device_), self.grid).mean(0)
+        return self
+
+    def permutation_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The (N, P) errors of every puzzle of every image of ``x``, each divided
+        by that puzzle's mean error on the validation images."""
+        self._check_fitted("normalisers_")
+        x = check_images(x).to(self.device_)
+        errors = permutation_errors(self.model_, x, self.permutations().to(self.device_), self.grid)
+        return errors / self.normalisers_
+
+    def score(self, x: torch.Tensor, aggregation: str | None = None) -> np.ndarray:
+        """The aggregated normalised error per image (``aggregation`` defaults to
+        the detector's); higher = more anomalous."""
+        return aggregate(self.permutation_scores(x), aggregation or self.aggregation).cpu().numpy()
+
+    def reconstruct(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+        """The U-Net's reconstruction of ``x`` puzzled by ``perm`` (no perturbation)."""
+        self._check_fitted("model_")
+        self.model_.eval()
+        puzzled = apply_permutation(check_images(x).to(self.device_), perm, self.grid)
+        return predict_in_batches(self.model_, puzzled).clamp(0, 1)

@@ -1,0 +1,156 @@
+"""Shortcuts: when a self-supervised task is solved without learning what it
+was meant to teach, and how Puzzle-AE removes the one of its puzzles.
+Introduced in Lecture 5.
+
+A network asked to undo a puzzle should learn what digits (or tiles of a
+texture) look like. It can instead read the answer off the **seams**: the
+rows and columns where two tiles meet, where strokes break off and where
+the blank margins of an MNIST digit end up in the middle of the image.
+
+- :func:`seam_band` keeps only the pixels next to the seams;
+- :func:`permutation_accuracy` trains a small classifier of *which* permutation
+  was applied and measures how often it is right: far above chance on the
+  seams alone means the seams give the puzzle away;
+- :func:`remove_shortcut` is the talk's remedy, an adversarial perturbation of
+  the puzzled input (one signed-gradient step from a uniform random start);
+  :func:`permutation_accuracy` with ``eps > 0`` measures what it does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .attacks import per_example_cross_entropy, per_example_mse, pgd
+from .data import check_images
+from .puzzles import apply_permutation, puzzle_permutations, tile_size
+from .training import accuracy, classification_loss, seeded, train
+
+
+def remove_shortcut(model: torch.nn.Module, x_puzzled: torch.Tensor, target: torch.Tensor, eps: float, loss_fn=None):
+    """The puzzled input, perturbed to make ``model``'s task harder: a uniform
+    random start in the L-inf ball of radius ``eps`` around ``x_puzzled``, then
+    one signed-gradient step of size ``eps`` that increases ``loss_fn(model(x),
+    target)`` (per image; default: the mean squared error to ``target``, the
+    reconstruction target), projected back onto the ball and into [0, 1]. Lecture 5.
+
+    This is :func:`anomaly_edu.attacks.pgd` with one step and a random start,
+    so two mistakes of the published code cannot happen here: the random start
+    is counted once (the perturbation never exceeds ``eps``), and ``target`` is
+    never modified (the attack aims at the clean image).
+    """
+    return pgd(
+        model,
+        x_puzzled,
+        target,
+        eps=eps,
+        alpha=eps,
+        steps=1,
+        random_start=True,
+        loss_fn=loss_fn or per_example_mse,
+    )
+
+
+def seam_band(image_shape: tuple, grid: int, width: int = 1) -> torch.Tensor:
+    """A (H, W) mask that is 1 on the ``width`` rows and columns either side of
+    every seam between tiles and 0 elsewhere. Lecture 5."""
+    height, wide = image_shape[-2:]
+    th, tw = tile_size(tuple(image_shape), grid)
+    if not 1 <= width <= min(th, tw) // 2:
+        raise ValueError(f"width must be between 1 and half a tile ({min(th, tw) // 2}), got {width}")
+    mask = torch.zeros(height, wide)
+    for k in range(1, grid):
+        mask[k * th - width : k * th + width, :] = 1
+        mask[:, k * tw - width : k * tw + width] = 1
+    return mask
+
+
+class KeepSeams(torch.nn.Module):
+    """Shows a network only the seams: pixels outside :func:`seam_band`'s mask
+    become 0.5 (uninformative grey). Lecture 5."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        return x * self.mask + 0.5 * (1 - self.mask)
+
+
+class PermutationClassifier(torch.nn.Module):
+    """A small CNN that guesses which of ``n_permutations`` puzzles an image
+    shows: two 3x3 convolutions, global pooling, a linear layer. Lecture 5."""
+
+    def __init__(self, n_permutations: int, channels: int = 1, width: int = 32):
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, width, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(width, 2 * width, 3, padding=1),
+            torch.nn.ReLU(),
+        )
+        self.head = torch.nn.Linear(2 * width * 4 * 4, n_permutations)
+
+    def forward(self, x):
+        features = F.adaptive_avg_pool2d(self.features(x), 4)
+        return self.head(features.flatten(1))
+
+
+def puzzle_dataset(x: torch.Tensor, grid: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image of ``x`` under one random non-identity permutation; returns
+    the puzzled images and the index of each one's permutation (in
+    :func:`~anomaly_edu.puzzles.puzzle_permutations`). Lecture 5."""
+    perms = puzzle_permutations(grid)
+    labels = torch.randint(len(perms), (len(x),), generator=torch.Generator().manual_seed(seed))
+    puzzled = torch.empty_like(x)
+    for k, perm in enumerate(perms):  # one batched call per permutation
+        chosen = labels == k
+        puzzled[chosen] = apply_permutation(x[chosen], perm, grid)
+    return puzzled, labels
+
+
+def permutation_accuracy(
+    x_train: torch.Tensor,
+    x_test: torch.Tensor,
+    *,
+    grid: int = 2,
+    band: int | None = None,
+    eps: float = 0.0,
+    epochs: int = 3,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = False,
+) -> float:
+    """Train a :class:`PermutationClassifier` to tell which puzzle each image
+    of ``x_train`` shows, and return its accuracy on the puzzles of ``x_test``
+    (chance: 1 / 23 for 2x2). Lecture 5.
+
+    ``band``: show the classifier only the pixels within ``band`` of a seam
+    (:class:`KeepSeams`: the rest is uninformative grey). ``eps > 0``: apply
+    :func:`remove_shortcut` to every puzzled image, against the classifier
+    itself, during training and at test time.
+    """
+    check_images(x_train, "x_train")
+    check_images(x_test, "x_test")
+
+    def perturbed(model, images, labels):
+        if eps == 0:
+            return images
+        return remove_shortcut(model, images, labels, eps, loss_fn=per_example_cross_entropy)
+
+    def batch_loss(model, images, labels):
+        return classification_loss(model, perturbed(model, images, labels), labels)
+
+    with seeded(seed):
+        x_puzzled, y = puzzle_dataset(x_train, grid, seed)
+        model = PermutationClassifier(len(puzzle_permutations(grid)), channels=x_train.shape[1])
+        if band is not None:
+            model = torch.nn.Sequential(KeepSeams(seam_band(tuple(x_train.shape), grid, band)), model)
+        train(
+            model, x_puzzled, y, batch_loss=batch_loss, epochs=epochs, batch_size=batch_size, seed=seed,
+            progress=progress, desc="permutation classifier",
+        )  # fmt: skip
+        x_test_puzzled, y_test = puzzle_dataset(x_test, grid, seed + 1)
+        x_test_puzzled = perturbed(model, x_test_puzzled, y_test)
+    return accuracy(model, x_test_puzzled, y_test)
