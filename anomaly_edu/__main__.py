@@ -10,7 +10,16 @@ import torch
 
 from .data import DATA_ENV_VAR, DATASETS, available_datasets, data_root, load_dataset
 from .methods import METHODS
-from .reproduce import TABLES, format_comparison, merge_results, parse_changes, parse_classes, run_table
+from .reproduce import (
+    TABLES,
+    format_comparison,
+    merge_results,
+    parse_changes,
+    parse_classes,
+    parse_seeds,
+    run_seeds,
+    run_table,
+)
 from .results import check_writable, write_json_atomically
 
 
@@ -29,12 +38,18 @@ def _data(args) -> int:
 def _reproduce(args) -> int:
     if args.out:
         check_writable(args.out)  # refuse now rather than after hours of training
-    result = run_table(
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    classes = parse_classes(args.classes) if args.classes else None
+    if args.seeds:  # one run per seed, reported as mean ± std
+        run, seeds = run_seeds, {"seeds": parse_seeds(args.seeds)}
+    else:
+        run, seeds = run_table, {"seed": args.seed}
+    result = run(
         args.table,
-        [m.strip() for m in args.methods.split(",") if m.strip()],
-        parse_classes(args.classes) if args.classes else None,
+        methods,
+        classes=classes,
+        **seeds,
         profile=args.profile,
-        seed=args.seed,
         device=args.device,
         root=args.data_root,
         progress=not args.no_progress,
@@ -107,6 +122,9 @@ def main(argv=None) -> int:
     )
     rep.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="with --resume: every N epochs")
     rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument(
+        "--seeds", default=None, help="e.g. 0,1,2: one run per seed, reported as mean ± std (instead of --seed)"
+    )
     rep.add_argument("--device", default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
     rep.add_argument("--data-root", default=None)
     rep.add_argument("--out", default=None, help="write the results and their provenance to this JSON file")

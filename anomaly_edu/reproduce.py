@@ -23,6 +23,7 @@ import numpy as np
 
 from .batched import fit_stacked
 from .data import OneClassSplit, coil100_split, load_coil100, load_dataset, protocol2_split
+from .medical import MEDICAL_SETS, available_medical, load_medical, medical_split
 from .methods import METHODS, check_methods, make_detector
 from .metrics import auroc, choose_threshold, f1_at_threshold
 from .profiles import get_profile
@@ -36,7 +37,8 @@ class Table:
 
     dataset: str
     talk_csv: str  # the talk's numbers, in anomaly_edu/paper_tables/
-    protocol: int  # 2: one normal class, the official test set; 1: the ARAE code's split with validation
+    protocol: int  # 2: one normal class, the official test set; 1: the ARAE code's split with validation;
+    # 0: the course's medical split (normal images 60/20/20, every anomaly in the test set)
     image_shape: tuple[int, int, int]  # (C, H, W) of the images the detectors get
 
 
@@ -44,7 +46,11 @@ TABLES = {
     "mnist": Table("mnist", "mnist_protocol2_auc.csv", protocol=2, image_shape=(1, 28, 28)),
     "fashion-mnist": Table("fashion-mnist", "fashion_mnist_protocol2_auc.csv", protocol=2, image_shape=(1, 28, 28)),
     "coil100": Table("coil100", "coil100_protocol1.csv", protocol=1, image_shape=(3, 32, 32)),
+    # every medical set of anomaly_edu.medical that is under the data root, resized to 64x64 grey
+    "medical": Table("medical", "medical.csv", protocol=0, image_shape=(1, 64, 64)),
 }
+# the talk's names of the medical sets (rows of medical.csv)
+TALK_MEDICAL_NAMES = {"head-ct": "head_ct_hemorrhage", "brain-mri": "brain_tumor"}
 # the talk's Table 3 (COIL-100): (normal classes, anomaly fraction) of each row
 COIL100_SETTINGS = [(1, 0.5), (4, 0.25), (7, 0.15)]
 
@@ -62,6 +68,14 @@ def talk_table(table: str, metric: str = "AUC") -> dict[str, dict[str, float]]:
     "4-0.25", "7-0.15" (COIL-100, whose ``metric`` may also be "F1"). Lecture 1."""
     text = resources.files("anomaly_edu").joinpath("paper_tables", get_table(table).talk_csv).read_text()
     rows = csv.DictReader(io.StringIO(text))
+    if table == "medical":  # one line per data set and metric; AUC_std is the spread over seeds
+        numbers = {}
+        for row in rows:
+            case = {talk: ours for ours, talk in TALK_MEDICAL_NAMES.items()}[row.pop("dataset")]
+            if row.pop("metric") == metric:
+                for method, value in row.items():
+                    numbers.setdefault(method, {})[case] = float(value)
+        return numbers
     if table != "coil100":
         return {row.pop("method"): {k: float(v) for k, v in row.items()} for row in rows}
     numbers: dict[str, dict[str, float]] = {}  # the CSV has one line per case and metric, in fractions
@@ -102,6 +116,14 @@ def parse_classes(text: str) -> list[int]:
     return classes
 
 
+def parse_seeds(text: str) -> list[int]:
+    """ "0,1,2" or "0-2" -> [0, 1, 2]. Lecture 5."""
+    try:
+        return parse_classes(text)
+    except ValueError:
+        raise ValueError(f"cannot read seeds {text!r}: use e.g. 0,1,2 or 0-4") from None
+
+
 def parse_changes(items: list[str] | None) -> dict[str, dict]:
     """["arae.epochs=30", "dsvdd.lr=1e-4"] -> {"arae": {"epochs": 30}, "dsvdd": {"lr": 0.0001}}:
     changes to a profile's settings, e.g. a shorter budget. Lecture 4."""
@@ -139,9 +161,21 @@ def table_splits(
     table: str, classes: list[int] | None, *, seed: int = 0, root=None, device="cpu"
 ) -> dict[str, OneClassSplit]:
     """The one-class splits of a table, by case: one per normal class under
-    protocol 2 (``classes``), or the talk's three COIL-100 rows under protocol 1.
-    Lecture 1 (COIL-100: Lecture 4)."""
+    protocol 2 (``classes``), the talk's three COIL-100 rows under protocol 1,
+    or one per medical set present under the data root (a line says which are
+    missing). Lecture 1 (COIL-100: Lecture 4; medical: Lecture 5)."""
     spec = get_table(table)
+    if spec.protocol == 0:
+        present = [name for name, here in available_medical(root).items() if here]
+        for name in sorted(set(MEDICAL_SETS) - set(present)):
+            print(f"medical: {name} is not under the data root; get it from {MEDICAL_SETS[name].source}")
+        if not present:
+            load_medical(next(iter(MEDICAL_SETS)), root)  # raises the error that says where to get it
+        splits = {}
+        for name in present:
+            images, labels = load_medical(name, root, size=spec.image_shape[-1])
+            splits[name] = medical_split(images.to(device), labels.to(device), seed=seed)
+        return splits
     if spec.protocol == 2:
         train = load_dataset(spec.dataset, True, root=root, device=device)
         test = load_dataset(spec.dataset, False, root=root, device=device)
@@ -188,6 +222,8 @@ def run_table(
             f"{table} has fixed rows (the talk's {', '.join(str(n) for n, _ in COIL100_SETTINGS)} "
             "normal classes); drop the classes"
         )
+    if spec.protocol == 0 and classes is not None:
+        raise ValueError(f"{table} has one row per data set, not normal classes; drop the classes")
     classes = list(range(10)) if classes is None and spec.protocol == 2 else classes
     check_methods(methods, spec.image_shape, where=f"the {table} table")
     unused = sorted(set(changes or {}) - set(methods))
@@ -234,7 +270,7 @@ def run_table(
             numbers = finished.get(m, {}).get(case)
             if numbers is None:
                 if m not in side_by_side:
-                    fit_with_checkpoint(detector, splits[case].x_train, checkpoints, f"{m}-{case}", checkpoint_every)
+                    fit_with_checkpoint(detector, splits[case], checkpoints, f"{m}-{case}", checkpoint_every)
                 numbers = evaluate(detector, splits[case], spec.protocol)
                 if checkpoints is not None:
                     finished.setdefault(m, {})[case] = numbers
@@ -244,10 +280,41 @@ def run_table(
             if progress:
                 print(f"{table} {case} {m}: AUC {results[m]['auc'][case]:.1f}", flush=True)
         results[m]["mean"] = round(float(np.mean(list(results[m]["auc"].values()))), 2)
-    metric = "AUROC (%)" if spec.protocol == 2 else "AUROC and F1 (%), F1 at the threshold chosen on validation"
+    metric = "AUROC (%)" if spec.protocol != 1 else "AUROC and F1 (%), F1 at the threshold chosen on validation"
     prov = provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device, git=code_state)
     if resumed:
         prov["resumed"] = True  # from checkpoints; wall_time_s counts the last session only
+    return {"table": table, "metric": metric, "results": results, "provenance": prov}
+
+
+def run_seeds(table: str, methods: list[str], seeds: list[int], classes: list[int] | None = None, **options) -> dict:
+    """:func:`run_table` once per seed (the split, where it is drawn, and every
+    detector's initialisation follow the seed); each AUROC becomes the mean
+    over the seeds, with its standard deviation (``auc_std``, with n - 1 in the
+    denominator) and every seed's numbers (``auc_per_seed``). With
+    ``checkpoints``, each seed has its own subfolder. Lecture 5."""
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"give at least two different seeds for a mean and a spread, got {seeds}")
+    folder = options.pop("checkpoints", None)
+    runs = []
+    for seed in seeds:
+        where = None if folder is None else Path(folder) / f"seed-{seed}"
+        runs.append(run_table(table, methods, classes, seed=seed, checkpoints=where, **options))
+    results = {}
+    for m in methods:
+        per_seed = {str(seed): run["results"][m]["auc"] for seed, run in zip(seeds, runs)}
+        cases = list(runs[0]["results"][m]["auc"])
+        values = {case: [per_seed[str(seed)][case] for seed in seeds] for case in cases}
+        results[m] = {
+            "auc": {case: round(float(np.mean(v)), 2) for case, v in values.items()},
+            "auc_std": {case: round(float(np.std(v, ddof=1)), 2) for case, v in values.items()},
+            "auc_per_seed": per_seed,
+        }
+        results[m]["mean"] = round(float(np.mean(list(results[m]["auc"].values()))), 2)
+    prov = dict(runs[0]["provenance"])
+    prov["settings"] = {k: v for k, v in prov["settings"].items() if k != "seed"} | {"seeds": list(seeds)}
+    prov["wall_time_s"] = round(sum(run["provenance"]["wall_time_s"] for run in runs), 1)
+    metric = runs[0]["metric"] + f", mean and standard deviation over {len(seeds)} seeds"
     return {"table": table, "metric": metric, "results": results, "provenance": prov}
 
 
@@ -295,13 +362,19 @@ def record_finished(folder, finished: dict) -> None:
     write_json_atomically({**json.loads(path.read_text()), "finished": finished}, path)
 
 
-def fit_with_checkpoint(detector, x, folder, name: str, checkpoint_every: int = 1) -> None:
-    """``detector.fit(x)``, with the checkpoint ``folder/name.pt`` when there is
-    a folder and the detector trains in epochs (the OCSVM fits in one go). Lecture 4."""
-    if folder is None or "checkpoint" not in inspect.signature(detector.fit).parameters:
-        detector.fit(x)
-    else:
-        detector.fit(x, checkpoint=Path(folder) / f"{name}.pt", checkpoint_every=checkpoint_every)
+def fit_with_checkpoint(detector, split: OneClassSplit, folder, name: str, checkpoint_every: int = 1) -> None:
+    """``detector.fit(split.x_train)``, with the checkpoint ``folder/name.pt``
+    when there is a folder and the detector trains in epochs (the OCSVM fits in
+    one go). A detector that takes normal validation images (Puzzle-AE) gets the
+    split's, when it has some. Lecture 4 (validation images: Lecture 5)."""
+    takes = inspect.signature(detector.fit).parameters
+    options = {}
+    normal_val = split.x_val[split.y_val == 0]
+    if "x_val" in takes and len(normal_val):
+        options["x_val"] = normal_val
+    if folder is not None and "checkpoint" in takes:
+        options.update(checkpoint=Path(folder) / f"{name}.pt", checkpoint_every=checkpoint_every)
+    detector.fit(split.x_train, **options)
 
 
 def merge_results(parts: list[dict]) -> dict:
@@ -388,12 +461,18 @@ def format_comparison(result: dict) -> str:
             lines.append(
                 f"{method + ' (ours)':<16}" + "".join(f"{v:>8.1f}" for v in values) + f"{np.mean(values):>8.1f}"
             )
+            if f"{metric.lower()}_std" in ours:
+                spread = [ours[f"{metric.lower()}_std"][c] for c in cases]
+                lines.append(f"{'  ± std':<16}" + "".join(f"{v:>8.2f}" for v in spread))
             row = METHODS[method].talk_row if method in METHODS else None
             if row in talk:
-                values = [talk[row][c] for c in cases]
+                values = [talk[row].get(c, float("nan")) for c in cases]
                 lines.append(
                     f"{row + ' (talk)':<16}" + "".join(f"{v:>8.1f}" for v in values) + f"{np.mean(values):>8.1f}"
                 )
+                spread = talk_table(result["table"], f"{metric}_std") if result["table"] == "medical" else {}
+                if row in spread:
+                    lines.append(f"{'  ± std':<16}" + "".join(f"{spread[row][c]:>8.2f}" for c in cases))
             elif row in (summary := talk_summary(result["table"])):
                 lines.append(
                     f"{row + ' (talk)':<16}mean over all ten classes {summary[row]:.1f} (no per-class numbers)"
@@ -401,6 +480,8 @@ def format_comparison(result: dict) -> str:
             else:
                 lines.append(f"{'':<16}(the talk has no {method} row)")
     lines.append("talk: the seed talk's table; mean over the cases shown")
+    if "seeds" in used:
+        lines.append(f"ours: mean over seeds {used['seeds']}; ± is the standard deviation over them")
     if result["table"] == "coil100":
         lines.append("the talk chose its F1 threshold on the test set; we choose it on validation")
     return "\n".join(lines)
