@@ -14,11 +14,15 @@ ones, so running a check does not change what the notebook draws next.
 
 from __future__ import annotations
 
+import dis
+import types
+
 import numpy as np
 import torch
 
 from .detectors import reconstruction_error
 from .metrics import choose_threshold, f1_at_threshold, fpr_at_tpr, to_numpy
+from .puzzles import apply_permutation, invert_permutation, to_tiles
 from .training import seeded
 
 
@@ -415,5 +419,406 @@ def check_arae_loss(arae_batch_loss) -> None:
         raise AssertionError(
             f"{task}: the value is right but the gradients are not: do not detach "
             f"Enc(x); gradients flow through both encoder branches"
+        )
+    _passed(task)
+
+
+# ---------------------------------------------------------------- Exercise 5 (Lecture 5: puzzles)
+
+_REWRITE = "write it yourself; the package's version is what you are re-creating"
+
+
+def _from_package(value) -> bool:
+    """Whether ``value`` is the ``anomaly_edu`` package, one of its modules, or
+    something defined in one of them."""
+
+    if isinstance(value, types.ModuleType):
+        name = value.__name__
+    else:
+        try:
+            name = getattr(value, "__module__", "")
+        except Exception:  # an object whose attributes cannot be read refers to nothing
+            return False
+    return isinstance(name, str) and (name == "anomaly_edu" or name.startswith("anomaly_edu."))
+
+
+def _package_names(fn, seen: set | None = None) -> list[str]:
+    """The names through which ``fn`` reaches the ``anomaly_edu`` package: the
+    globals and closure variables its code loads (in nested functions and
+    lambdas too), its default arguments, the modules it imports, and the same
+    for every function of the notebook it calls. torch, numpy and the rest of
+    Python are not looked into."""
+
+    seen = set() if seen is None else seen
+    if id(fn) in seen:
+        return []
+    seen.add(id(fn))
+    if _from_package(fn):
+        return [getattr(fn, "__qualname__", None) or repr(fn)]
+    wrapped = getattr(fn, "func", None)  # functools.partial
+    if wrapped is not None:
+        return _package_names(wrapped, seen) + [
+            repr(v) for v in (*getattr(fn, "args", ()), *getattr(fn, "keywords", {}).values()) if _from_package(v)
+        ]
+    fn = getattr(fn, "__func__", fn)  # a bound method
+    if not isinstance(fn, types.FunctionType):
+        return []
+    found: list[str] = []
+    namespace = fn.__globals__
+    closure = {}
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        try:
+            closure[name] = cell.cell_contents
+        except ValueError:  # a variable not assigned yet
+            pass
+
+    def look_at(name: str, value) -> None:
+        if _from_package(value):
+            found.append(name)
+        elif isinstance(value, types.FunctionType) and value.__globals__ is namespace:
+            found.extend(_package_names(value, seen))  # a helper written in the same notebook
+
+    for value in (*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).values()):
+        look_at("a default argument", value)
+    codes = [fn.__code__]
+    while codes:
+        code = codes.pop()
+        codes.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+        for instruction in dis.get_instructions(code):
+            name = instruction.argval
+            if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME") and name in namespace:
+                look_at(name, namespace[name])
+            elif instruction.opname in ("LOAD_DEREF", "LOAD_CLASSDEREF") and name in closure:
+                look_at(name, closure[name])
+            elif instruction.opname == "IMPORT_NAME" and (name == "anomaly_edu" or name.startswith("anomaly_edu.")):
+                found.append(name)
+    return found
+
+
+def _refuse_the_package(task: str, fn) -> None:
+    """Fail when the student's function calls the package instead of re-creating it."""
+    names = sorted(set(_package_names(fn)))
+    if names:
+        raise AssertionError(
+            f"{task}: your function uses {', '.join(names)} from the anomaly_edu package; {_REWRITE} "
+            f"(plain torch and numpy are fine)"
+        )
+
+
+def _numbered_images(n: int, c: int, h: int, w: int) -> torch.Tensor:
+    """Images whose pixels all differ, so that every move can be traced."""
+    return torch.arange(n * c * h * w, dtype=torch.float32).reshape(n, c, h, w) / (n * c * h * w)
+
+
+def _numbered_by_columns(x: torch.Tensor, perm: torch.Tensor, grid: int) -> torch.Tensor:
+    """What ``apply_permutation`` gives when the tiles are numbered column by column."""
+
+    return apply_permutation(x.transpose(-1, -2), perm, grid).transpose(-1, -2)
+
+
+def check_apply_puzzle(apply_puzzle) -> None:
+    """Exercise 5a.1: ``apply_puzzle(x, perm, grid)`` cuts every image of ``x``
+    (N, C, H, W) into grid x grid tiles numbered row by row and puts tile
+    ``perm[i]`` at position ``i``; it returns a new tensor and leaves ``x`` alone."""
+
+    task = "Exercise 5a.1 (apply a puzzle)"
+    _refuse_the_package(task, apply_puzzle)
+    cases = [
+        # a 4-cycle: the perm, its inverse and both with tiles numbered by columns all differ
+        (_numbered_images(2, 3, 4, 4), torch.tensor([1, 2, 3, 0]), 2),
+        (_numbered_images(1, 1, 6, 9), torch.tensor([4, 0, 8, 3, 1, 5, 2, 7, 6]), 3),  # tiles of 2 x 3 pixels
+    ]
+    for x, perm, grid in cases:
+        where = f"with grid={grid}, images of shape {tuple(x.shape)} and perm {perm.tolist()}"
+        x_before, perm_before = x.clone(), perm.clone()
+        try:
+            got = _call(task, apply_puzzle, x, perm, grid)
+        except AssertionError:
+            raise
+        except Exception as err:
+            raise AssertionError(
+                f"{task}: {where} your function raised {type(err).__name__}: {err}. Tiles are "
+                f"H // grid pixels high and W // grid pixels wide (not always square), and the grid is "
+                f"not always 2"
+            ) from None
+        if not torch.equal(x, x_before):
+            raise AssertionError(
+                f"{task}: your function changed its input x in place; build a new tensor (indexing with a "
+                f"tensor of tile numbers does) and leave x as it was"
+            )
+        if not torch.equal(perm, perm_before):
+            raise AssertionError(f"{task}: your function changed perm in place; leave it as it was")
+        if not isinstance(got, torch.Tensor):
+            raise AssertionError(f"{task}: return a torch tensor, got {type(got).__name__}")
+        got = got.detach()
+        if got.shape != x.shape:
+            raise AssertionError(
+                f"{task}: {where} expected images of the same shape {tuple(x.shape)}, got {tuple(got.shape)}"
+            )
+        expected = apply_permutation(x, perm, grid)
+        if torch.equal(got, expected):
+            continue
+        inverse = invert_permutation(perm)
+        if torch.equal(got, apply_permutation(x, inverse, grid)):
+            raise AssertionError(
+                f"{task}: {where} you put tile i at position perm[i]; the course's convention is the "
+                f"other way round: position i gets tile perm[i] (output tile i = input tile perm[i])"
+            )
+        if torch.equal(got, _numbered_by_columns(x, perm, grid)):
+            raise AssertionError(
+                f"{task}: {where} you numbered the tiles column by column; number them row by row "
+                f"(0 top left, 1 to its right, ..., grid * grid - 1 bottom right)"
+            )
+        if torch.equal(got, _numbered_by_columns(x, inverse, grid)):
+            raise AssertionError(
+                f"{task}: {where} you numbered the tiles column by column and put tile i at position "
+                f"perm[i]; number them row by row, and let position i get tile perm[i]"
+            )
+        tiles_in, tiles_out = to_tiles(x, grid).flatten(2), to_tiles(got, grid).flatten(2)
+        intact = all(any(torch.equal(t, s) for s in tiles_in[n]) for n in range(len(x)) for t in tiles_out[n])
+        if intact:
+            raise AssertionError(
+                f"{task}: {where} every tile is intact but they are in the wrong places; output "
+                f"position i (row by row) must hold input tile perm[i]"
+            )
+        raise AssertionError(
+            f"{task}: {where} the pixels inside the tiles are mixed up: cut each image into "
+            f"(grid, H // grid, grid, W // grid) blocks, move whole tiles, and put them back in the same "
+            f"order of axes (or copy tile by tile with slices)"
+        )
+    _passed(task)
+
+
+def check_inverse(inverse) -> None:
+    """Exercise 5a.1: ``inverse(perm)`` is the permutation that undoes ``perm``:
+    applying ``perm`` and then ``inverse(perm)`` puts every tile back."""
+
+    task = "Exercise 5a.1 (inverse permutation)"
+    _refuse_the_package(task, inverse)
+    # a 4-cycle, a 3-cycle, and a 3x3 puzzle: none is its own inverse
+    for perm in (torch.tensor([1, 2, 3, 0]), torch.tensor([2, 0, 1, 3]), torch.tensor([4, 0, 8, 3, 1, 5, 2, 7, 6])):
+        before = perm.clone()
+        got = _call(task, inverse, perm)
+        if not torch.equal(perm, before):
+            raise AssertionError(f"{task}: your function changed perm in place; return a new tensor")
+        got = torch.as_tensor(got)
+        if got.is_floating_point():
+            raise AssertionError(
+                f"{task}: you returned {got.dtype} numbers; return integer tile numbers (e.g. a tensor "
+                f"of dtype torch.long), since they are used as indices"
+            )
+        expected = invert_permutation(perm)
+        if got.shape != expected.shape:
+            raise AssertionError(
+                f"{task}: for perm {perm.tolist()} expected {len(perm)} entries, got shape {tuple(got.shape)}"
+            )
+        if torch.equal(got, expected):
+            continue
+        hint = ""
+        if torch.equal(got, perm):
+            hint = " You returned perm itself: only a swap of two tiles is its own inverse."
+        elif torch.equal(got, perm.flip(0)):
+            hint = " You reversed the order of the entries; that is not the inverse."
+        elif torch.equal(got, perm[perm]):
+            hint = " You applied perm twice (perm[perm])."
+        raise AssertionError(
+            f"{task}: for perm {perm.tolist()} expected {expected.tolist()}, got {got.tolist()}.{hint} "
+            f"The inverse says where each tile went: inverse[perm[i]] = i for every i"
+        )
+    _passed(task)
+
+
+def _aggregated(errors: torch.Tensor, aggregation: str) -> np.ndarray:
+    reduce = {"avg": torch.mean, "max": torch.amax, "min": torch.amin}[aggregation]
+    return reduce(errors, dim=1).numpy()
+
+
+def check_normalised_score(normalised_score) -> None:
+    """Exercise 5a.2: ``normalised_score(test_errors, val_errors, aggregation)``
+    divides each permutation's (column's) errors by that permutation's mean
+    error on the normal validation images, then aggregates each test image's
+    row with "avg", "max" or "min"."""
+    task = "Exercise 5a.2 (normalised score)"
+    _refuse_the_package(task, normalised_score)
+    g = torch.Generator().manual_seed(5)
+    n_test, n_val, n_perms = 6, 9, 4  # all different, so that a wrong axis shows
+    scale = torch.tensor([0.5, 2.0, 8.0, 32.0])  # permutations of very different difficulty
+    val = (0.2 + torch.rand(n_val, n_perms, generator=g)) * scale
+    test = (0.1 + 1.5 * torch.rand(n_test, n_perms, generator=g)) * scale
+    for aggregation in ("avg", "max", "min"):
+        test_in, val_in = test.clone(), val.clone()
+        got = _call(task, normalised_score, test_in, val_in, aggregation)
+        if not (torch.equal(test_in, test) and torch.equal(val_in, val)):
+            raise AssertionError(
+                f"{task}: your function changed test_errors or val_errors in place (e.g. with /=); "
+                f"compute new tensors and leave the inputs as they were"
+            )
+        got = to_numpy(got).astype(float)
+        where = f'with aggregation="{aggregation}"'
+        if got.shape == ():
+            raise AssertionError(f"{task}: {where} you returned one number; return one score per test image")
+        if got.shape == (n_perms,):
+            raise AssertionError(
+                f"{task}: {where} you returned one value per permutation; aggregate each test image's row "
+                f"(over the permutations, dim=1) to get one score per image, shape ({n_test},)"
+            )
+        if got.shape == (n_test, n_perms):
+            raise AssertionError(
+                f"{task}: {where} you returned the normalised errors; aggregate each row to one score per image"
+            )
+        if got.shape != (n_test,):
+            raise AssertionError(f"{task}: {where} expected shape ({n_test},), got {got.shape}")
+        expected = _aggregated(test / val.mean(0), aggregation)
+        if np.allclose(got, expected, rtol=1e-5):
+            continue
+        wrong = [
+            (
+                _aggregated(test / test.mean(0), aggregation),
+                "you divided by the mean of the TEST errors; "
+                "divide by the mean errors of the normal validation images (val_errors)",
+            ),
+            (
+                _aggregated(test / val.amax(0), aggregation),
+                "you divided by the MAXIMUM validation error; divide by the MEAN",
+            ),
+            (
+                _aggregated(test / val.mean(), aggregation),
+                "you divided by one overall mean of val_errors; "
+                "each permutation (column) is divided by ITS OWN mean over the validation images",
+            ),
+            (
+                _aggregated(test / val.sum(0), aggregation),
+                "you divided by the SUM of the validation errors; divide by their MEAN",
+            ),
+            (
+                _aggregated(test, aggregation),
+                "your scores are not normalised: divide each column by the validation mean of that column first",
+            ),
+            (_aggregated(test * val.mean(0), aggregation), "you MULTIPLIED by the validation means; divide"),
+        ]
+        if aggregation == "avg":
+            wrong.append(
+                ((test / val.mean(0)).sum(1).numpy(), 'for "avg" you summed over the permutations; take the MEAN')
+            )
+        else:
+            avg = _aggregated(test / val.mean(0), "avg")
+            wrong.append((avg, f'your "{aggregation}" gives the average; use the aggregation you are given'))
+            other = "min" if aggregation == "max" else "max"
+            wrong.append((_aggregated(test / val.mean(0), other), f'your "{aggregation}" gives the {other}imum'))
+        for answer, hint in wrong:
+            if np.allclose(got, answer, rtol=1e-5):
+                raise AssertionError(f"{task}: {where} {hint}")
+        raise AssertionError(f"{task}: {where} expected {np.round(expected, 4)}, got {np.round(got, 4)}")
+    _passed(task)
+
+
+class _Affine(torch.nn.Module):
+    """model(x) = weight * x + bias, with two scalar parameters (no randomness)."""
+
+    def __init__(self, weight: float, bias: float):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor(float(weight)))
+        self.bias = torch.nn.Parameter(torch.tensor(float(bias)))
+
+    def forward(self, x):
+        return self.weight * x + self.bias
+
+
+def _call_seeded(task: str, fn, *args):
+    """Call the student's function with seeded random generators, then give the
+    notebook's generators back the state they had (the student's random start
+    must not change what the notebook draws next)."""
+    with seeded(7):
+        return _call(task, fn, *args)
+
+
+def check_remove_shortcut(remove_shortcut) -> None:
+    """Exercise 5b.1: ``remove_shortcut(model, x_puzzled, target, eps)``: a
+    uniform random start in the L-inf ball of radius eps around ``x_puzzled``,
+    one signed-gradient step of size eps that increases the per-image mean
+    squared error between ``model(x)`` and ``target``, projected back onto the
+    ball and into [0, 1]; neither ``x_puzzled`` nor ``target`` changes."""
+    task = "Exercise 5b.1 (removing the shortcut)"
+    _refuse_the_package(task, remove_shortcut)
+    eps, tol = 0.1, 1e-6
+
+    # Case 1: model(x) = 1 - x and a target of 0.9 everywhere: for every pixel in
+    # reach the loss grows with the pixel, so the step goes up: the perturbation
+    # is min(u + eps, eps) >= 0 for a random start u. Image 0's first row is
+    # white (1.0), where only the clamp to [0, 1] keeps the pixels in range.
+    g = torch.Generator().manual_seed(6)
+    x = 0.3 + 0.6 * torch.rand(3, 1, 6, 6, generator=g)
+    x[0, 0, 0] = 1.0
+    target = torch.full_like(x, 0.9)
+    x_in, target_in = x.clone(), target.clone()
+    got = _call_seeded(task, remove_shortcut, _Affine(-1.0, 1.0), x_in, target_in, eps)
+    if not torch.equal(target_in, target):
+        raise AssertionError(
+            f"{task}: your function changed target in place (the published code's second mistake): the "
+            f"attack then aims at the wrong image, and the training loss compares the output with a "
+            f"changed target. Build new tensors (x_puzzled + noise, not +=)"
+        )
+    if not torch.equal(x_in, x):
+        raise AssertionError(
+            f"{task}: your function changed x_puzzled in place; start from a new tensor (x_puzzled + noise)"
+        )
+    if not isinstance(got, torch.Tensor):
+        raise AssertionError(f"{task}: return a torch tensor, got {type(got).__name__}")
+    if got.shape != x.shape:
+        raise AssertionError(f"{task}: expected images of shape {tuple(x.shape)}, got {tuple(got.shape)}")
+    if got.requires_grad:
+        raise AssertionError(f"{task}: return a tensor that does not require gradients (end with .detach())")
+    if got.min() < 0 or got.max() > 1:
+        raise AssertionError(
+            f"{task}: some pixels lie outside [0, 1] (min {got.min():.3f}, max {got.max():.3f}); clamp "
+            f"the perturbed images to [0, 1] at the end"
+        )
+    delta = got - x
+    inside = x < 1  # pixels that the clamp does not touch
+    if delta.abs().max() > eps + tol:
+        if (delta[inside] < -tol).any():
+            raise AssertionError(
+                f"{task}: a pixel moved by {delta.abs().max():.3f} > eps = {eps}, and some moved against "
+                f"the gradient: you counted the random start twice (the published code's first mistake: "
+                f"it added the projected perturbation, which already holds the random start, to the "
+                f"randomly started image). Add the perturbation to x_puzzled, not to the random start"
+            )
+        raise AssertionError(
+            f"{task}: a pixel moved by {delta.abs().max():.3f} > eps = {eps}: after the step, project the "
+            f"perturbation back onto the ball: clamp (x_adv - x_puzzled) to [-eps, eps] and add it to "
+            f"x_puzzled"
+        )
+    if (delta[inside] < -tol).any():
+        if (delta[inside] <= tol).all():
+            raise AssertionError(
+                f"{task}: every pixel moved DOWN the loss (x - eps * sign(grad)): the perturbation must make "
+                f"the network's task harder: add eps * sign(grad) of the loss between model(x) and target"
+            )
+        raise AssertionError(
+            f"{task}: some pixels moved against the gradient of the loss: take ONE step of size eps along "
+            f"the sign of the gradient of the loss between model(x_start) and target, at the random start"
+        )
+
+    # Case 2: model(x) = x and target = x_puzzled: the loss and its gradient are
+    # zero at x_puzzled itself, so without a random start nothing moves; from a
+    # random start the gradient points away from x_puzzled, and the step (then
+    # the projection) puts every pixel on the edge of the ball.
+    x = 0.2 + 0.6 * torch.rand(3, 1, 6, 6, generator=g)
+    x_in = x.clone()
+    got = _call_seeded(task, remove_shortcut, _Affine(1.0, 0.0), x_in, x_in.clone(), eps)
+    got = torch.as_tensor(got).detach()
+    delta = got - x
+    if torch.equal(got, x):
+        raise AssertionError(
+            f"{task}: for a model whose output equals the target at x_puzzled, your function returned "
+            f"x_puzzled unchanged: the gradient there is zero, so a step from x_puzzled is a no-op. Start "
+            f"from a uniform random point of the ball: x_puzzled + U(-eps, eps), clamped to [0, 1]"
+        )
+    if not torch.allclose(delta.abs(), torch.full_like(delta, eps), atol=1e-5):
+        raise AssertionError(
+            f"{task}: for model(x) = x with target = x_puzzled, every pixel should end on the edge of the "
+            f"ball (|change| = eps: the gradient at the random start points away from x_puzzled), but "
+            f"|change| ranges from {delta.abs().min():.3f} to {delta.abs().max():.3f}. Take the gradient at "
+            f"the random start (not at x_puzzled), step by eps from the random start, then project"
         )
     _passed(task)
