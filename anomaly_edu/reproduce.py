@@ -66,7 +66,7 @@ def talk_table(table: str, metric: str = "AUC") -> dict[str, dict[str, float]]:
     """The talk's numbers of one table, in percent, as {row: {case: value}}:
     the cases are the normal classes and "mean" (protocol 2), or "1-0.50",
     "4-0.25", "7-0.15" (COIL-100, whose ``metric`` may also be "F1"). Lecture 1."""
-    text = resources.files("anomaly_edu").joinpath("paper_tables", get_table(table).talk_csv).read_text()
+    text = paper_table_text(get_table(table).talk_csv)
     rows = csv.DictReader(io.StringIO(text))
     if table == "medical":  # one line per data set and metric; AUC_std is the spread over seeds
         numbers = {}
@@ -87,11 +87,17 @@ def talk_table(table: str, metric: str = "AUC") -> dict[str, dict[str, float]]:
     return numbers
 
 
+def paper_table_text(name: str) -> str:
+    """The text of one of the talk's tables as shipped with the package
+    (``anomaly_edu/paper_tables/<name>``, CSV). Lecture 1."""
+    return resources.files("anomaly_edu").joinpath("paper_tables", name).read_text()
+
+
 def talk_summary(table: str) -> dict[str, float]:
     """The talk's mean AUROC (%) per method from its Puzzle-AE summary table,
     for the data set of ``table`` (empty if the summary does not cover it). Lecture 5."""
     names = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
-    text = resources.files("anomaly_edu").joinpath("paper_tables", "puzzle_summary_mean_auc.csv").read_text()
+    text = paper_table_text("puzzle_summary_mean_auc.csv")
     dataset = names.get(get_table(table).dataset)
     return {
         row["method"]: float(row["mean_auc"]) for row in csv.DictReader(io.StringIO(text)) if row["dataset"] == dataset

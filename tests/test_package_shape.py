@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from test_data import make_fake_coil, make_fake_mnist
+from test_medical import make_head_ct
 
 from anomaly_edu import methods, profiles, reproduce, training
 from anomaly_edu.__main__ import main
@@ -133,6 +134,7 @@ def tiny_root(tmp_path_factory):
     make_fake_mnist(root)
     make_fake_mnist(root, name="FashionMNIST")
     make_fake_coil(root, objects=10, views=12, size=8)
+    make_head_ct(root, {i: int(i >= 10) for i in range(20)})
     return root
 
 
@@ -142,7 +144,7 @@ def test_every_method_runs_on_every_table_or_is_refused_before_training(table, m
     calls = []
     monkeypatch.setattr(reproduce, "table_splits", spy(reproduce.table_splits, calls, "load"))
     monkeypatch.setattr(training, "run_epochs", spy(training.run_epochs, calls, "train"))
-    classes = [1] if reproduce.TABLES[table].protocol == 2 else None
+    classes = [1] if reproduce.TABLES[table].protocol == 2 else None  # the other tables have fixed rows
     run = dict(root=tiny_root, device="cpu", progress=False, changes={method: tiny_changes(method)})
     if methods.METHODS[method].accepts(reproduce.TABLES[table].image_shape):
         result = reproduce.run_table(table, [method], classes, **run)

@@ -1,0 +1,70 @@
+"""The medical table and runs over several seeds (Lecture 5)."""
+
+import pytest
+from test_medical import make_head_ct
+
+from anomaly_edu import reproduce
+from anomaly_edu.__main__ import main
+from anomaly_edu.data import DatasetNotFoundError
+
+TINY = {"ae": {"epochs": 1, "batch_size": 8}, "puzzle-ae": {"epochs": 1, "batch_size": 8, "widths": [2, 4]}}
+
+
+@pytest.fixture(scope="module")
+def head_ct_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("medical")
+    make_head_ct(root, {i: int(i >= 10) for i in range(20)})  # 10 normal, 10 hemorrhage
+    return root
+
+
+def run(root, methods, **options):
+    changes = {m: TINY[m] for m in methods}
+    return dict(root=root, device="cpu", progress=False, changes=changes, **options)
+
+
+def test_the_medical_table_runs_on_every_set_present_and_names_the_missing_ones(head_ct_root, capsys):
+    result = reproduce.run_table("medical", ["ae", "puzzle-ae"], **run(head_ct_root, ["ae", "puzzle-ae"]))
+    assert "brain-mri is not under the data root" in capsys.readouterr().out
+    assert result["provenance"]["settings"]["cases"] == ["head-ct"]
+    assert set(result["results"]) == {"ae", "puzzle-ae"}
+    assert 0 <= result["results"]["puzzle-ae"]["auc"]["head-ct"] <= 100
+    text = reproduce.format_comparison(result)
+    assert "Puzzle-AE (talk)" in text and "86.4" in text, text
+
+
+def test_several_seeds_give_a_mean_a_spread_and_every_seeds_numbers(head_ct_root):
+    result = reproduce.run_seeds("medical", ["ae"], [0, 1, 2], **run(head_ct_root, ["ae"]))
+    ours = result["results"]["ae"]
+    per_seed = [ours["auc_per_seed"][s]["head-ct"] for s in ("0", "1", "2")]
+    assert ours["auc"]["head-ct"] == pytest.approx(sum(per_seed) / 3, abs=0.01)
+    mean = sum(per_seed) / 3
+    assert ours["auc_std"]["head-ct"] == pytest.approx((sum((v - mean) ** 2 for v in per_seed) / 2) ** 0.5, abs=0.01)
+    assert result["provenance"]["settings"]["seeds"] == [0, 1, 2] and "seed" not in result["provenance"]["settings"]
+    assert "± std" in reproduce.format_comparison(result)
+    with pytest.raises(ValueError, match="at least two different seeds"):
+        reproduce.run_seeds("medical", ["ae"], [4], **run(head_ct_root, ["ae"]))
+
+
+def test_each_seed_draws_its_own_split(head_ct_root):
+    first, second = (reproduce.table_splits("medical", None, seed=s, root=head_ct_root)["head-ct"] for s in (0, 1))
+    assert not (first.x_train.shape == second.x_train.shape and bool((first.x_train == second.x_train).all()))
+
+
+def test_no_medical_set_at_all_is_one_clear_error(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="head"):
+        reproduce.run_table("medical", ["ae"], **run(tmp_path, ["ae"]))
+
+
+def test_classes_make_no_sense_on_the_medical_table(head_ct_root):
+    with pytest.raises(ValueError, match="one row per data set, not normal classes"):
+        reproduce.run_table("medical", ["ae"], [1], **run(head_ct_root, ["ae"]))
+
+
+def test_the_command_line_takes_seeds(head_ct_root, tmp_path, capsys):
+    out = tmp_path / "medical.json"
+    argv = ["reproduce", "medical", "--methods", "ae", "--seeds", "0,1", "--data-root", str(head_ct_root)]
+    argv += ["--set", "ae.epochs=1", "--set", "ae.batch_size=8", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    assert "mean over seeds [0, 1]" in capsys.readouterr().out and out.exists()
+    assert main(["reproduce", "medical", "--methods", "ae", "--seeds", "zero"]) == 2
+    assert "cannot read seeds 'zero'" in capsys.readouterr().err
