@@ -102,7 +102,7 @@ def puzzle_dataset(x: torch.Tensor, grid: int, seed: int = 0) -> tuple[torch.Ten
     the puzzled images and the index of each one's permutation (in
     :func:`~anomaly_edu.puzzles.puzzle_permutations`). Lecture 5."""
     perms = puzzle_permutations(grid)
-    labels = torch.randint(len(perms), (len(x),), generator=torch.Generator().manual_seed(seed))
+    labels = torch.randint(len(perms), (len(x),), generator=torch.Generator().manual_seed(seed)).to(x.device)
     puzzled = torch.empty_like(x)
     for k, perm in enumerate(perms):  # one batched call per permutation
         chosen = labels == k
@@ -147,6 +147,7 @@ def permutation_accuracy(
         model = PermutationClassifier(len(puzzle_permutations(grid)), channels=x_train.shape[1])
         if band is not None:
             model = torch.nn.Sequential(KeepSeams(seam_band(tuple(x_train.shape), grid, band)), model)
+        model = model.to(x_train.device)
         train(
             model, x_puzzled, y, batch_loss=batch_loss, epochs=epochs, batch_size=batch_size, seed=seed,
             progress=progress, desc="permutation classifier",

@@ -16,7 +16,7 @@ from anomaly_edu.puzzle_ae import (
     puzzle_input,
 )
 from anomaly_edu.puzzles import apply_permutation, puzzle_permutations
-from anomaly_edu.shortcut import remove_shortcut, seam_band
+from anomaly_edu.shortcut import permutation_accuracy, remove_shortcut, seam_band
 
 TINY = dict(widths=(2, 4), epochs=1, batch_size=8, val_size=4, progress=False, device="cpu")
 
@@ -190,3 +190,29 @@ def test_the_checkpoint_holds_the_scheduler_and_gives_back_the_same_detector(tmp
     np.testing.assert_allclose(resumed.score(x[:4]), first.score(x[:4]), rtol=1e-5)
     with pytest.raises(ValueError, match="other settings"):
         PuzzleAEDetector(**{**settings, "eps": 0.05}).fit(x, checkpoint=checkpoint)
+
+
+# ------------------------------------------------------------------ the shortcut, measured
+
+
+def tiles_of_four_greys(n, seed=0):
+    """Images whose four tiles have four different grey levels (plus a little
+    noise): the content alone tells which puzzle was applied."""
+    noise = 0.05 * torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    levels = torch.tensor([0.0, 0.3, 0.6, 0.9]).view(2, 2).repeat_interleave(14, 0).repeat_interleave(14, 1)
+    return (levels + noise).clamp(0, 1)
+
+
+def test_the_permutation_classifier_learns_a_puzzle_its_input_gives_away():
+    accuracy = permutation_accuracy(tiles_of_four_greys(300), tiles_of_four_greys(100, seed=1), epochs=4, batch_size=16)
+    assert accuracy > 0.9
+    seams_only = permutation_accuracy(
+        tiles_of_four_greys(300), tiles_of_four_greys(100, seed=1), band=2, epochs=6, batch_size=16
+    )
+    assert seams_only > 0.5, "the seams of these images carry the grey levels too (chance: 1 / 23)"
+
+
+def test_the_permutation_classifier_is_at_chance_when_nothing_gives_the_puzzle_away():
+    noise = torch.rand(400, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    accuracy = permutation_accuracy(noise[:300], noise[300:], epochs=2)
+    assert accuracy < 0.15  # chance: 1 / 23, about 0.04
