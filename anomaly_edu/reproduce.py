@@ -27,6 +27,7 @@ from .medical import MEDICAL_SETS, available_medical, load_medical, medical_spli
 from .methods import METHODS, check_methods, make_detector
 from .metrics import auroc, choose_threshold, f1_at_threshold
 from .profiles import get_profile
+from .puzzle_ae import AGGREGATIONS, VARIANTS, aggregate
 from .results import git_state, provenance, write_json_atomically
 from .training import pick_device
 
@@ -48,6 +49,8 @@ TABLES = {
     "coil100": Table("coil100", "coil100_protocol1.csv", protocol=1, image_shape=(3, 32, 32)),
     # every medical set of anomaly_edu.medical that is under the data root, resized to 64x64 grey
     "medical": Table("medical", "medical.csv", protocol=0, image_shape=(1, 64, 64)),
+    # the talk's Table 9: Puzzle-AE's variants and aggregations (run by run_puzzle_ablation)
+    "cifar10-ablation": Table("cifar10", "cifar10_puzzle_ablation.csv", protocol=2, image_shape=(3, 32, 32)),
 }
 # the talk's names of the medical sets (rows of medical.csv)
 TALK_MEDICAL_NAMES = {"head-ct": "head_ct_hemorrhage", "brain-mri": "brain_tumor"}
@@ -65,7 +68,8 @@ def get_table(name: str) -> Table:
 def talk_table(table: str, metric: str = "AUC") -> dict[str, dict[str, float]]:
     """The talk's numbers of one table, in percent, as {row: {case: value}}:
     the cases are the normal classes and "mean" (protocol 2), or "1-0.50",
-    "4-0.25", "7-0.15" (COIL-100, whose ``metric`` may also be "F1"). Lecture 1."""
+    "4-0.25", "7-0.15" (COIL-100, whose ``metric`` may also be "F1"). The
+    rows are methods, or for cifar10-ablation "PAE avg", ..., "CPAE-G min". Lecture 1."""
     text = paper_table_text(get_table(table).talk_csv)
     rows = csv.DictReader(io.StringIO(text))
     if table == "medical":  # one line per data set and metric; AUC_std is the spread over seeds
@@ -76,6 +80,8 @@ def talk_table(table: str, metric: str = "AUC") -> dict[str, dict[str, float]]:
                 for method, value in row.items():
                     numbers.setdefault(method, {})[case] = float(value)
         return numbers
+    if table == "cifar10-ablation":  # one line per aggregation and variant
+        return {f"{row.pop('variant')} {row.pop('aggregation')}": {k: float(v) for k, v in row.items()} for row in rows}
     if table != "coil100":
         return {row.pop("method"): {k: float(v) for k, v in row.items()} for row in rows}
     numbers: dict[str, dict[str, float]] = {}  # the CSV has one line per case and metric, in fractions
@@ -221,7 +227,8 @@ def run_table(
     rerun the same call and it skips the finished detectors and resumes the
     one in progress (see :func:`open_checkpoints`; one model at a time, not
     stacked). Everything is checked before anything trains. Lecture 1
-    (COIL-100, stacking and checkpoints: Lecture 4)."""
+    (COIL-100, stacking and checkpoints: Lecture 4). The cifar10-ablation
+    table goes to :func:`run_puzzle_ablation` (Lecture 5)."""
     spec = get_table(table)
     if spec.protocol == 1 and classes is not None:
         raise ValueError(
@@ -232,6 +239,14 @@ def run_table(
         raise ValueError(f"{table} has one row per data set, not normal classes; drop the classes")
     classes = list(range(10)) if classes is None and spec.protocol == 2 else classes
     check_methods(methods, spec.image_shape, where=f"the {table} table")
+    if table == "cifar10-ablation":  # one method, in three variants
+        if list(methods) != ["puzzle-ae"]:
+            raise ValueError(
+                f"the {table} table compares the variants of puzzle-ae, its only method; "
+                f"run it with --methods puzzle-ae (or no --methods), not {', '.join(methods)}"
+            )
+        options = dict(profile=profile, seed=seed, device=device, root=root, progress=progress, changes=changes)
+        return run_puzzle_ablation(classes, **options, checkpoints=checkpoints, checkpoint_every=checkpoint_every)
     unused = sorted(set(changes or {}) - set(methods))
     if unused:
         raise ValueError(
@@ -299,6 +314,8 @@ def run_seeds(table: str, methods: list[str], seeds: list[int], classes: list[in
     over the seeds, with its standard deviation (``auc_std``, with n - 1 in the
     denominator) and every seed's numbers (``auc_per_seed``). With
     ``checkpoints``, each seed has its own subfolder. Lecture 5."""
+    if table == "cifar10-ablation":
+        raise ValueError(f"the {table} table runs with one seed: use --seed, not --seeds")
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"give at least two different seeds for a mean and a spread, got {seeds}")
     folder = options.pop("checkpoints", None)
@@ -322,6 +339,83 @@ def run_seeds(table: str, methods: list[str], seeds: list[int], classes: list[in
     prov["wall_time_s"] = round(sum(run["provenance"]["wall_time_s"] for run in runs), 1)
     metric = runs[0]["metric"] + f", mean and standard deviation over {len(seeds)} seeds"
     return {"table": table, "metric": metric, "results": results, "provenance": prov}
+
+
+def run_puzzle_ablation(
+    classes: list[int] | None = None,
+    *,
+    variants=VARIANTS,
+    profile: str = "quick",
+    seed: int = 0,
+    device=None,
+    root=None,
+    progress: bool = True,
+    changes: dict[str, dict] | None = None,
+    checkpoints=None,
+    checkpoint_every: int = 1,
+) -> dict:
+    """The talk's Table 9 (the ``cifar10-ablation`` table): Puzzle-AE's
+    ``variants`` on CIFAR-10 under protocol 2, each scored by the mean, the
+    maximum and the minimum of its normalised puzzle errors. One detector is
+    trained per variant and normal class (default all ten); its test images
+    are scored once (``permutation_scores``) and the three aggregations come
+    from those same errors. The rows are named as the talk's ("PAE avg", ...,
+    "CPAE-G min"); the result has the shape of :func:`run_table`'s, and
+    ``changes``, ``checkpoints`` and ``checkpoint_every`` work as there.
+    Lecture 5."""
+    table, spec = "cifar10-ablation", TABLES["cifar10-ablation"]
+    if not variants or not set(variants) <= set(VARIANTS):
+        raise ValueError(f"Puzzle-AE's variants are {', '.join(VARIANTS)}; got {list(variants)}")
+    others = sorted(set(changes or {}) - {"puzzle-ae"})
+    if others:
+        raise ValueError(f"the {table} table trains only puzzle-ae; drop the changes to {', '.join(others)}")
+    classes = list(range(10)) if classes is None else list(classes)
+    if not classes or not set(classes) <= set(range(10)):
+        raise ValueError(f"CIFAR-10's classes are 0 to 9, got {classes}")
+    settings = apply_changes(get_profile(profile, spec.dataset), changes or {})["puzzle-ae"]
+    device = pick_device(device)
+    start, code_state = time.perf_counter(), git_state()
+    splits = table_splits(table, classes, seed=seed, root=root, device=device)
+    used = {
+        "table": table,
+        "dataset": spec.dataset,
+        "protocol": spec.protocol,
+        "profile": profile,
+        "changed_from_profile": changes or {},
+        "seed": seed,
+        "cases": list(splits),
+        "classes": classes,
+        "variants": list(variants),
+        "aggregations": list(AGGREGATIONS),
+        "methods": {"puzzle-ae": {k: v for k, v in settings.items() if k not in ("variant", "aggregation")}},
+    }
+    finished = {} if checkpoints is None else open_checkpoints(checkpoints, {**used, "commit": code_state["commit"]})
+    resumed = bool(finished) or checkpoints is not None and any(Path(checkpoints).glob("*.pt"))
+    results = {f"{v.upper()} {a}": {"auc": {}} for a in AGGREGATIONS for v in variants}  # the talk's row names
+    for case, split in splits.items():
+        for variant in variants:
+            name = f"{variant}-{case}"  # finished: {name: {aggregation: AUROC}}
+            if name not in finished:
+                one_variant = {"puzzle-ae": {**settings, "variant": variant}}
+                detector = make_detector("puzzle-ae", one_variant, seed=seed, device=device, progress=progress)
+                fit_with_checkpoint(detector, split, checkpoints, name, checkpoint_every)
+                errors = detector.permutation_scores(split.x_test)  # (N, P), once for all aggregations
+                finished[name] = {
+                    a: round(100 * auroc(split.y_test, aggregate(errors, a).cpu().numpy()), 2) for a in AGGREGATIONS
+                }
+                if checkpoints is not None:
+                    record_finished(checkpoints, finished)
+            for aggregation, auc in finished[name].items():
+                results[f"{variant.upper()} {aggregation}"]["auc"][case] = auc
+            if progress:
+                aucs = ", ".join(f"{a} {auc:.1f}" for a, auc in finished[name].items())
+                print(f"{table} {case} {variant}: AUC {aucs}", flush=True)
+    for row in results.values():
+        row["mean"] = round(float(np.mean(list(row["auc"].values()))), 2)
+    prov = provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device, git=code_state)
+    if resumed:
+        prov["resumed"] = True  # from checkpoints; wall_time_s counts the last session only
+    return {"table": table, "metric": "AUROC (%)", "results": results, "provenance": prov}
 
 
 def evaluate(detector, split: OneClassSplit, protocol: int) -> dict[str, float]:
@@ -422,7 +516,9 @@ def merge_results(parts: list[dict]) -> dict:
         auc = {str(c): auc[str(c)] for c in classes}
         results[method] = {"auc": auc, "mean": round(float(np.mean(list(auc.values()))), 2)}
     stacked = sorted({m for part in parts for m in part["provenance"]["settings"].get("stacked_training", [])})
-    merged_settings = {**first["settings"], "classes": classes, "stacked_training": stacked}
+    merged_settings = {**first["settings"], "classes": classes}
+    if "stacked_training" in merged_settings:  # cifar10-ablation has none
+        merged_settings["stacked_training"] = stacked
     if "cases" in merged_settings:
         merged_settings["cases"] = [str(c) for c in classes]
     merged = {
@@ -447,7 +543,8 @@ def _pieces(prov: dict) -> list[dict]:
 
 def format_comparison(result: dict) -> str:
     """A text table of our numbers beside the talk's, one pair of rows per
-    method (AUROC; F1 too where the table has it). Lecture 1."""
+    method, or per row of the talk's table such as "CPAE-G avg" (AUROC; F1 too
+    where the table has it). Lecture 1."""
     used = result["provenance"]["settings"]
     cases = used.get("cases") or [str(c) for c in used["classes"]]
     changed = ", ".join(
@@ -458,33 +555,34 @@ def format_comparison(result: dict) -> str:
         + (f" (changed: {changed})" if changed else "")
     ]
     metrics = ["AUC", "F1"] if any("f1" in ours for ours in result["results"].values()) else ["AUC"]
+    width = max(16, 7 + max(map(len, result["results"])))  # of the labels, e.g. "CPAE-G avg (ours)"
     for metric in metrics:
         talk = talk_table(result["table"], metric)
-        head = f"{metric:<16}" + "".join(f"{c:>8}" for c in cases) + f"{'mean':>8}"
+        head = f"{metric:<{width}}" + "".join(f"{c:>8}" for c in cases) + f"{'mean':>8}"
         lines += [head, "-" * len(head)]
         for method, ours in result["results"].items():
             values = [ours[metric.lower()][c] for c in cases]
             lines.append(
-                f"{method + ' (ours)':<16}" + "".join(f"{v:>8.1f}" for v in values) + f"{np.mean(values):>8.1f}"
+                f"{method + ' (ours)':<{width}}" + "".join(f"{v:>8.1f}" for v in values) + f"{np.mean(values):>8.1f}"
             )
             if f"{metric.lower()}_std" in ours:
                 spread = [ours[f"{metric.lower()}_std"][c] for c in cases]
-                lines.append(f"{'  ± std':<16}" + "".join(f"{v:>8.2f}" for v in spread))
-            row = METHODS[method].talk_row if method in METHODS else None
+                lines.append(f"{'  ± std':<{width}}" + "".join(f"{v:>8.2f}" for v in spread))
+            row = METHODS[method].talk_row if method in METHODS else method if method in talk else None
             if row in talk:
                 values = [talk[row].get(c, float("nan")) for c in cases]
                 lines.append(
-                    f"{row + ' (talk)':<16}" + "".join(f"{v:>8.1f}" for v in values) + f"{np.mean(values):>8.1f}"
+                    f"{row + ' (talk)':<{width}}" + "".join(f"{v:>8.1f}" for v in values) + f"{np.mean(values):>8.1f}"
                 )
                 spread = talk_table(result["table"], f"{metric}_std") if result["table"] == "medical" else {}
                 if row in spread:
-                    lines.append(f"{'  ± std':<16}" + "".join(f"{spread[row][c]:>8.2f}" for c in cases))
+                    lines.append(f"{'  ± std':<{width}}" + "".join(f"{spread[row][c]:>8.2f}" for c in cases))
             elif row in (summary := talk_summary(result["table"])):
                 lines.append(
-                    f"{row + ' (talk)':<16}mean over all ten classes {summary[row]:.1f} (no per-class numbers)"
+                    f"{row + ' (talk)':<{width}}mean over all ten classes {summary[row]:.1f} (no per-class numbers)"
                 )
             else:
-                lines.append(f"{'':<16}(the talk has no {method} row)")
+                lines.append(f"{'':<{width}}(the talk has no {method} row)")
     lines.append("talk: the seed talk's table; mean over the cases shown")
     if "seeds" in used:
         lines.append(f"ours: mean over seeds {used['seeds']}; ± is the standard deviation over them")

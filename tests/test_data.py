@@ -28,6 +28,27 @@ def make_fake_mnist(root, n_train=60, n_test=30, name="MNIST"):
     return raw
 
 
+def make_fake_cifar10(root, per_class_train=20, per_class_test=20):
+    """A tiny CIFAR-10 in torchvision's layout (cifar-10-batches-py: five training
+    batches, a test batch and batches.meta, pickled dicts), labels cycling 0..9.
+    torchvision checks the files' MD5 sums: patch
+    ``torchvision.datasets.cifar.check_integrity`` to accept these."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    n_train, n_test = 10 * per_class_train, 10 * per_class_test
+    batches = {f"data_batch_{k + 1}": part for k, part in enumerate(np.array_split(np.arange(n_train), 5))}
+    batches["test_batch"] = np.arange(n_test)
+    for name, index in batches.items():
+        pixels = rng.integers(0, 256, (len(index), 3 * 32 * 32), dtype=np.uint8)
+        (folder / name).write_bytes(pickle.dumps({"data": pixels, "labels": (index % 10).tolist()}))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+    return folder
+
+
 # ------------------------------------------------------------------ real MNIST
 
 
