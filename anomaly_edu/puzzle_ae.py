@@ -32,6 +32,7 @@ from .puzzles import (
     random_permutation,
     remove_colour_of_one_tile,
     swap_permutations,
+    tile_size,
 )
 from .shortcut import remove_shortcut
 from .training import pick_device, predict_in_batches, seeded, train
@@ -286,8 +287,8 @@ class PuzzleAEDetector(Detector):
         measure each puzzle's mean error on the normal images ``x_val`` (held
         out of ``x`` when not given). ``checkpoint``: as :meth:`AEDetector.fit`."""
         check_images(x, "training images")
-        perms = self.permutations()  # also checks that the grid divides the images
-        apply_permutation(x[:1], perms[0], self.grid)
+        tile_size(tuple(x.shape), self.grid)  # a clear error if the grid does not divide the images
+        perms = self.permutations()
         if x_val is None:
             x, x_val = self._hold_out(x)
         check_images(x_val, "validation images")
