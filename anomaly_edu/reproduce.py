@@ -579,7 +579,7 @@ def format_comparison(result: dict) -> str:
                     lines.append(f"{'  ± std':<{width}}" + "".join(f"{spread[row][c]:>8.2f}" for c in cases))
             elif row in (summary := talk_summary(result["table"])):
                 lines.append(
-                    f"{row + ' (talk)':<{width}}mean over all ten classes {summary[row]:.1f} (no per-class numbers)"
+                    f"{row + ' (talk)':<{width}} mean over all ten classes {summary[row]:.1f} (no per-class numbers)"
                 )
             else:
                 lines.append(f"{'':<{width}}(the talk has no {method} row)")

@@ -114,3 +114,17 @@ def test_lectures_show_the_stored_full_profile_results(executed):
     assert "made by commit" in lecture4
     lecture3 = executed(Path("lectures/03_pgd_adversarial_training.ipynb"))
     assert "ours, full profile: made by commit" in stdout(lecture3)
+
+
+def test_lecture5_measures_the_shortcut_and_shows_the_stored_tables(executed):
+    """Lecture 5 prints the shortcut measurement (four accuracies beside chance)
+    and the stored medical and MNIST results with their provenance."""
+    nb = executed(Path("lectures/05_puzzle_ae.ipynb"))
+    text = stdout(nb)
+    tables = "".join(o.get("data", {}).get("text/plain", "") for c in nb.cells for o in c.get("outputs", []))
+    for row in ("whole image", "seams only", "seams only, perturbed (eps 0.1)"):
+        assert re.search(rf"{re.escape(row)}\s+[\d.]+\s+4\.3", tables), row
+    assert "times chance" in text
+    assert "medical protocol 0" in text and "Puzzle-AE (talk)" in text and "86.4" in text
+    assert "mean over seeds [0, 1, 2]" in text
+    assert text.count("made by commit") >= 2
