@@ -253,6 +253,9 @@ class OneClassSplit:
     normal_classes: tuple[int, ...]
     protocol: int
     test_classes: torch.Tensor  # the original class label of every test image
+    # Lecture 6: one ground-truth defect mask per test image (bool, at the size the pixel
+    # metrics are computed at; all False for a normal image), or None where there are none
+    masks_test: list[np.ndarray] | None = None
 
     def describe(self) -> str:
         """One line with the split's sizes."""

@@ -5,15 +5,17 @@ Each :class:`Method` says which class implements it, which row of the talk's
 tables holds the same method, whether its one-class models can be trained side
 by side as one stacked model (:mod:`anomaly_edu.batched`), and which images it
 accepts. A later lecture adds its method with one more line in ``METHODS``.
-Introduced in Lecture 1 (with rows from Lectures 4 and 5).
+Introduced in Lecture 1 (with rows from Lectures 4, 5 and 6).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .anomaly_maps import MapAEDetector, SSIMAEDetector
 from .arae import ARAEDetector, UnionARAEDetector
 from .detectors import AEDetector, DAEDetector, DeepSVDDDetector, Detector, OCSVMDetector
+from .geometric import GTDetector
 from .models import DeepSVDDNet
 from .puzzle_ae import PuzzleAEDetector
 
@@ -47,6 +49,10 @@ METHODS: dict[str, Method] = {
         # the union variant's L-2 and spatial attacks work on one model at a time: not stackable
         Method("arae-union", UnionARAEDetector, talk_row=None, stackable=False, image_shape=None, lecture=4),
         Method("puzzle-ae", PuzzleAEDetector, talk_row="Puzzle-AE", stackable=False, image_shape=None, lecture=5),
+        # the MVTec table's convolutional autoencoders and the generality table's GT (square images)
+        Method("ae-l2", MapAEDetector, talk_row="AE_L2", stackable=False, image_shape=None, lecture=6),
+        Method("ae-ssim", SSIMAEDetector, talk_row="AE_SSIM", stackable=False, image_shape=None, lecture=6),
+        Method("gt", GTDetector, talk_row="GT", stackable=False, image_shape=None, lecture=6),
     ]
 }
 

@@ -55,33 +55,29 @@ def _mlp(sizes, activation: str, linear_output: bool = False) -> nn.Sequential:
 
 
 class ConvAutoencoder(nn.Module):
-    """A small convolutional autoencoder for 28x28 or 32x32 images: two stride-2
-    convolutions down to a ``latent_dim`` code, two transposed convolutions back
-    up, sigmoid output. Lecture 1."""
+    """A small convolutional autoencoder: one stride-2 convolution per entry of
+    ``widths`` (each halves the image), a dense ``latent_dim`` code, and the same
+    steps back up with transposed convolutions; sigmoid output. The default
+    (two steps) suits 28x28 and 32x32 images (Lecture 1); Lecture 6 uses more
+    steps for 64x64 and 128x128 images."""
 
-    def __init__(self, channels: int = 1, size: int = 28, latent_dim: int = 32):
+    def __init__(self, channels: int = 1, size: int = 28, latent_dim: int = 32, widths: tuple[int, ...] = (32, 64)):
         super().__init__()
-        if size % 4:
-            raise ValueError(f"size must be a multiple of 4, got {size}")
+        step = 2 ** len(widths)
+        if size % step:
+            raise ValueError(f"size must be a multiple of {step} for {len(widths)} halvings, got {size}")
         self.channels, self.size = channels, size
-        feat = size // 4
-        self.encoder = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(64 * feat * feat, latent_dim),
-        )
+        feat, last = size // step, widths[-1]
+        down, up = [], []
+        for n_in, n_out in zip((channels, *widths[:-1]), widths):
+            down += [nn.Conv2d(n_in, n_out, 3, stride=2, padding=1), nn.ReLU()]
+        for n_in, n_out in zip(widths[::-1], (*widths[-2::-1], channels)):
+            up += [nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.encoder = nn.Sequential(*down, nn.Flatten(), nn.Linear(last * feat * feat, latent_dim))
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, 64 * feat * feat),
-            nn.ReLU(),
-            nn.Unflatten(1, (64, feat, feat)),
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1),
-            nn.Sigmoid(),
+            nn.Linear(latent_dim, last * feat * feat), nn.ReLU(), nn.Unflatten(1, (last, feat, feat)), *up[:-1]
         )
+        self.decoder.append(nn.Sigmoid())
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)

@@ -47,6 +47,30 @@ QUICK: dict[str, dict] = {
         "weight_decay": 1e-5,
         "val_size": 851,
     },
+    # Lecture 6: the convolutional autoencoders of the MVTec table (AE_L2, AE_SSIM), for
+    # 64x64 images; the image score is the mean of the anomaly map
+    "ae-l2": {
+        "loss": "l2",
+        "widths": [32, 64, 128, 128],
+        "latent_dim": 100,
+        "image_score": "mean",
+        "window": 11,
+        "epochs": 30,
+        "batch_size": 32,
+        "lr": 1e-3,
+    },
+    "ae-ssim": {
+        "loss": "ssim",
+        "widths": [32, 64, 128, 128],
+        "latent_dim": 100,
+        "image_score": "mean",
+        "window": 11,
+        "epochs": 30,
+        "batch_size": 32,
+        "lr": 1e-3,
+    },
+    # GT (Lecture 6): a small CNN tells which of the 8 rotations and flips of the square was applied
+    "gt": {"widths": [16, 32, 64], "epochs": 5, "batch_size": 64, "lr": 1e-3},
     "eval": {"n_images": 500, "pgd_steps": 20, "eps_demo": 0.15, "eps_grid": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]},
 }
 
@@ -68,6 +92,11 @@ FULL_CHANGES: dict[str, dict] = {
     "eval": {"n_images": 10000, "pgd_steps": 40},
     # the Puzzle-AE code's U-Net and MNIST budget
     "puzzle-ae": {"widths": [64, 128, 256, 512, 512], "epochs": 600},
+    # the talk gives no budget for its MVTec autoencoders: 200 epochs is the course's choice
+    "ae-l2": {"epochs": 200},
+    "ae-ssim": {"epochs": 200},
+    # the GT code: batches of 128 for ceil(200 / number of transformations) epochs, 25 for our 8
+    "gt": {"epochs": 25, "batch_size": 128},
 }
 
 PROFILES: dict[str, dict] = {
@@ -98,6 +127,16 @@ DATASET_SETTINGS: dict[str, dict] = {
     "medical": {
         "quick": {"puzzle-ae": {"eps": 0.07, "batch_size": 8, "epochs": 60}, "ae": {"batch_size": 8, "epochs": 60}},
         "full": {"puzzle-ae": {"eps": 0.07, "batch_size": 8, "epochs": 1000}, "ae": {"batch_size": 8, "epochs": 1000}},
+    },
+    # Lecture 6: industrial images (MVTec AD, magnetic tiles): Puzzle-AE's MVTec eps and batch
+    # size; the full profile's 3,000 epochs are the Puzzle-AE code's for MVTec
+    "mvtec": {
+        "quick": {"puzzle-ae": {"eps": 0.01, "batch_size": 16, "epochs": 20}},
+        "full": {"puzzle-ae": {"eps": 0.01, "batch_size": 8, "epochs": 3000}},
+    },
+    "magnetic-tile": {
+        "quick": {"puzzle-ae": {"eps": 0.01, "batch_size": 16, "epochs": 20}},
+        "full": {"puzzle-ae": {"eps": 0.01, "batch_size": 8, "epochs": 3000}},
     },
     "cifar10": {
         "quick": {"puzzle-ae": {"eps": 10 / 255}},

@@ -204,6 +204,31 @@ def permutation_errors(
     return predict_in_batches(errors, x, max(1, images_per_pass // n_perms))
 
 
+@torch.no_grad()
+def permutation_error_maps(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    perms: torch.Tensor,
+    grid: int,
+    normalisers: torch.Tensor,
+    images_per_pass: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Puzzle-AE's anomaly maps (N, H, W): each pixel's squared error (mean over
+    the channels) under every puzzle of ``perms``, divided by that puzzle's
+    normaliser and averaged over the puzzles; and, from the same pass, the (N, P)
+    normalised errors of :meth:`PuzzleAEDetector.permutation_scores`. The mean
+    of an image's map is its "avg" score. Lecture 6."""
+    model.eval()
+    maps, errors, step = [], [], max(1, images_per_pass // len(perms))
+    for batch in x.split(step):
+        puzzled = apply_permutations(batch, perms, grid).flatten(0, 1)
+        restored = model(puzzled).view(len(batch), len(perms), *batch.shape[1:])
+        per_pixel = (restored - batch.unsqueeze(1)).pow(2).mean(2) / normalisers.view(1, -1, 1, 1)  # (B, P, H, W)
+        maps.append(per_pixel.mean(1))
+        errors.append(per_pixel.flatten(2).mean(2))
+    return torch.cat(maps), torch.cat(errors)
+
+
 def aggregate(normalised_errors: torch.Tensor, aggregation: str) -> torch.Tensor:
     """One score per image from its (N, P) normalised errors: their mean
     (``"avg"``), maximum or minimum over the permutations. Lecture 5."""
@@ -331,6 +356,20 @@ class PuzzleAEDetector(Detector):
         """The aggregated normalised error per image (``aggregation`` defaults to
         the detector's); higher = more anomalous."""
         return aggregate(self.permutation_scores(x), aggregation or self.aggregation).cpu().numpy()
+
+    def score_and_map(self, x: torch.Tensor, aggregation: str | None = None) -> tuple[np.ndarray, torch.Tensor]:
+        """:meth:`score` and :meth:`anomaly_map` of ``x`` from one pass over the
+        puzzles (it costs one scoring instead of two). Lecture 6."""
+        self._check_fitted("normalisers_")
+        x = check_images(x).to(self.device_)
+        perms = self.permutations().to(self.device_)
+        maps, errors = permutation_error_maps(self.model_, x, perms, self.grid, self.normalisers_)
+        return aggregate(errors, aggregation or self.aggregation).cpu().numpy(), maps
+
+    def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The (N, H, W) map of each image of ``x``: its per-pixel error averaged
+        over the puzzles (see :func:`permutation_error_maps`). Lecture 6."""
+        return self.score_and_map(x)[1]
 
     def reconstruct(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
         """The U-Net's reconstruction of ``x`` puzzled by ``perm`` (no perturbation)."""

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_data import make_fake_coil, make_fake_mnist
+from test_data import make_fake_cifar10, make_fake_coil, make_fake_mnist
+from test_magnetic_tile import make_magnetic_tile_tree
 from test_medical import make_head_ct
+from test_mvtec import make_mvtec_tree
 
 from anomaly_edu import methods, profiles, reproduce, training
 from anomaly_edu.__main__ import main
@@ -36,6 +38,10 @@ LECTURE_OF_MODULE = {
     "shortcut": 5,
     "puzzle_ae": 5,
     "medical": 5,
+    "mvtec": 6,
+    "magnetic_tile": 6,
+    "anomaly_maps": 6,
+    "geometric": 6,
     "methods": None,
     "batched": None,  # taught in Lecture 4, but it reads the registry of every lecture's methods
     "reproduce": None,
@@ -102,7 +108,10 @@ def test_a_cycle_is_found(monkeypatch):
 
 def test_the_method_list_exists_once():
     """Nothing else in the package spells out the list of methods or their talk rows."""
-    assert list(methods.METHODS) == ["ae", "dae", "ocsvm", "dsvdd", "arae", "arae-union", "puzzle-ae"]
+    assert list(methods.METHODS) == [
+        *("ae", "dae", "ocsvm", "dsvdd", "arae", "arae-union", "puzzle-ae"),
+        *("ae-l2", "ae-ssim", "gt"),
+    ]
     for path in PACKAGE.glob("*.py"):
         if path.stem in ("methods", "profiles"):
             continue
@@ -120,6 +129,9 @@ TINY_ATTACKS = {
     "arae": {"steps": 1},
     "arae-union": {"linf": [0.2, 0.1, 1], "l2": [2.0, 1.0, 1], "n_angles": 1},
     "puzzle-ae": {"val_size": 4, "widths": [2, 4]},
+    "ae-l2": {"widths": [4, 8]},  # two halvings: any side divisible by 4 (28, 32, 64, 128)
+    "ae-ssim": {"widths": [4, 8]},
+    "gt": {"widths": [2, 4]},
 }
 
 
@@ -135,7 +147,12 @@ def tiny_root(tmp_path_factory):
     make_fake_mnist(root, name="FashionMNIST")
     make_fake_coil(root, objects=10, views=12, size=8)
     make_head_ct(root, {i: int(i >= 10) for i in range(20)})
-    return root
+    make_fake_cifar10(root, per_class_train=6, per_class_test=2)
+    make_mvtec_tree(root, categories=("carpet",), size=8)
+    make_magnetic_tile_tree(root)
+    with pytest.MonkeyPatch.context() as patch:  # torchvision would refuse the fake CIFAR-10's MD5 sums
+        patch.setattr("torchvision.datasets.cifar.check_integrity", lambda *args, **kwargs: True)
+        yield root
 
 
 # cifar10-ablation compares Puzzle-AE's variants only: tests/test_puzzle_ablation.py covers it

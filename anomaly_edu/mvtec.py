@@ -1,0 +1,609 @@
+"""MVTec AD: its public folder layout, a loader, the course's split, and a safe download.
+
+Lecture 6. MVTec AD (Bergmann et al., CVPR 2019) has 15 categories of industrial
+images: 5 textures and 10 objects. Each category has normal training images only,
+and a test set of normal images and of images with defects, each defect image
+with a pixel mask of its defect. The layout, as the archive unpacks::
+
+    mvtec_anomaly_detection/<category>/train/good/000.png ...
+    mvtec_anomaly_detection/<category>/test/good/000.png ...
+    mvtec_anomaly_detection/<category>/test/<defect>/000.png ...
+    mvtec_anomaly_detection/<category>/ground_truth/<defect>/000_mask.png ...
+
+Where the category folders are looked for, in this order: ``<data root>/mvtec_anomaly_detection/<category>``
+(where :func:`download_mvtec` puts them), then ``<data root>/<category>`` (so
+that ``root`` may also be the ``mvtec_anomaly_detection`` folder itself). The
+data root is :func:`anomaly_edu.data.data_root`, set by ``ANOMALY_EDU_DATA``.
+
+MVTec AD is 4.9 GB and is published under CC BY-NC-SA 4.0 (non-commercial use);
+:func:`download_mvtec` fetches it from MVTec's server, checks its SHA-256 and
+unpacks it safely. The course's build machines cannot reach it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import lzma
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import numpy as np
+import torch
+
+from .data import DATA_ENV_VAR, CorruptDataError, DatasetNotFoundError, OneClassSplit, data_root
+
+MVTEC_TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
+MVTEC_OBJECTS = (
+    "bottle",
+    "cable",
+    "capsule",
+    "hazelnut",
+    "metal_nut",
+    "pill",
+    "screw",
+    "toothbrush",
+    "transistor",
+    "zipper",
+)
+MVTEC_CATEGORIES = tuple(sorted(MVTEC_TEXTURES + MVTEC_OBJECTS))
+
+# OneClassSplit.protocol of mvtec_split: 3 = the course's MVTec protocol
+# (0 is the medical protocol, 1 and 2 are the talk's protocols).
+MVTEC_PROTOCOL = 3
+
+MVTEC_FOLDER = "mvtec_anomaly_detection"  # the folder under the data root that download_mvtec fills
+MVTEC_ARCHIVE = "mvtec_anomaly_detection.tar.xz"
+# The archive's address on MVTec's server (the link of MVTec's download page, as anomalib uses it).
+# It has changed before: set ANOMALY_EDU_MVTEC_URL, or pass url=, to use another address or a mirror.
+MVTEC_URL = (
+    "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/"
+    "download/420938113-1629952094/mvtec_anomaly_detection.tar.xz"
+)
+MVTEC_URL_ENV_VAR = "ANOMALY_EDU_MVTEC_URL"
+# SHA-256 of mvtec_anomaly_detection.tar.xz (5,264,982,680 bytes), as anomalib's MVTec AD data module lists it.
+MVTEC_SHA256 = "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d"
+MVTEC_PAGE = "https://www.mvtec.com/company/research/datasets/mvtec-ad"
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive holds a member that would be written outside the target folder, or a link."""
+
+
+# ---------------------------------------------------------------- where a category lives
+
+
+def _check_category(category: str) -> str:
+    key = str(category).lower().replace("-", "_")
+    if key not in MVTEC_CATEGORIES:
+        raise ValueError(
+            f"unknown MVTec AD category {category!r}; known: textures {', '.join(MVTEC_TEXTURES)}; "
+            f"objects {', '.join(MVTEC_OBJECTS)}"
+        )
+    return key
+
+
+def _candidates(root: Path, category: str) -> list[Path]:
+    return [root / MVTEC_FOLDER / category, root / category]
+
+
+def _category_folder(root: Path, category: str) -> Path | None:
+    """The first candidate folder of ``category`` that exists, or None."""
+    return next((folder for folder in _candidates(root, category) if folder.is_dir()), None)
+
+
+def available_mvtec(root: str | os.PathLike | None = None) -> dict[str, bool]:
+    """Which MVTec AD categories are present under the data root: a category
+    counts when its folder has ``train/good`` and ``test``. No image is read.
+    Lecture 6."""
+    root = data_root(root)
+    present = {}
+    for category in MVTEC_CATEGORIES:
+        folder = _category_folder(root, category)
+        present[category] = folder is not None and (folder / "train" / "good").is_dir() and (folder / "test").is_dir()
+    return present
+
+
+# ---------------------------------------------------------------- one image, one mask
+
+
+def _png_files(folder: Path) -> list[Path]:
+    """The .png files directly in ``folder``, sorted by name; hidden files are skipped."""
+    found = [p for p in folder.iterdir() if p.suffix.lower() == ".png" and not p.name.startswith(".") and p.is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _open(path: Path, what: str, convert: str):
+    """Open an image file, decode it fully and convert it; return (picture, original (width, height))."""
+    from PIL import Image, UnidentifiedImageError
+
+    if path.stat().st_size == 0:
+        raise CorruptDataError(f"the {what} {path} is empty (0 bytes); replace it from the archive or unpack it again")
+    try:
+        with Image.open(path) as picture:
+            picture.load()  # decode now, so that a truncated file fails here
+            return picture.convert(convert), picture.size
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise CorruptDataError(
+            f"cannot read the {what} {path}: {err}; replace it from the archive or unpack the category again"
+        ) from None
+
+
+def _read_rgb(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """One image as (size, size, 3) uint8, and its original (width, height)."""
+    from PIL import Image
+
+    picture, original = _open(path, "image", "RGB")
+    return np.asarray(picture.resize((size, size), Image.BILINEAR)), original
+
+
+def _read_mask(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """One mask as (size, size) bool (any non-zero pixel is defect), and its original (width, height)."""
+    from PIL import Image
+
+    picture, original = _open(path, "mask", "L")
+    return np.asarray(picture.resize((size, size), Image.NEAREST)) != 0, original
+
+
+def _to_tensor(images: list[np.ndarray], size: int) -> torch.Tensor:
+    if not images:
+        return torch.zeros((0, 3, size, size), dtype=torch.float32)
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().float() / 255.0
+
+
+# ---------------------------------------------------------------- the loader
+
+
+@dataclass
+class MVTecCategory:
+    """One MVTec AD category, loaded. Test images are in a fixed order: ``test/good``
+    first, then each defect folder in name order, each sorted by file name. Lecture 6."""
+
+    train: torch.Tensor  # (N, 3, size, size) float32 in [0, 1], normal images only
+    test: torch.Tensor  # (M, 3, size, size) float32 in [0, 1]
+    labels: torch.Tensor  # (M,) int64: 0 good, 1 defect
+    masks: list[np.ndarray]  # M bool arrays (size, size); all False for a good image
+    defect_types: list[str]  # M names: "good" or the defect folder's name
+    names: list[str]  # M paths relative to the MVTec folder, e.g. "bottle/test/broken_large/000.png"
+    category: str = ""
+    train_names: list[str] = field(default_factory=list)  # N paths, as names
+
+    @property
+    def defect_classes(self) -> tuple[str, ...]:
+        """("good", then the category's defect types in name order): the names of
+        the indices in ``mvtec_split(...).test_classes``."""
+        return ("good",) + tuple(sorted(set(self.defect_types) - {"good"}))
+
+    def describe(self) -> str:
+        """One line with the category's sizes."""
+        n_defect = int(self.labels.sum())
+        return (
+            f"MVTec AD {self.category}: train {len(self.train)} good; test {len(self.test)} "
+            f"({len(self.test) - n_defect} good, {n_defect} with defects of {len(self.defect_classes) - 1} types)"
+        )
+
+
+def _missing_category(category: str, root: Path) -> DatasetNotFoundError:
+    searched = " and ".join(str(p) for p in _candidates(root, category))
+    return DatasetNotFoundError(
+        f"MVTec AD ({category}) was not found under the data root: searched {searched}. "
+        f"Get it with anomaly_edu.mvtec.download_mvtec(root) (4.9 GB, licence CC BY-NC-SA 4.0), or download "
+        f"{MVTEC_ARCHIVE} from {MVTEC_PAGE} and unpack it into {root / MVTEC_FOLDER}, so that "
+        f"{root / MVTEC_FOLDER / category / 'train' / 'good'} exists; or point {DATA_ENV_VAR} at a folder that "
+        f"holds {MVTEC_FOLDER}/."
+    )
+
+
+def _check_masks(folder: Path, defect_images: dict[str, set[str]]) -> None:
+    """Every file in ground_truth/ must be the mask of a defect image: ``<defect>/<stem>_mask.png``."""
+    truth = folder / "ground_truth"
+    if not truth.is_dir():
+        return  # the first defect image then reports its missing mask
+    for sub in _subfolders(truth):
+        for mask in _png_files(sub):
+            if not mask.stem.endswith("_mask"):
+                raise CorruptDataError(
+                    f"the file {mask} is not named like a mask: the mask of test/{sub.name}/<name>.png is "
+                    f"ground_truth/{sub.name}/<name>_mask.png. Remove the file or unpack the category again."
+                )
+            stem = mask.stem[: -len("_mask")]
+            if stem not in defect_images.get(sub.name, set()):
+                raise CorruptDataError(
+                    f"the mask {mask} belongs to no defect image: expected the image "
+                    f"{folder / 'test' / sub.name / (stem + '.png')} (good images have no masks). Remove the stray "
+                    f"mask or unpack the category again."
+                )
+
+
+def load_mvtec(category: str, root: str | os.PathLike | None = None, size: int = 128) -> MVTecCategory:
+    """Load one MVTec AD category from the data root (see the module's docstring
+    for where it is looked for).
+
+    Images are converted to RGB (the grey categories, grid, screw and zipper, get
+    their grey value in all 3 channels, so that every category has one shape) and
+    resized to ``size`` x ``size`` with bilinear interpolation; values float32 in
+    [0, 1]. MVTec AD images are square, so the aspect ratio is kept; a non-square
+    image (data in MVTec's layout that is not MVTec AD) is resized anyway, its
+    aspect ratio not kept, with a warning. Each defect image's mask is found by
+    name, ``ground_truth/<defect>/<name>_mask.png`` for ``test/<defect>/<name>.png``
+    (never by sort order), must have its image's size, and is resized with
+    nearest neighbour to (size, size) bool; a good image's mask is all False.
+
+    Errors: :class:`ValueError` for an unknown category;
+    :class:`DatasetNotFoundError` when the category's folder is missing;
+    :class:`CorruptDataError` for an incomplete tree, a defect image without a
+    mask, a mask of another size than its image, a mask without an image, or an
+    unreadable image. Lecture 6.
+    """
+    category = _check_category(category)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive whole number of pixels, got {size!r}")
+    root = data_root(root)
+    folder = _category_folder(root, category)
+    if folder is None:
+        raise _missing_category(category, root)
+    for needed in (folder / "train" / "good", folder / "test"):
+        if not needed.is_dir():
+            raise CorruptDataError(
+                f"the MVTec AD category folder {folder} is incomplete: {needed} is missing; unpack "
+                f"{MVTEC_ARCHIVE} again (or run download_mvtec)"
+            )
+    base = folder.parent
+    not_square = []
+
+    def read(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+        image, original = _read_rgb(path, size)
+        if original[0] != original[1]:
+            not_square.append(f"{path} ({original[0]}x{original[1]})")
+        return image, original
+
+    train_files = _png_files(folder / "train" / "good")
+    if not train_files:
+        raise CorruptDataError(f"no .png images in {folder / 'train' / 'good'}; unpack the category again")
+    train = [read(path)[0] for path in train_files]
+
+    test_folders = _subfolders(folder / "test")
+    test_folders.sort(key=lambda p: (p.name != "good", p.name))  # good first
+    defect_images = {sub.name: {p.stem for p in _png_files(sub)} for sub in test_folders if sub.name != "good"}
+    _check_masks(folder, defect_images)
+    test, labels, masks, defect_types, names = [], [], [], [], []
+    for sub in test_folders:
+        for path in _png_files(sub):
+            image, original = read(path)
+            if sub.name == "good":
+                mask = np.zeros((size, size), dtype=bool)
+            else:
+                mask_path = folder / "ground_truth" / sub.name / f"{path.stem}_mask.png"
+                if not mask_path.is_file():
+                    raise CorruptDataError(
+                        f"the defect image {path} has no mask: expected {mask_path}; unpack the category again"
+                    )
+                mask, mask_size = _read_mask(mask_path, size)
+                if mask_size != original:
+                    raise CorruptDataError(
+                        f"the mask {mask_path} is {mask_size[0]}x{mask_size[1]} pixels but its image {path} is "
+                        f"{original[0]}x{original[1]}; a mask must have its image's size: unpack the category again"
+                    )
+            test.append(image)
+            labels.append(int(sub.name != "good"))
+            masks.append(mask)
+            defect_types.append(sub.name)
+            names.append(path.relative_to(base).as_posix())
+    if not test:
+        raise CorruptDataError(f"no .png images in the subfolders of {folder / 'test'}; unpack the category again")
+    if not_square:
+        warnings.warn(
+            f"{len(not_square)} image(s) of {folder} are not square (e.g. {not_square[0]}); they were resized to "
+            f"{size}x{size} without keeping their aspect ratio",
+            stacklevel=2,
+        )
+    return MVTecCategory(
+        train=_to_tensor(train, size),
+        test=_to_tensor(test, size),
+        labels=torch.tensor(labels, dtype=torch.long),
+        masks=masks,
+        defect_types=defect_types,
+        names=names,
+        category=category,
+        train_names=[p.relative_to(base).as_posix() for p in train_files],
+    )
+
+
+# ---------------------------------------------------------------- the split
+
+
+def mvtec_split(
+    category: str,
+    root: str | os.PathLike | None = None,
+    size: int = 128,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> OneClassSplit:
+    """The course's MVTec AD protocol (``protocol=3``, ``MVTEC_PROTOCOL``).
+
+    The official training images (all good) are shuffled with ``seed``; a
+    fraction ``val_fraction`` of them (rounded down, at least one) becomes
+    the validation set, normal only (``y_val`` all zeros), and the rest the
+    training set. The test set is MVTec's official test set, in
+    :func:`load_mvtec`'s order, with ``y_test`` 1 for a defect and ``masks_test``
+    its masks. ``normal_classes=(0,)``; ``test_classes`` is each test image's
+    defect type as an index into ("good", the defect types in name order), so
+    good is 0 and ``test_classes > 0`` equals ``y_test``
+    (``load_mvtec(category).defect_classes`` names the indices).
+
+    Anything fitted, a threshold, a score normaliser, a mean and standard
+    deviation, is fitted on the training or validation images, never on the test
+    set. Validation has no anomalies, so it cannot choose an F1 threshold;
+    image AUROC and PRO need none. Lecture 6.
+    """
+    if isinstance(val_fraction, bool) or not 0 < float(val_fraction) < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
+    data = load_mvtec(category, root=root, size=size)
+    n = len(data.train)
+    n_val = max(1, int(val_fraction * n + 1e-9))
+    if n - n_val < 1:
+        raise ValueError(
+            f"MVTec AD {data.category} has {n} training image(s), too few to hold out {n_val} for validation "
+            f"and train on the rest; its train/good folder looks incomplete: unpack the category again"
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    classes = data.defect_classes
+    return OneClassSplit(
+        x_train=data.train[order[n_val:]],
+        x_val=data.train[order[:n_val]],
+        y_val=torch.zeros(n_val, dtype=torch.long),
+        x_test=data.test,
+        y_test=data.labels,
+        normal_classes=(0,),
+        protocol=MVTEC_PROTOCOL,
+        test_classes=torch.tensor([classes.index(kind) for kind in data.defect_types], dtype=torch.long),
+        masks_test=data.masks,
+    )
+
+
+# ---------------------------------------------------------------- checksums, safe extraction
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, as 64 lower-case hex digits, read in 1 MiB blocks. Lecture 6."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_sha256(sha256: str) -> str:
+    value = str(sha256).strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+    return value
+
+
+def verify_checksum(path: str | os.PathLike, sha256: str) -> str:
+    """Check that the file ``path`` has the SHA-256 ``sha256``; return it.
+
+    A mismatch raises :class:`CorruptDataError` naming the file, the expected and
+    the actual hash. Nothing is deleted: the message says what to do. Lecture 6.
+    """
+    expected = _check_sha256(sha256)
+    path = Path(path)
+    actual = file_sha256(path)
+    if actual != expected:
+        raise CorruptDataError(
+            f"the checksum of {path} is wrong: SHA-256 expected {expected}, actual {actual}. The download is "
+            f"incomplete or is not the file expected. Nothing was deleted: delete {path} and download again; if "
+            f"its publisher has replaced the file, pass the checksum it now publishes."
+        )
+    return actual
+
+
+def _escapes(name: str) -> bool:
+    """Whether the archive path ``name`` is absolute or climbs out of its folder."""
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        return True
+    return ".." in PurePosixPath(name.replace("\\", "/")).parts
+
+
+def _check_member(member: tarfile.TarInfo, archive: Path, target: Path) -> None:
+    """Refuse a member that would land outside ``target``, a link, or a special file."""
+    where = f"the archive {archive} holds the member {member.name!r}"
+    if _escapes(member.name):
+        raise UnsafeArchiveError(
+            f"{where}, whose path is absolute or climbs with '..', so it could land outside {target}; nothing was "
+            f"extracted"
+        )
+    if member.issym() or member.islnk():
+        kind = "a symbolic link" if member.issym() else "a hard link"
+        # a symbolic link is relative to its own folder, a hard link to the archive's top
+        start = PurePosixPath(member.name).parent if member.issym() else PurePosixPath(".")
+        lands = os.path.normpath((start / member.linkname).as_posix())
+        if _escapes(member.linkname) or lands == ".." or lands.startswith("../"):
+            raise UnsafeArchiveError(
+                f"{where}, {kind} to {member.linkname!r}, which points outside {target}; nothing was extracted"
+            )
+        raise UnsafeArchiveError(
+            f"{where}, {kind} to {member.linkname!r}; only plain files and folders are extracted (MVTec AD's "
+            f"archive has no links); nothing was extracted"
+        )
+    if not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveError(
+            f"{where}, which is a device, a pipe or another special file; only plain files and folders are "
+            f"extracted; nothing was extracted"
+        )
+
+
+def _check_end(tar: tarfile.TarFile, archive: Path) -> None:
+    """Raise ReadError unless the archive ends with a block of zeros after its last member.
+
+    tarfile stops quietly where a header is missing or broken, so an archive cut
+    between two members would otherwise pass for a shorter one. A compressed
+    archive's own end check catches a cut in it; here only the tar inside is
+    checked, without reading the archive again."""
+    end = tar.offset  # where tarfile found no further member
+    if isinstance(tar.fileobj, io.BufferedReader):  # a plain tar: look at the block itself
+        with open(archive, "rb") as f:
+            f.seek(end)
+            complete = f.read(tarfile.BLOCKSIZE) == bytes(tarfile.BLOCKSIZE)
+    else:  # compressed: a whole block was read at the end (a cut leaves less)
+        complete = tar.fileobj.tell() - end == tarfile.BLOCKSIZE
+    if not complete:
+        raise tarfile.ReadError(f"no end-of-archive block after its last member, at byte {end}: it is cut short")
+
+
+_CORRUPT = (tarfile.ReadError, tarfile.CompressionError, EOFError, lzma.LZMAError, zlib.error)
+
+
+def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Extract a tar archive (plain, .gz, .bz2 or .xz) into the folder ``target``; return it.
+
+    Safe: every member is read and checked first, and the archive is refused,
+    with :class:`UnsafeArchiveError` naming the member and before anything is
+    written, when a member's path is absolute or climbs out with ``..``, or the
+    member is a link (symbolic or hard; one pointing outside is named as such)
+    or a special file. A truncated or corrupt archive raises
+    :class:`CorruptDataError` naming it. Extraction goes to a temporary folder
+    next to ``target`` and moves into place only when all of it succeeded, so
+    nothing is ever half-extracted; an existing ``target`` keeps its content
+    and receives the archive's top-level entries, refused with
+    :class:`FileExistsError` (before any is moved) when one already exists.
+    Python's ``filter="data"`` is used as well where it exists (3.11.4+). Lecture 6.
+    """
+    archive, target = Path(archive), Path(target)
+    if not archive.is_file():
+        raise FileNotFoundError(f"no archive {archive}")
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()  # reads the whole archive: a truncated one fails here
+            if not members:
+                raise tarfile.ReadError("it holds no files")
+            _check_end(tar, archive)
+            for member in members:
+                _check_member(member, archive, target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
+            try:
+                options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(scratch, members=members, **options)
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
+    except _CORRUPT as err:
+        raise CorruptDataError(
+            f"the archive {archive} is truncated or corrupt ({type(err).__name__}: {err}); nothing was extracted. "
+            f"Delete it and download it again."
+        ) from None
+    try:
+        _move_into(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _move_into(scratch: Path, target: Path) -> None:
+    """Move the extracted folder into place: rename it, or move its entries into an existing target."""
+    if not target.exists():
+        os.replace(scratch, target)
+        return
+    if not target.is_dir():
+        raise NotADirectoryError(f"cannot extract into {target}: it is a file, not a folder")
+    entries = sorted(scratch.iterdir())
+    clashes = [entry.name for entry in entries if (target / entry.name).exists()]
+    if clashes:
+        raise FileExistsError(
+            f"cannot extract into {target}: it already holds {', '.join(clashes[:5])}"
+            f"{' ...' if len(clashes) > 5 else ''}; nothing was changed. Delete these (or the folder) to "
+            f"extract again, or extract elsewhere."
+        )
+    for entry in entries:
+        os.replace(entry, target / entry.name)
+
+
+# ---------------------------------------------------------------- download
+
+
+def mvtec_url(url: str | None = None) -> str:
+    """The address MVTec AD is downloaded from: ``url`` if given, else
+    $ANOMALY_EDU_MVTEC_URL, else ``MVTEC_URL``. Lecture 6."""
+    return url or os.environ.get(MVTEC_URL_ENV_VAR) or MVTEC_URL
+
+
+def _fetch(url: str, part: Path, progress: bool) -> None:
+    """Download ``url`` to the file ``part``, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
+        total = response.headers.get("Content-Length")
+        with tqdm(
+            total=int(total) if total else None,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=MVTEC_ARCHIVE,
+            disable=not progress,
+        ) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                bar.update(len(block))
+
+
+def download_mvtec(
+    root: str | os.PathLike | None = None,
+    url: str | None = None,
+    sha256: str = MVTEC_SHA256,
+    progress: bool = True,
+) -> Path:
+    """Download MVTec AD into the data root and unpack it; return the folder
+    ``<data root>/mvtec_anomaly_detection`` that holds the categories.
+
+    Steps: the archive (4.9 GB) is downloaded from :func:`mvtec_url` (``url``,
+    else $ANOMALY_EDU_MVTEC_URL, else ``MVTEC_URL``) to
+    ``<data root>/mvtec_anomaly_detection.tar.xz.part`` with a progress bar
+    (a ``.part`` file left by an earlier attempt is overwritten); its SHA-256 is
+    checked against ``sha256`` (:func:`verify_checksum`); only then is it renamed
+    to ``mvtec_anomaly_detection.tar.xz``, and unpacked with
+    :func:`safe_extract`. An archive already there is checked and reused; when
+    all 15 categories are already present nothing is done. The archive is kept:
+    delete it yourself to free 4.9 GB. A failed download raises
+    :class:`DatasetNotFoundError` (removing the incomplete ``.part`` file); a
+    wrong checksum raises :class:`CorruptDataError` and keeps the ``.part`` file
+    for you to inspect or delete. MVTec AD's licence is CC BY-NC-SA 4.0
+    (non-commercial use). Lecture 6.
+    """
+    sha256 = _check_sha256(sha256)
+    root = data_root(root)
+    target = root / MVTEC_FOLDER
+    if all((target / category / "train" / "good").is_dir() for category in MVTEC_CATEGORIES):
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / MVTEC_ARCHIVE
+    if not archive.is_file():
+        source = mvtec_url(url)
+        part = archive.with_name(archive.name + ".part")
+        try:
+            _fetch(source, part, progress)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+            part.unlink(missing_ok=True)
+            raise DatasetNotFoundError(
+                f"MVTec AD could not be downloaded from {source} ({type(err).__name__}: {err}); the incomplete "
+                f"download was removed. Check the address (pass url= or set {MVTEC_URL_ENV_VAR}), or download "
+                f"{MVTEC_ARCHIVE} from {MVTEC_PAGE} by hand and put it at {archive}."
+            ) from None
+        verify_checksum(part, sha256)
+        os.replace(part, archive)
+    else:
+        verify_checksum(archive, sha256)
+    return safe_extract(archive, target)
