@@ -822,3 +822,774 @@ def check_remove_shortcut(remove_shortcut) -> None:
             f"the random start (not at x_puzzled), step by eps from the random start, then project"
         )
     _passed(task)
+
+
+# ---------------------------------------------------------------- Exercise 6 (Lecture 6: defect localisation)
+
+# Libraries whose connected-component labelling would do Exercise 6a.1 for the student.
+_LABELLING_LIBRARIES = ("scipy.ndimage", "skimage", "cv2")
+
+
+def _call_watching(task: str, fn, *args, libraries=_LABELLING_LIBRARIES):
+    """Call the student's function as :func:`_call` does; return its result and
+    which of ``libraries`` it called, directly or through any helper, alias or
+    import. Found by watching every call while it runs (``sys.setprofile``),
+    not by reading the code."""
+    import sys
+
+    reached = set()
+
+    def library_of(name) -> str | None:
+        if not isinstance(name, str):
+            return None
+        return next((lib for lib in libraries if name == lib or name.startswith(lib + ".")), None)
+
+    def watch(frame, event, arg):
+        if event == "call":
+            found = library_of(frame.f_globals.get("__name__"))
+        elif event == "c_call":
+            found = library_of(getattr(arg, "__module__", None))
+        else:
+            return
+        if found:
+            reached.add(found)
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        result = _call(task, fn, *args)
+    finally:
+        sys.setprofile(previous)
+    return result, sorted(reached)
+
+
+def _mask_from_rows(rows: list[str]) -> np.ndarray:
+    """A bool mask drawn as text: '#' is a defect pixel, '.' a normal one."""
+    return np.array([[ch == "#" for ch in row] for row in rows], dtype=bool)
+
+
+def _region_pairs(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int]:
+    """For two labellings of the same defect pixels: how many regions a has, how
+    many b has, and how many distinct (a, b) label pairs the pixels show."""
+    fa, fb = a[a > 0], b[b > 0]
+    if fa.size == 0:
+        return 0, 0, 0
+    return len(np.unique(fa)), len(np.unique(fb)), len(np.unique(np.stack([fa, fb]), axis=1).T)
+
+
+def _regions(count: int) -> str:
+    return f"{count} region" + ("" if count == 1 else "s")
+
+
+def _same_regions(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two label arrays cut the same pixels into the same regions, whatever their numbers."""
+    if a.shape != b.shape or not np.array_equal(a > 0, b > 0):
+        return False
+    n_a, n_b, n_pairs = _region_pairs(a, b)
+    return n_a == n_b == n_pairs
+
+
+def check_connected_regions(connected_regions) -> None:
+    """Exercise 6a.1: ``connected_regions(mask)`` labels the 8-connected regions
+    of a bool mask (H, W) with a flood fill written by the student (no scipy,
+    scikit-image or OpenCV): it returns ``(labels, count)``, ``labels`` an
+    integer array of the mask's shape with 0 outside the defects and 1, ...,
+    ``count`` for the regions, and leaves the mask alone."""
+    from scipy import ndimage
+
+    task = "Exercise 6a.1 (connected regions)"
+    _refuse_the_package(task, connected_regions)
+    rng = np.random.default_rng(61)
+    wrap = (
+        " Negative indices wrap round in numpy (mask[-1, -1] is the opposite corner): check that a neighbour's "
+        "row and column lie inside the mask before you look at it"
+    )
+    one_pass = (
+        " The two arms meet only further down: keep following neighbours (a queue or a stack) until none is "
+        "left, rather than deciding in one pass over the rows"
+    )
+    cases = [
+        # (0, 0) and (1, 1) touch only at a corner: one region; (2, 3) is alone. 2 regions, 3 under 4-connectivity.
+        ("two pixels that touch only at a corner, and one alone", _mask_from_rows(["#...", ".#..", "...#"]), ""),
+        ("a mask without any defect", np.zeros((3, 4), dtype=bool), ""),
+        # one region whose two arms meet only in the last row: a single pass over the rows sees two
+        ("a U whose two arms meet only at the bottom", _mask_from_rows(["#.#.", "#.#.", "###."]), one_pass),
+        # four regions, one pixel in each corner; with negative indices mask[-1, -1] is the opposite corner
+        ("one pixel in each corner", _mask_from_rows(["#...#", ".....", ".....", "#...#"]), ""),
+        ("a random mask of 7 x 11 pixels", rng.random((7, 11)) < 0.45, ""),
+        ("a random mask of 12 x 9 pixels", rng.random((12, 9)) < 0.35, ""),
+    ]
+    for where, mask, hint in cases:
+        where = f"for {where} (mask shape {mask.shape})"
+        given = mask.copy()
+        try:
+            result, libraries = _call_watching(task, connected_regions, given)
+        except AssertionError:
+            raise
+        except Exception as err:
+            raise AssertionError(
+                f"{task}: {where} your function raised {type(err).__name__}: {err}. Look only at neighbours inside "
+                f"the mask: 0 <= row < height and 0 <= column < width"
+            ) from None
+        if libraries:
+            raise AssertionError(
+                f"{task}: your function calls {', '.join(libraries)}; this task is the flood fill itself: write "
+                f"it with plain Python and numpy (Task 2 may use scipy)"
+            )
+        if not np.array_equal(given, mask):
+            raise AssertionError(
+                f"{task}: your function changed the mask it was given (for example, clearing pixels to mark them "
+                f"as visited); mark visited pixels in the labels array or a copy instead"
+            )
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise AssertionError(f"{task}: return a pair (labels, count), got {type(result).__name__}")
+        labels, count = result
+        labels = np.asarray(to_numpy(labels))
+        if labels.shape != mask.shape:
+            raise AssertionError(f"{task}: {where} labels must have the mask's shape {mask.shape}, got {labels.shape}")
+        if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+            raise AssertionError(f"{task}: labels must be whole numbers (an integer array), got dtype {labels.dtype}")
+        labels = labels.astype(np.int64)
+        expected, n_expected = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+        numbers = np.unique(labels[labels != 0])
+        if (labels < 0).any() or not np.array_equal(numbers, np.arange(1, len(numbers) + 1)):
+            raise AssertionError(
+                f"{task}: {where} your labels are {numbers.tolist()}; number the regions 1, 2, ..., count and "
+                f"leave 0 for the pixels outside the defects"
+            )
+        try:
+            count = int(count)
+        except (TypeError, ValueError):
+            raise AssertionError(f"{task}: count must be a whole number, got {count!r}") from None
+        if count != len(numbers):
+            raise AssertionError(
+                f"{task}: {where} count is {count}, but your labels hold {len(numbers)} regions; they must agree"
+            )
+        if _same_regions(labels, expected):
+            continue
+        missed, extra = mask & (labels == 0), ~mask & (labels != 0)
+        if missed.any() or extra.any():
+            rows, cols = np.nonzero(missed if missed.any() else extra)
+            edge = (
+                " They lie on the last row or column: does your loop reach index height - 1 and width - 1?"
+                if missed.any() and ((rows == mask.shape[0] - 1) | (cols == mask.shape[1] - 1)).all()
+                else ""
+            )
+            what = "defect pixels got no region (label 0)" if missed.any() else "pixels outside the mask got a region"
+            raise AssertionError(
+                f"{task}: {where} {int(missed.sum() or extra.sum())} {what}, e.g. at row {rows[0]}, column "
+                f"{cols[0]}; every True pixel of the mask, and only those, belongs to a region.{edge}"
+            )
+        four, _ = ndimage.label(mask)  # scipy's default structure: 4-connectivity
+        if _same_regions(labels, four):
+            raise AssertionError(
+                f"{task}: {where} you found {_regions(count)} where there are {n_expected}: you joined only pixels "
+                f"that share a side (4-connectivity). Pixels that touch at a corner belong to the same region too "
+                f"(8-connectivity): look at all 8 neighbours, diagonals included"
+            )
+        n_got, n_right, n_pairs = _region_pairs(labels, expected)
+        if n_pairs == n_right:  # each true region lies in one of yours: you joined some
+            h, w = mask.shape
+            joined = [r for r in range(1, count + 1) if len(np.unique(expected[labels == r])) > 1]
+            across = any(
+                {0, h - 1} <= set(rows.tolist()) or {0, w - 1} <= set(cols.tolist())
+                for rows, cols in (np.nonzero(labels == r) for r in joined)
+            )
+            hint = wrap if across else " A region holds only pixels connected to each other through defect pixels"
+            raise AssertionError(f"{task}: {where} you found {_regions(count)} where there are {n_expected}.{hint}")
+        if n_pairs == n_got:  # each of your regions lies in one true region: you cut some
+            hint = hint or (
+                " Keep following neighbours (a queue or a stack) until none is left: every pixel connected to a "
+                "region through defect pixels (sides or corners) belongs to it"
+            )
+            raise AssertionError(f"{task}: {where} you found {_regions(count)} where there are {n_expected}.{hint}")
+        raise AssertionError(
+            f"{task}: {where} your regions differ from the 8-connected regions of the mask: expected labels "
+            f"(numbers aside)\n{expected}\ngot\n{labels}"
+        )
+    _passed(task)
+
+
+def _pro_answers(masks: list[np.ndarray], maps: list[np.ndarray], threshold: float) -> dict:
+    """(FPR, PRO) at ``threshold`` the right way ("right") and with each plausible
+    mistake. Plain numpy and scipy's labelling, so that the check does not rest
+    on the package's own PRO."""
+    from scipy import ndimage
+
+    def summary(flag, structure):
+        overlaps, pooled_hits, per_image_pooled, per_image_regions = [], 0, [], []
+        fp = normal = 0
+        fpr_per_image, fpr_per_defect_image, fp_defect_images, normal_defect_images = [], [], 0, 0
+        for mask, score_map in zip(masks, maps):
+            flagged = flag(score_map)
+            labels, count = ndimage.label(mask, structure=structure)
+            mine = [flagged[labels == r].mean() for r in range(1, count + 1)]
+            overlaps += mine
+            pooled_hits += int(flagged[mask].sum())
+            image_fp, image_normal = int((flagged & ~mask).sum()), int((~mask).sum())
+            fp, normal = fp + image_fp, normal + image_normal
+            fpr_per_image.append(image_fp / image_normal)
+            if count:
+                per_image_pooled.append(flagged[mask].mean())
+                per_image_regions.append(np.mean(mine))
+                fpr_per_defect_image.append(image_fp / image_normal)
+                fp_defect_images, normal_defect_images = (
+                    fp_defect_images + image_fp,
+                    normal_defect_images + image_normal,
+                )
+        n_defect = sum(int(m.sum()) for m in masks)
+        n_pixels = sum(m.size for m in masks)
+        return {
+            "fpr": fp / normal,
+            "pro": float(np.mean(overlaps)),
+            "pooled": pooled_hits / n_defect,
+            "per image, pooled": float(np.mean(per_image_pooled)),
+            "per image, mean of regions": float(np.mean(per_image_regions)),
+            "defect images only": fp_defect_images / normal_defect_images,
+            "per image, all images": float(np.mean(fpr_per_image)),
+            "per image, defect images": float(np.mean(fpr_per_defect_image)),
+            "all pixels": fp / n_pixels,
+        }
+
+    eight = np.ones((3, 3), dtype=bool)
+    right = summary(lambda m: m >= threshold, eight)
+    return {
+        "right": right,
+        "greater": summary(lambda m: m > threshold, eight),
+        "four": summary(lambda m: m >= threshold, None)["pro"],
+    }
+
+
+_PRO_MISTAKES = {
+    "pooled": (
+        "your PRO is the fraction of ALL defect pixels that are flagged (pixel-level recall), where one large "
+        "region outweighs many small ones. Take the fraction flagged of EACH region, then the mean over the regions"
+    ),
+    "per image, pooled": (
+        "you averaged the overlap per IMAGE (flagged defect pixels / defect pixels of each image); PRO averages "
+        "over REGIONS: take the fraction flagged of each region, and the mean over all regions of all images"
+    ),
+    "per image, mean of regions": (
+        "you averaged the regions within each image, then averaged the images; PRO is one mean over all regions "
+        "of all images, so an image with two defects counts twice"
+    ),
+    "four": (
+        "you split regions whose pixels touch only at a corner (4-connectivity, also the default structure of "
+        "scipy.ndimage.label): regions are 8-connected (pass structure=np.ones((3, 3)), or use your "
+        "connected_regions)"
+    ),
+}
+_FPR_MISTAKES = {
+    "defect images only": (
+        "your FPR leaves out the defect-free images: the normal pixels of EVERY test image count, those of "
+        "images without any defect included"
+    ),
+    "per image, all images": (
+        "you averaged one FPR per image; pool the pixels instead: flagged normal pixels of all images / normal "
+        "pixels of all images"
+    ),
+    "per image, defect images": (
+        "you averaged one FPR per image, and over the images with defects only; pool the pixels of ALL images: "
+        "flagged normal pixels of all images / normal pixels of all images"
+    ),
+    "all pixels": "your FPR divides by all pixels; divide by the normal pixels (mask False) only",
+}
+
+
+def _pro_case(rng, shapes, p, defect_free) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Random masks and maps of the given shapes (maps rounded to 0.1, so that
+    some pixels sit exactly at a threshold); image ``defect_free`` has no defect."""
+    masks = [rng.random(shape) < p for shape in shapes]
+    masks[defect_free][:] = False
+    maps = [np.round(rng.random(shape), 1) for shape in shapes]
+    return masks, maps
+
+
+def _pro_hand_case() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Exercise 6a.2's hand-made case: three images of different sizes, the last
+    without defects; at threshold 0.5 every mistake below gives its own (FPR, PRO)."""
+    # The hand-made case, threshold 0.5. Image A (4 x 6) has region R1 (row 0, columns 0-3) and
+    # region R2 ((2, 4) and (3, 5), touching at a corner); image B (3 x 3) has region R3 (its centre);
+    # image C (2 x 4) has no defect.
+    #   flagged: R1 1 of 4 (0.9), R2 1 of 2 (0.8), R3 1 of 1 (exactly 0.5);
+    #   normal pixels flagged: A 2 of 18 ((0, 4) = 0.6 and (1, 1) = exactly 0.5), B 1 of 8, C 3 of 8.
+    # right:        FPR 6/34 = 0.1765,  PRO (1/4 + 1/2 + 1) / 3 = 7/12 = 0.5833
+    # map > t:      FPR 5/34 = 0.1471,  PRO (1/4 + 1/2 + 0) / 3 = 0.25
+    # pooled:       PRO 3 / 7 = 0.4286 (3 of the 7 defect pixels)
+    # per image:    PRO (2/6 + 1) / 2 = 0.6667; mean of regions per image: ((1/4 + 1/2) / 2 + 1) / 2 = 0.6875
+    # 4-connected:  R2 is two regions (1 and 0): PRO (1/4 + 1 + 0 + 1) / 4 = 0.5625
+    # FPR without C: 3/26 = 0.1154; per image: (2/18 + 1/8 + 3/8) / 3 = 0.2037, defect images only:
+    #   (2/18 + 1/8) / 2 = 0.1181; over all pixels: 6/41 = 0.1463
+    masks = [
+        _mask_from_rows(["####..", "......", "....#.", ".....#"]),
+        _mask_from_rows(["...", ".#.", "..."]),
+        np.zeros((2, 4), dtype=bool),
+    ]
+    maps = [
+        np.array(
+            [
+                [0.9, 0.2, 0.1, 0.3, 0.6, 0.1],
+                [0.1, 0.5, 0.2, 0.1, 0.1, 0.1],
+                [0.2, 0.1, 0.1, 0.1, 0.8, 0.2],
+                [0.1, 0.1, 0.1, 0.1, 0.1, 0.3],
+            ]
+        ),
+        np.array([[0.1, 0.1, 0.1], [0.1, 0.5, 0.1], [0.7, 0.1, 0.1]]),
+        np.array([[0.6, 0.55, 0.1, 0.1], [0.1, 0.1, 0.9, 0.2]]),
+    ]
+    return masks, maps
+
+
+def check_pro_at_threshold(pro_at_threshold) -> None:
+    """Exercise 6a.2: ``pro_at_threshold(masks, maps, threshold)`` returns
+    ``(fpr, pro)`` for the rule "defect where map >= threshold": FPR = flagged
+    normal pixels / normal pixels, over all images (defect-free ones included);
+    PRO = the mean over every 8-connected defect region of every image of the
+    fraction of that region flagged. Images may differ in size."""
+    task = "Exercise 6a.2 (PRO at one threshold)"
+    _refuse_the_package(task, pro_at_threshold)
+    hand_masks, hand_maps = _pro_hand_case()
+    hand = "the hand-made case (3 images of 4 x 6, 3 x 3 and 2 x 4 pixels, the last without defects)"
+    rng = np.random.default_rng(62)
+    random_masks, random_maps = _pro_case(rng, [(9, 12), (11, 8), (10, 10), (6, 7)], 0.3, defect_free=2)
+    shuffled = "random masks and maps (4 images of different sizes, one without defects)"
+    cases = [
+        (hand, hand_masks, hand_maps, (0.5,)),
+        (shuffled, random_masks, random_maps, (0.0, 0.3, 0.5, 0.8, 1.1)),
+    ]
+    for description, masks, maps, thresholds in cases:
+        for threshold in thresholds:
+            where = f"on {description} at threshold {threshold}"
+            masks_in, maps_in = [m.copy() for m in masks], [m.copy() for m in maps]
+            try:
+                result = _call(task, pro_at_threshold, masks_in, maps_in, threshold)
+            except AssertionError:
+                raise
+            except Exception as err:
+                raise AssertionError(
+                    f"{task}: {where} your function raised {type(err).__name__}: {err}. The images differ in "
+                    f"size (as real ones do): handle them one at a time in a loop, without stacking them"
+                ) from None
+            if not all(np.array_equal(a, b) for a, b in zip(masks_in + maps_in, masks + maps)):
+                raise AssertionError(f"{task}: your function changed the masks or maps it was given; leave them alone")
+            if not (isinstance(result, (tuple, list)) and len(result) == 2):
+                raise AssertionError(f"{task}: return a pair (fpr, pro), got {result!r}")
+            try:
+                fpr, pro = float(result[0]), float(result[1])
+            except (TypeError, ValueError):
+                raise AssertionError(f"{task}: return two numbers (fpr, pro), got {result!r}") from None
+            answers = _pro_answers(masks, maps, threshold)
+            right = answers["right"]
+
+            def close(a, b):
+                return bool(np.isclose(a, b, rtol=0, atol=1e-6))  # float32 is fine
+
+            fpr_ok, pro_ok = close(fpr, right["fpr"]), close(pro, right["pro"])
+            if fpr_ok and pro_ok:
+                continue
+            expected = f"expected (FPR, PRO) = ({right['fpr']:.4f}, {right['pro']:.4f}), got ({fpr:.4f}, {pro:.4f})"
+            if close(fpr, right["pro"]) and close(pro, right["fpr"]):
+                raise AssertionError(f"{task}: {where} {expected}: you returned (PRO, FPR); return (FPR, PRO)")
+            greater = answers["greater"]
+            if close(fpr, greater["fpr"]) and close(pro, greater["pro"]):
+                raise AssertionError(
+                    f"{task}: {where} {expected}: you flagged the pixels where map > threshold; the rule is "
+                    f"map >= threshold, so a pixel exactly at the threshold is flagged"
+                )
+            hints = []
+            if not fpr_ok:
+                hint = next((h for k, h in _FPR_MISTAKES.items() if close(fpr, right[k])), None)
+                hints.append(
+                    hint
+                    or "your FPR is off: count the normal pixels (mask False) with map >= threshold in all images, "
+                    "and divide by the number of normal pixels of all images"
+                )
+            if not pro_ok:
+                wrong_pro = {**{k: right[k] for k in _PRO_MISTAKES if k != "four"}, "four": answers["four"]}
+                hint = next((_PRO_MISTAKES[k] for k, v in wrong_pro.items() if close(pro, v)), None)
+                hints.append(
+                    hint
+                    or "your PRO is off: for each 8-connected region of each mask take the fraction of its pixels "
+                    "with map >= threshold, then the mean over all regions of all images"
+                )
+            hints = "; and ".join(hints)
+            raise AssertionError(f"{task}: {where} {expected}. {hints[0].upper()}{hints[1:]}")
+    _passed(task)
+
+
+# ---------------------------------------------------------------- Exercise 6b (pairing masks with images)
+
+
+def _write_png(path, pixels) -> None:
+    """Write a uint8 array (H, W) or (H, W, 3) as an image file of the suffix's
+    format (.png, .jpg), making its folder."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(path)
+
+
+def _write_mvtec_category(folder, rng, defects: dict, masks: dict, good=("0", "1")) -> dict:
+    """A tiny MVTec-layout category: train/good, test/good, test/<defect>/<stem>.png for
+    ``defects[defect]`` and ground_truth/<defect>/<stem>_mask.png for ``masks[defect]``.
+    Returns {image path: its mask path or None} for the test images that have a
+    mask or are good (resolved paths)."""
+    folder = folder.resolve()
+    _write_png(folder / "train" / "good" / "0.png", rng.integers(0, 256, (6, 6)))
+    pairs = {}
+    for stem in good:
+        path = folder / "test" / "good" / f"{stem}.png"
+        _write_png(path, rng.integers(0, 256, (6, 6)))
+        pairs[path] = None
+    for defect, stems in defects.items():
+        for stem in stems:
+            _write_png(folder / "test" / defect / f"{stem}.png", rng.integers(0, 256, (6, 6)))
+    for defect, stems in masks.items():
+        for stem in stems:
+            mask = folder / "ground_truth" / defect / f"{stem}_mask.png"
+            _write_png(mask, 255 * (rng.random((6, 6)) < 0.3))
+            image = folder / "test" / defect / f"{stem}.png"
+            if image.is_file():
+                pairs[image] = mask
+    return pairs
+
+
+def _check_pairs(task: str, got, folder, expected: dict, where: str) -> None:
+    """Compare the student's pairs with the expected {image: mask or None}."""
+    from pathlib import Path
+
+    def shown(path) -> str:
+        try:
+            return path.relative_to(folder).as_posix()
+        except ValueError:
+            return str(path)
+
+    if not isinstance(got, (list, tuple)):
+        raise AssertionError(
+            f"{task}: return a list of (image path, mask path or None) pairs, got {type(got).__name__}"
+        )
+    seen = {}
+    for item in got:
+        if not (isinstance(item, (list, tuple)) and len(item) == 2):
+            raise AssertionError(
+                f"{task}: {where} each entry must be a pair (image path, mask path or None), got {item!r}"
+            )
+        try:
+            image = Path(item[0]).resolve()
+            seen_mask = None if item[1] is None else Path(item[1]).resolve()
+        except TypeError:
+            raise AssertionError(
+                f"{task}: {where} each entry must be a pair of paths (str or pathlib.Path; None for no mask), "
+                f"got {item!r}"
+            ) from None
+        if image in seen:
+            raise AssertionError(f"{task}: {where} the image {shown(image)} appears twice; list each test image once")
+        seen[image] = seen_mask
+    extra = sorted(set(seen) - set(expected))
+    if extra:
+        example = shown(extra[0])
+        kind = (
+            "a mask listed as an image"
+            if "ground_truth" in example
+            else "a training image"
+            if example.startswith("train/")
+            else "not a test image"
+        )
+        raise AssertionError(
+            f"{task}: {where} you returned {example}, {kind}; return the test images test/<defect>/<name>.png "
+            f"(good ones included), each with its mask"
+        )
+    missing = sorted(set(expected) - set(seen))
+    if missing:
+        if all(expected[m] is None for m in missing):
+            raise AssertionError(
+                f"{task}: {where} the good images are missing (e.g. {shown(missing[0])}): list them too, each "
+                f"paired with None (a good image has no mask)"
+            )
+        raise AssertionError(
+            f"{task}: {where} the test image {shown(missing[0])} is missing from your pairs ({len(missing)} "
+            f"missing in all); every test image must be listed"
+        )
+    for image, mask in expected.items():
+        got_mask = seen[image]
+        if got_mask == mask:
+            continue
+        if mask is None:
+            raise AssertionError(
+                f"{task}: {where} the good image {shown(image)} got {shown(got_mask)}; good images have no mask: "
+                f"pair them with None"
+            )
+        if got_mask is None:
+            raise AssertionError(f"{task}: {where} the defect image {shown(image)} got None; its mask is {shown(mask)}")
+        if got_mask.name != mask.name:
+            raise AssertionError(
+                f"{task}: {where} you paired {shown(image)} with {shown(got_mask)}: pairing by sort order or by "
+                f"position goes wrong as soon as the names sort differently ('10' before '2') or a file is "
+                f"missing or extra. Pair by NAME: the mask of test/<defect>/<name>.png is "
+                f"ground_truth/<defect>/<name>_mask.png"
+            )
+        if got_mask.parent.name != image.parent.name:
+            raise AssertionError(
+                f"{task}: {where} you paired {shown(image)} with {shown(got_mask)}, a mask of another defect type: "
+                f"every defect type numbers its images from the start, so look for the mask in "
+                f"ground_truth/<the image's own defect folder>/"
+            )
+        raise AssertionError(
+            f"{task}: {where} {shown(image)} should be paired with {shown(mask)}, got {shown(got_mask)}"
+        )
+
+
+def check_pair_masks(pair_masks) -> None:
+    """Exercise 6b.1: ``pair_masks(category_folder)`` lists every test image of an
+    MVTec-layout category folder with its mask, by name: ``(test/<defect>/<name>.png,
+    ground_truth/<defect>/<name>_mask.png)``, and ``(test/good/<name>.png, None)``;
+    a defect image without its mask raises an error that names the image."""
+    import tempfile
+    from pathlib import Path
+
+    task = "Exercise 6b.1 (pairing masks by name)"
+    _refuse_the_package(task, pair_masks)
+    rng = np.random.default_rng(63)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch).resolve()
+
+        def run(folder, where):
+            try:
+                return _call(task, pair_masks, str(folder))
+            except AssertionError:
+                raise
+            except Exception as err:
+                hint = (
+                    " (category_folder may be a str: start with Path(category_folder))"
+                    if isinstance(err, TypeError)
+                    else ""
+                )
+                raise AssertionError(
+                    f"{task}: {where} your function raised {type(err).__name__}: {err}{hint}"
+                ) from None
+
+        # Names 1, 2, 10 sort as 1, 10, 2 but their masks as 10_mask, 1_mask, 2_mask; both defect
+        # types have a 1 and a 10, so a lookup by name alone finds the other type's mask.
+        folder = scratch / "main"
+        stems = {"crack": ["1", "2", "10"], "scratch": ["1", "3", "10"]}
+        expected = _write_mvtec_category(folder, rng, stems, stems)
+        where = "on a category with test/crack/1.png, 2.png, 10.png and test/scratch/1.png, 3.png, 10.png:"
+        _check_pairs(task, run(folder, where), folder, expected, where)
+
+        # A stray mask (5_mask.png, no image 5.png): pairing by position shifts; by name it is ignored.
+        folder = scratch / "stray"
+        expected = _write_mvtec_category(folder, rng, {"crack": ["1", "2", "10"]}, {"crack": ["1", "2", "5", "10"]})
+        where = "on a category whose ground_truth/crack/ also holds 5_mask.png, a mask without an image:"
+        try:
+            got = _call(task, pair_masks, str(folder))
+        except AssertionError:
+            raise
+        except Exception as err:
+            if "5_mask.png" not in str(err):
+                raise AssertionError(
+                    f"{task}: {where} your function raised {type(err).__name__}: {err}. Either ignore a mask "
+                    f"without an image or say which mask it is (5_mask.png)"
+                ) from None
+        else:
+            _check_pairs(task, got, folder, expected, where)
+
+        # test/crack/3.png has no mask (test/scratch/3.png has one).
+        folder = scratch / "missing"
+        expected = _write_mvtec_category(
+            folder, rng, {"crack": ["1", "2", "3"], "scratch": ["3"]}, {"crack": ["1", "2"], "scratch": ["3"]}
+        )
+        where = "on a category where test/crack/3.png has no mask:"
+        try:
+            got = _call(task, pair_masks, str(folder))
+        except AssertionError:
+            raise
+        except Exception as err:
+            message = str(err)
+            if "3.png" not in message or "crack" not in message:
+                raise AssertionError(
+                    f"{task}: {where} your error says {type(err).__name__}: {message!r}, which does not name the "
+                    f"image: say which image has no mask (its defect folder and file name, crack/3.png, e.g. its "
+                    f"full path) and where its mask was expected"
+                ) from None
+        else:
+            image = (folder / "test" / "crack" / "3.png").resolve()
+            listed = {}
+            if isinstance(got, (list, tuple)):
+                for item in got:
+                    if isinstance(item, (list, tuple)) and len(item) == 2:
+                        listed[Path(item[0]).resolve()] = item[1]
+            if image not in listed:
+                raise AssertionError(
+                    f"{task}: {where} your function silently left that image out; raise an error that names it "
+                    f"(a missing mask means a broken copy of the data set, and a test set that shrinks without a "
+                    f"word gives numbers that cannot be compared)"
+                )
+            mask = listed[image]
+            if isinstance(mask, (str, Path)) and not Path(mask).is_file():
+                raise AssertionError(
+                    f"{task}: {where} you returned the mask {mask}, which does not exist; check that the mask is "
+                    f"there, and raise an error naming the image when it is not"
+                )
+            raise AssertionError(
+                f"{task}: {where} your function returned {mask!r} for it without an error; raise an error that "
+                f"names the image (only good images have no mask)"
+            )
+    _passed(task)
+
+
+def check_load_pair(load_pair) -> None:
+    """Exercise 6b.2: ``load_pair(image_path, mask_path)`` returns ``(image,
+    mask)``: the image as floats in [0, 1] of shape (H, W, 3) (grey images
+    converted to RGB), the mask as bool (H, W), True where its grey value is above
+    127 (all False when ``mask_path`` is None). A mask of another size than its
+    image raises an error naming both files and both sizes."""
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    task = "Exercise 6b.2 (loading an image and its mask)"
+    _refuse_the_package(task, load_pair)
+    rng = np.random.default_rng(64)
+    height, width = 9, 13  # not square, so that (width, height) and (height, width) differ
+    levels = np.array([0, 1, 2, 3, 60, 126, 127, 128, 129, 200, 254, 255], dtype=np.uint8)  # specks, edges, defect
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch).resolve()
+        part, part_mask = scratch / "part.png", scratch / "part_mask.png"
+        _write_png(part, rng.integers(0, 256, (height, width, 3)))
+        grey = levels[rng.integers(0, len(levels), (height, width))]
+        grey.flat[: len(levels)] = levels  # every level appears
+        _write_png(part_mask, grey)
+        tile, tile_mask = scratch / "tile.jpg", scratch / "tile.png"  # the magnetic tiles' layout
+        _write_png(tile, rng.integers(0, 256, (height, width)))
+        _write_png(tile_mask, np.repeat(grey[::-1, :, None], 3, axis=2))  # a grey mask stored as RGB
+        small, turned = scratch / "small_mask.png", scratch / "turned_mask.png"
+        _write_png(small, 255 * (rng.random((7, 11)) < 0.5))
+        _write_png(turned, 255 * (rng.random((width, height)) < 0.5))
+
+        def run(image_path, mask_path, where):
+            try:
+                return _call(task, load_pair, image_path, mask_path)
+            except AssertionError:
+                raise
+            except Exception as err:
+                raise AssertionError(f"{task}: {where} your function raised {type(err).__name__}: {err}") from None
+
+        cases = [
+            ("for part.png (RGB) and part_mask.png (grey, values 0 to 255):", part, part_mask),
+            ("for tile.jpg (grey) and tile.png (a grey mask stored as RGB):", tile, tile_mask),
+            ("for part.png with mask_path None (a good image):", part, None),
+        ]
+        for where, image_path, mask_path in cases:
+            result = run(image_path, mask_path, where)
+            if not (isinstance(result, (tuple, list)) and len(result) == 2):
+                raise AssertionError(f"{task}: return a pair (image, mask), got {type(result).__name__}")
+            image, mask = result
+            if mask is None:
+                raise AssertionError(
+                    f"{task}: {where} your mask is None; return an all-False mask of the image's (height, width)"
+                )
+            image, mask = np.asarray(to_numpy(image)), np.asarray(to_numpy(mask))
+            with Image.open(image_path) as picture:
+                expected_image = np.asarray(picture.convert("RGB"), dtype=np.float64) / 255
+            if image.shape == (height, width):
+                raise AssertionError(
+                    f"{task}: {where} your image has shape {image.shape}; return 3 channels (height, width, 3) for "
+                    f"every image, grey ones included (PIL: .convert('RGB'))"
+                )
+            if image.shape != (height, width, 3):
+                raise AssertionError(
+                    f"{task}: {where} expected an image of shape (height, width, 3) = {(height, width, 3)}, got "
+                    f"{image.shape}"
+                )
+            if not np.issubdtype(image.dtype, np.floating) or image.max() > 1:
+                raise AssertionError(
+                    f"{task}: {where} your image holds values up to {image.max()} ({image.dtype}); return floats "
+                    f"in [0, 1] (divide the 8-bit values by 255)"
+                )
+            if not np.allclose(image, expected_image, atol=1e-6):
+                raise AssertionError(
+                    f"{task}: {where} your image differs from the file's pixels by up to "
+                    f"{np.abs(image - expected_image).max():.3f}; read it with PIL, .convert('RGB'), divide by 255"
+                )
+            if mask_path is None:
+                expected_grey = np.zeros((height, width), dtype=np.uint8)
+            else:
+                with Image.open(mask_path) as picture:
+                    expected_grey = np.asarray(picture.convert("L"))
+            if mask.shape == (width, height):
+                raise AssertionError(
+                    f"{task}: {where} your mask has shape {mask.shape}, (width, height); numpy arrays are "
+                    f"(height, width) = {(height, width)}, while PIL's .size is (width, height)"
+                )
+            if mask.ndim == 3 and mask.shape[:2] == (height, width):
+                raise AssertionError(
+                    f"{task}: {where} your mask has shape {mask.shape}: it still has colour channels; convert it to "
+                    f"grey first (PIL: .convert('L')), then threshold"
+                )
+            if mask.shape != (height, width):
+                raise AssertionError(f"{task}: {where} expected a mask of shape {(height, width)}, got {mask.shape}")
+            if mask.dtype != bool:
+                raise AssertionError(
+                    f"{task}: {where} your mask is {mask.dtype}; return a bool array (True = defect pixel)"
+                )
+            if np.array_equal(mask, expected_grey > 127):
+                continue
+            wrong = [
+                (
+                    expected_grey > 0,
+                    "you counted every non-zero pixel as defect, the faint specks (values 1 to 127) "
+                    "included; a pixel is a defect pixel when its grey value is above 127",
+                ),
+                (expected_grey >= 127, "a grey value of exactly 127 is not a defect pixel: the rule is > 127"),
+                (
+                    expected_grey == 255,
+                    "you kept only the pixels at 255; the soft edges of a drawn defect (128 to "
+                    "254) are defect pixels too: the rule is grey value > 127",
+                ),
+            ]
+            hint = next((h for answer, h in wrong if np.array_equal(mask, answer)), None)
+            hint = hint or "the mask is True where its grey value (PIL: .convert('L')) is above 127, else False"
+            raise AssertionError(
+                f"{task}: {where} {int((mask != (expected_grey > 127)).sum())} mask pixels are wrong. "
+                f"{hint[0].upper()}{hint[1:]}"
+            )
+
+        # sizes that differ
+        for mask_path, (w, h) in ((small, (11, 7)), (turned, (height, width))):
+            where = f"for part.png ({width} x {height} px, width x height) and {mask_path.name} ({w} x {h} px):"
+            try:
+                _call(task, load_pair, part, mask_path)
+            except AssertionError:
+                raise
+            except Exception as err:
+                message = str(err)
+            else:
+                same_count = (
+                    " It has as many pixels in another shape: compare (height, width), not the numbers of "
+                    "pixels (numpy's .size)."
+                    if w * h == width * height
+                    else ""
+                )
+                raise AssertionError(
+                    f"{task}: {where} your function returned without an error; a mask of another size than its "
+                    f"image does not belong to it (or was saved wrong): raise an error naming both files and "
+                    f"their sizes, and never resize the mask to fit.{same_count}"
+                )
+            if part.name not in message or mask_path.name not in message:
+                raise AssertionError(
+                    f"{task}: {where} your error says {message!r}; name both files (the image and the mask), so "
+                    f"that the reader knows which pair to fix"
+                )
+            numbers = message.replace(str(part), " ").replace(str(mask_path), " ")
+            numbers = numbers.replace(part.name, " ").replace(mask_path.name, " ")
+            if not all(re.search(rf"(?<!\d){n}(?!\d)", numbers) for n in (w, h, width, height)):
+                raise AssertionError(
+                    f"{task}: {where} your error says {message!r}; give both sizes too (e.g. 'the mask is "
+                    f"{w} x {h} px but the image is {width} x {height} px')"
+                )
+    _passed(task)

@@ -232,6 +232,12 @@ def load_magnetic_tiles(root: str | os.PathLike | None = None, size: int = 64, p
     )
 
 
+def tile_path(tiles: MagneticTiles, index: int, root: str | os.PathLike | None = None) -> Path:
+    """The photo file of tile ``index`` of ``tiles`` (loaded from the data
+    root ``root``), e.g. to show it at its own size. Lecture 6."""
+    return data_root(root) / MAGNETIC_TILE_FOLDER / tiles.names[index]
+
+
 # ---------------------------------------------------------------- the split
 
 

@@ -1,5 +1,6 @@
 """Figures: plotly for plots and image grids, ipywidgets for one interactive
-control. Introduced in Lecture 1.
+control. Introduced in Lecture 1; Lecture 6 adds defect overlays
+(:func:`overlay`, :func:`picture_grid`) and PRO curves (:func:`pro_figure`).
 
 Call :func:`setup_notebook` once at the top of a notebook: it selects a
 plotly renderer that embeds plotly.js in the notebook (so figures show in the
@@ -8,12 +9,15 @@ rendered book and offline) and does not load MathJax from the internet.
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io._base_renderers import NotebookRenderer
+from scipy import ndimage
 
-from .metrics import confusion_counts, f1_at_threshold, roc_curve_data, to_numpy
+from .metrics import au_pro, confusion_counts, f1_at_threshold, pro_curve, roc_curve_data, to_numpy
 
 
 class _OfflineNotebookRenderer(NotebookRenderer):
@@ -57,6 +61,16 @@ def _corners(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (the drawn curve is the same, the figure much smaller)."""
     bends = np.r_[True, ~np.isclose(np.diff(fpr, 2), 0, atol=1e-12) | ~np.isclose(np.diff(tpr, 2), 0, atol=1e-12), True]
     return fpr[bends], tpr[bends]
+
+
+def _thinned(x: np.ndarray, y: np.ndarray, points: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """A curve rising in both x and y, at ``points`` evenly spaced steps of x +
+    y (a curve of millions of corners drawn with a thousand; for the eye only)."""
+    if x.size <= points:
+        return x, y
+    along = x + y
+    steps = np.linspace(along[0], along[-1], points)
+    return np.interp(steps, along, x), np.interp(steps, along, y)
 
 
 def score_histogram(labels, scores, title: str = "Anomaly scores", threshold: float | None = None) -> go.Figure:
@@ -222,3 +236,72 @@ def attack_slider(model, x, y, eps_values, attack):
             caption,
         ]
     )
+
+
+def overlay(image, mask=None, score_map=None, vmax: float | None = None) -> np.ndarray:
+    """An RGB picture (H, W, 3), uint8, of a grey ``image`` (H, W) in [0, 1]:
+    the anomaly ``score_map`` (same size) as a red-to-yellow tint, from 0 at
+    zero to full at ``vmax`` (default: the map's 99th percentile), and the
+    outline of the defect ``mask`` in green. Lecture 6."""
+    grey = np.clip(to_numpy(image).astype(np.float64), 0, 1)
+    picture = np.repeat(grey[..., None], 3, axis=2)
+    if score_map is not None:
+        score_map = to_numpy(score_map).astype(np.float64)
+        top = vmax if vmax is not None else float(np.percentile(score_map, 99)) or 1.0
+        heat = np.clip(score_map / top, 0, 1)[..., None]
+        tint = np.stack([np.ones_like(grey), np.clip(2 * heat[..., 0] - 1, 0, 1), np.zeros_like(grey)], axis=2)
+        picture = (1 - 0.6 * heat) * picture + 0.6 * heat * tint
+    if mask is not None:
+        mask = to_numpy(mask).astype(bool)
+        inner = ndimage.binary_erosion(mask, iterations=2, border_value=0)
+        picture[mask & ~inner] = (0.1, 0.9, 0.2)
+    return (picture * 255).round().astype(np.uint8)
+
+
+def _jpeg_source(picture: np.ndarray) -> str:
+    """An RGB picture (H, W, 3), uint8, as a JPEG data URI: photos take a
+    small fraction of the room their pixels take as numbers in a figure."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def picture_grid(pictures: list[list[np.ndarray]], row_titles: list[str], title: str = "", width: int = 900):
+    """RGB pictures (each (H, W, 3), sizes may differ) in a grid, one list per
+    row, each with its own proportions. Lecture 6."""
+    from plotly.subplots import make_subplots
+
+    columns = max(len(row) for row in pictures)
+    fig = make_subplots(
+        rows=len(pictures), cols=columns, row_titles=row_titles, horizontal_spacing=0.01, vertical_spacing=0.03
+    )
+    for r, row in enumerate(pictures):
+        for c, picture in enumerate(row):
+            fig.add_trace(go.Image(source=_jpeg_source(picture)), row=r + 1, col=c + 1)
+    fig.update_xaxes(showticklabels=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False)
+    fig.update_layout(title=title, width=width, height=80 + 230 * len(pictures), margin=dict(l=20, r=80, t=60, b=10))
+    return fig
+
+
+def pro_figure(curves: dict, max_fpr: float = 0.3, title: str = "PRO curves") -> go.Figure:
+    """PRO curves of several maps: ``curves`` maps a name to ``(masks, maps)``;
+    the shaded band is the part of the FPR axis that AU-PRO integrates. Each
+    curve is drawn through a thousand points along it (AU-PRO, in the legend,
+    is exact). Lecture 6."""
+    fig = go.Figure()
+    for name, (masks, maps) in curves.items():
+        curve = pro_curve(masks, maps)
+        fpr, pro = _thinned(curve["fpr"], curve["pro"])
+        fig.add_trace(
+            go.Scatter(x=fpr, y=pro, mode="lines", name=f"{name} (AU-PRO {au_pro(masks, maps, max_fpr):.3f})")
+        )
+    fig.add_vrect(x0=0, x1=max_fpr, fillcolor="grey", opacity=0.12, line_width=0)
+    fig.update_layout(
+        title=title, xaxis_title="false-positive rate (normal pixels)", yaxis_title="per-region overlap", height=450
+    )
+    return fig

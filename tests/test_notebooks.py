@@ -128,3 +128,18 @@ def test_lecture5_measures_the_shortcut_and_shows_the_stored_tables(executed):
     assert "medical protocol 0" in text and "Puzzle-AE (talk)" in text and "86.4" in text
     assert "mean over seeds [0, 1, 2]" in text
     assert text.count("made by commit") >= 2
+
+
+def test_lecture6_shows_maps_curves_and_the_stored_tables(executed):
+    """Lecture 6 computes the worked example (a high pixel AUROC beside a low
+    AU-PRO), shows the overlays and PRO curves, and prints the stored
+    magnetic-tile and head CT tables with their provenance."""
+    nb = executed(Path("lectures/06_industrial_evaluation.ipynb"))
+    text = stdout(nb)
+    tables = "".join(o.get("data", {}).get("text/plain", "") for c in nb.cells for o in c.get("outputs", []))
+    a = re.search(r"A: finds the large defect only\s+([\d.]+)\s+([\d.]+)", tables)
+    assert a and float(a.group(1)) > 0.95 and float(a.group(2)) < 0.7
+    assert "magnetic-tile protocol 4" in text and "AU-PRO" in text and "(no pixel AUC: gt" in text
+    assert "medical protocol 0" in text and text.count("made by commit") >= 2
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
+    assert html.count("plotly-graph-div") >= 6  # gallery, sizes, two sets of PRO curves, overlays, MVTec bars
