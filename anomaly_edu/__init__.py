@@ -23,9 +23,11 @@ Modules follow the lectures in order:
 - ``magnetic_tile``: the magnetic-tile defect set, its loader and split (Lecture 6)
 - ``anomaly_maps``: per-pixel anomaly maps, the AE with L2 or SSIM loss (Lecture 6)
 - ``geometric`` : the 8 symmetries of the square, the transformation classifier, GT (Lecture 6)
-- ``methods``   : the registry of every detector by name (Lecture 1, rows from Lectures 4 and 5)
+- ``stress``    : attacks on a detector's score at test time (Lecture 7)
+- ``methods``   : the registry of every detector by name (Lecture 1, rows from Lectures 4, 5 and 6)
 - ``checks``    : automatic feedback for the exercises
 - ``reproduce`` : the command that reproduces the talk's tables (Lectures 1, 4, 5 and 6)
+- ``sweep``     : many small runs (seeds, budgets, settings): resumable, in shards (Lecture 7)
 """
 
 __version__ = "0.1.0"

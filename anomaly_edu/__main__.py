@@ -1,4 +1,4 @@
-"""Command line: ``python -m anomaly_edu data``, ``... reproduce`` and ``... merge``."""
+"""Command line: ``python -m anomaly_edu data``, ``... reproduce``, ``... merge`` and ``... sweep``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from .reproduce import (
     run_table,
 )
 from .results import check_writable, write_json_atomically
+from .sweep import collect_sweep, parse_shard, read_sweep_file, run_name, run_sweep, sweep_runs
 
 
 def _data(args) -> int:
@@ -86,6 +87,23 @@ def _reproduce(args) -> int:
     if args.out:
         write_json_atomically(result, args.out)
         print(f"wrote {args.out}")
+    return 0
+
+
+def _sweep(args) -> int:
+    runs = sweep_runs(read_sweep_file(args.sweep))  # every method and setting checked before anything runs
+    if args.collect:
+        check_writable(args.out)
+        collected = collect_sweep(runs, args.collect)
+        write_json_atomically(collected, args.out)
+        print(f"{len(collected['runs'])} of {len(runs)} runs collected into {args.out}")
+        for run in collected["missing"]:
+            print(f"  missing: {run_name(run)}")
+        return 1 if collected["missing"] else 0
+    shard = parse_shard(args.shard) if args.shard else None
+    options = {"device": args.device, "root": args.data_root, "progress": not args.no_progress}
+    done = run_sweep(runs, args.out, shard=shard, **options)
+    print(f"{len(done['ran'])} runs done, {len(done['skipped'])} already there (skipped), results in {args.out}")
     return 0
 
 
@@ -170,7 +188,19 @@ def main(argv=None) -> int:
     merge.add_argument("--out", required=True, help="the merged results file")
     merge.set_defaults(run=_merge)
 
-    for command in (data, rep, merge):
+    sweep = sub.add_parser("sweep", help="run many small experiments (seeds, budgets, settings), resumably")
+    sweep.add_argument("sweep", help="the sweep file (JSON; see anomaly_edu/sweep.py)")
+    sweep.add_argument("--out", required=True, help="the folder of the runs' results (with --collect: a file)")
+    sweep.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N, e.g. 2/4")
+    sweep.add_argument(
+        "--collect", nargs="+", metavar="DIR", help="join the results in these folders into the --out file"
+    )
+    sweep.add_argument("--device", default=None)
+    sweep.add_argument("--data-root", default=None)
+    sweep.add_argument("--no-progress", action="store_true")
+    sweep.set_defaults(run=_sweep)
+
+    for command in (data, rep, merge, sweep):
         command.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
     args = parser.parse_args(argv)

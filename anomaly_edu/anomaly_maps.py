@@ -142,6 +142,18 @@ class MapAEDetector(AEDetector):
         """The mean (or maximum) of each image's anomaly map; higher = more anomalous."""
         return image_scores(self.anomaly_map(x), self.image_score)
 
+    def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The score of :meth:`score` as a tensor that gradients flow through
+        (for attacks on the detector, Lecture 7)."""
+        self._check_fitted("model_")
+        self.model_.eval()
+        reconstruction = self.model_(x)
+        if self.loss == "l2":
+            maps = squared_error_map(x, reconstruction)
+        else:
+            maps = ssim_error_map(x, reconstruction, self.window)
+        return maps.flatten(1).mean(1) if self.image_score == "mean" else maps.flatten(1).amax(1)
+
     def score_and_map(self, x: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
         """:meth:`score` and :meth:`anomaly_map` of ``x``, from one reconstruction."""
         maps = self.anomaly_map(x)

@@ -155,6 +155,13 @@ class AEDetector(Detector):
         self._check_fitted("model_")
         return reconstruction_error(self.model_, check_images(x).to(self.device_)).cpu().numpy()
 
+    def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The score of :meth:`score` as a tensor that gradients flow through
+        (for attacks on the detector, Lecture 7); ``x`` is on the detector's device."""
+        self._check_fitted("model_")
+        self.model_.eval()
+        return ((self.model_(x) - x) ** 2).flatten(1).sum(1)
+
 
 class DAEDetector(AEDetector):
     """Denoising autoencoder: trained to reconstruct the clean image from a copy

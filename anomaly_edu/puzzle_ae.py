@@ -357,6 +357,20 @@ class PuzzleAEDetector(Detector):
         the detector's); higher = more anomalous."""
         return aggregate(self.permutation_scores(x), aggregation or self.aggregation).cpu().numpy()
 
+    def differentiable_score(self, x: torch.Tensor, aggregation: str | None = None) -> torch.Tensor:
+        """The whole score of :meth:`score` (all puzzles, each error divided by
+        its normaliser, then aggregated) as a tensor that gradients flow
+        through, for attacks on the detector (Lecture 7); ``x`` is on the
+        detector's device. All puzzles of all of ``x`` go through the network
+        at once: pass a few images at a time."""
+        self._check_fitted("normalisers_")
+        self.model_.eval()
+        perms = self.permutations().to(self.device_)
+        puzzled = apply_permutations(x, perms, self.grid).flatten(0, 1)
+        restored = self.model_(puzzled).view(len(x), len(perms), *x.shape[1:])
+        errors = (restored - x.unsqueeze(1)).pow(2).flatten(2).mean(2) / self.normalisers_
+        return aggregate(errors, aggregation or self.aggregation)
+
     def score_and_map(self, x: torch.Tensor, aggregation: str | None = None) -> tuple[np.ndarray, torch.Tensor]:
         """:meth:`score` and :meth:`anomaly_map` of ``x`` from one pass over the
         puzzles (it costs one scoring instead of two). Lecture 6."""

@@ -270,9 +270,10 @@ def _jpeg_source(picture: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def picture_grid(pictures: list[list[np.ndarray]], row_titles: list[str], title: str = "", width: int = 900):
+def picture_grid(pictures: list[list[np.ndarray]], row_titles: list[str], title: str = "") -> go.Figure:
     """RGB pictures (each (H, W, 3), sizes may differ) in a grid, one list per
-    row, each with its own proportions. Lecture 6."""
+    row, each with its own proportions; the figure takes the width of the page.
+    Lecture 6."""
     from plotly.subplots import make_subplots
 
     columns = max(len(row) for row in pictures)
@@ -284,7 +285,7 @@ def picture_grid(pictures: list[list[np.ndarray]], row_titles: list[str], title:
             fig.add_trace(go.Image(source=_jpeg_source(picture)), row=r + 1, col=c + 1)
     fig.update_xaxes(showticklabels=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, showgrid=False)
-    fig.update_layout(title=title, width=width, height=80 + 230 * len(pictures), margin=dict(l=20, r=80, t=60, b=10))
+    fig.update_layout(title=title, height=80 + 200 * len(pictures), margin=dict(l=10, r=40, t=60, b=10))
     return fig
 
 

@@ -42,6 +42,8 @@ LECTURE_OF_MODULE = {
     "magnetic_tile": 6,
     "anomaly_maps": 6,
     "geometric": 6,
+    "sweep": 7,
+    "stress": 7,
     "methods": None,
     "batched": None,  # taught in Lecture 4, but it reads the registry of every lecture's methods
     "reproduce": None,

@@ -1,0 +1,95 @@
+"""Test-time attacks on detectors (Lecture 7): checked against their defining
+properties: the attack stays in the ball and in [0, 1], raises the scores of
+normal images and lowers those of anomalies, goes through Puzzle-AE's whole
+score, and refuses a score that gradients do not reach."""
+
+import numpy as np
+import pytest
+import torch
+
+from anomaly_edu.anomaly_maps import MapAEDetector
+from anomaly_edu.detectors import AEDetector, OCSVMDetector
+from anomaly_edu.puzzle_ae import PuzzleAEDetector
+from anomaly_edu.stress import attack_scores, auroc_under_attack, check_attackable
+
+
+def blobs(n, bright, seed):
+    """Normal images: a bright square in the middle; anomalies: a dark one."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.1 * torch.rand(n, 1, 16, 16, generator=g)
+    x[:, :, 4:12, 4:12] += 0.8 if bright else 0.2
+    return x.clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    x_train = blobs(64, True, 0)
+    x_test = torch.cat([blobs(10, True, 1), blobs(10, False, 2)])
+    y_test = torch.cat([torch.zeros(10), torch.ones(10)]).long()
+    return x_train, x_test, y_test
+
+
+@pytest.fixture(scope="module")
+def ae(data):
+    return AEDetector(epochs=20, batch_size=16, progress=False, device="cpu").fit(data[0])
+
+
+def test_the_attack_stays_in_the_ball_and_moves_scores_the_attackers_way(ae, data):
+    _, x, y = data
+    eps = 0.1
+    attacked = attack_scores(ae, x, y, eps=eps, steps=10)
+    assert (attacked - x).abs().max() <= eps + 1e-6 and attacked.min() >= 0 and attacked.max() <= 1
+    before, after = ae.score(x), ae.score(attacked)
+    assert (after[:10] > before[:10]).all()  # normal images look more anomalous
+    assert (after[10:] < before[10:]).all()  # anomalies look more normal
+    assert torch.equal(attack_scores(ae, x, y, eps=eps, steps=10), attacked)  # seeded
+
+
+def test_auroc_falls_as_eps_grows_and_eps_zero_is_the_clean_auroc(ae, data):
+    _, x, y = data
+    numbers = auroc_under_attack(ae, x, y, [0.0, 0.1, 0.3, 0.5], steps=10)
+    assert numbers[0.0] == pytest.approx(100 * _auroc(y, ae.score(x)), abs=0.01)
+    assert numbers[0.0] >= numbers[0.1] >= numbers[0.3] >= numbers[0.5]
+    assert numbers[0.5] < numbers[0.0] - 20  # a large enough ball turns the ranking around
+
+
+def _auroc(y, scores):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(y.numpy(), scores)
+
+
+def test_differentiable_scores_equal_the_scores(ae, data):
+    x_train, x, _ = data
+    assert np.allclose(ae.differentiable_score(x).detach().numpy(), ae.score(x), rtol=1e-5)
+    maps = MapAEDetector(widths=[4, 8], latent_dim=4, epochs=1, batch_size=16, progress=False).fit(x_train)
+    assert np.allclose(maps.differentiable_score(x).detach().numpy(), maps.score(x), rtol=1e-5)
+
+
+def test_the_attack_goes_through_puzzle_aes_whole_score(data):
+    x_train, x, y = data
+    detector = PuzzleAEDetector(widths=[2, 4], epochs=2, val_size=8, progress=False, device="cpu").fit(x_train)
+    for aggregation in ("avg", "max", "min"):
+        whole = detector.differentiable_score(x, aggregation=aggregation).detach().numpy()
+        assert np.allclose(whole, detector.score(x, aggregation=aggregation), rtol=1e-5)
+    attacked = attack_scores(detector, x, y, eps=0.1, steps=5)
+    before, after = detector.score(x), detector.score(attacked)
+    assert (after[:10] > before[:10]).mean() >= 0.9 and (after[10:] < before[10:]).mean() >= 0.9
+
+
+def test_a_score_without_gradients_is_refused_not_attacked_with_zeros(ae, data):
+    x_train, x, y = data
+    ocsvm = OCSVMDetector().fit(x_train)
+    with pytest.raises(ValueError, match="OCSVMDetector has no differentiable score"):
+        attack_scores(ocsvm, x, y, eps=0.1)
+
+    class Detached(AEDetector):
+        def differentiable_score(self, x):
+            with torch.no_grad():
+                return super().differentiable_score(x)
+
+    detached = Detached(epochs=1, batch_size=16, progress=False).fit(x_train)
+    with pytest.raises(ValueError, match="does not depend on the images through gradients"):
+        check_attackable(detached, x[:2])
+    with pytest.raises(ValueError, match="one label per image"):
+        attack_scores(ae, x, y[:3], eps=0.1)
