@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .data import DATA_ENV_VAR, CorruptDataError, DatasetNotFoundError, OneClassSplit, data_root
-from .medical import _first_few, _to_grey, medical_split
+from .medical import _first_few, _to_grey, normal_split_indices
 
 MAGNETIC_TILE_TYPES = ("Free", "Blowhole", "Break", "Crack", "Fray", "Uneven")  # index 0 = defect-free
 # OneClassSplit.protocol of magnetic_tile_split (0 is the medical protocol, 1 and 2 the talk's, 3 is taken).
@@ -246,15 +246,10 @@ def magnetic_tile_indices(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Which tiles go to train, validation and test under the course's
     one-class protocol (:func:`magnetic_tile_split`): three int64 tensors of
-    positions into ``labels`` (0 = defect-free, 1 = defective). Lecture 6."""
-    if not isinstance(labels, torch.Tensor) or labels.ndim != 1:
-        raise ValueError(f"labels must be a 1-D tensor, got {getattr(labels, 'shape', type(labels).__name__)}")
-    # medical_split holds the arithmetic (seeded shuffle, whole parts, anomalies last). Give it
-    # each tile's position as a one-pixel "image" scaled into [0, 1] and read back where each went.
-    last = max(len(labels) - 1, 1)
-    positions = (torch.arange(len(labels), dtype=torch.float64) / last).view(-1, 1, 1, 1)
-    split = medical_split(positions, labels.cpu(), seed=seed, fractions=fractions)
-    return tuple(torch.round(x.flatten() * last).long() for x in (split.x_train, split.x_val, split.x_test))
+    positions into ``labels`` (0 = defect-free, 1 = defective). The arithmetic
+    is the medical split's (:func:`anomaly_edu.medical.normal_split_indices`).
+    Lecture 6."""
+    return normal_split_indices(labels, seed=seed, fractions=fractions)
 
 
 def split_magnetic_tiles(

@@ -292,6 +292,37 @@ def load_medical(name: str, root: str | os.PathLike | None = None, size: int = 6
 # ---------------------------------------------------------------- the split
 
 
+def normal_split_indices(
+    labels: torch.Tensor, *, seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where each image goes under :func:`medical_split`'s protocol, from its
+    label alone (0 normal, 1 anomaly): the positions of the train, validation
+    and test images, as three int64 tensors (on the CPU). Lecture 5 (reused
+    for the magnetic tiles in Lecture 6)."""
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1:
+        raise ValueError(f"labels must be a 1-D tensor, got {getattr(labels, 'shape', type(labels).__name__)}")
+    if not bool(((labels == 0) | (labels == 1)).all()):
+        raise ValueError(f"labels must be 0 (normal) or 1 (anomaly), got the values {sorted(set(labels.tolist()))}")
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(
+            f"fractions must be three positive numbers (train, validation, test) summing to 1, got {fractions}"
+        )
+    normal = (labels == 0).nonzero().flatten().cpu()
+    anomalies = (labels == 1).nonzero().flatten().cpu()
+    n = len(normal)
+    n_train = int(fractions[0] * n + 1e-9)  # whole part; + 1e-9 so that 0.29 * 100 counts as 29
+    n_val = int(fractions[1] * n + 1e-9)
+    n_test = n - n_train - n_val
+    if min(n_train, n_val, n_test) < 1:
+        raise ValueError(
+            f"{n} normal images are too few to split by {fractions}: train {n_train}, validation {n_val}, "
+            f"test {n_test}; every part needs at least one normal image"
+        )
+    order = normal[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
+    train, val, test_normal = order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
+    return train, val, torch.cat([test_normal, anomalies])
+
+
 def medical_split(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -316,27 +347,8 @@ def medical_split(
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or len(labels) != len(images):
         shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"labels must be a 1-D tensor with one label per image ({len(images)}), got {shape}")
-    if not bool(((labels == 0) | (labels == 1)).all()):
-        raise ValueError(f"labels must be 0 (normal) or 1 (anomaly), got the values {sorted(set(labels.tolist()))}")
-    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(
-            f"fractions must be three positive numbers (train, validation, test) summing to 1, got {fractions}"
-        )
+    train, val, test = normal_split_indices(labels, seed=seed, fractions=fractions)
     labels = labels.long()
-    normal = (labels == 0).nonzero().flatten().cpu()
-    anomalies = (labels == 1).nonzero().flatten().cpu()
-    n = len(normal)
-    n_train = int(fractions[0] * n + 1e-9)  # whole part; + 1e-9 so that 0.29 * 100 counts as 29
-    n_val = int(fractions[1] * n + 1e-9)
-    n_test = n - n_train - n_val
-    if min(n_train, n_val, n_test) < 1:
-        raise ValueError(
-            f"{n} normal images are too few to split by {fractions}: train {n_train}, validation {n_val}, "
-            f"test {n_test}; every part needs at least one normal image"
-        )
-    order = normal[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
-    train, val, test_normal = order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
-    test = torch.cat([test_normal, anomalies])
     y_test = labels[test.to(labels.device)]
     return OneClassSplit(
         x_train=images[train.to(images.device)],

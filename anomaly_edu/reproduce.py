@@ -513,7 +513,7 @@ def run_generality(
     first = next(iter(runs.values()))["provenance"]
     used = {
         "table": "generality",
-        "protocol": "each data set's own",
+        "protocol": "of each data set",
         "profile": options.get("profile", "quick"),
         "changed_from_profile": options.get("changes") or {},
         "seed": options.get("seed", 0),
