@@ -737,6 +737,9 @@ def format_comparison(result: dict) -> str:
                 lines.append(f"{'':<{width}}(the talk has no {method} row)")
     if result["table"] == "mvtec":
         lines += mvtec_means(result)
+    for table, run in used.get("runs", {}).items():  # generality: what each column of ours covers
+        covered = f"normal classes {run['classes']}" if "classes" in run else f"cases {', '.join(run['cases'])}"
+        lines.append(f"ours, {table}: mean over {covered}")
     if get_table(result["table"]).talk_csv is None and not talk_summary(result["table"]):
         lines.append(f"the talk has no {result['table']} table: these are our numbers only")
     else:

@@ -110,6 +110,7 @@ def test_the_generality_table_gathers_the_other_tables_means(tmp_path, capsys):
         assert list(result["results"][method]["auc"]) == ["MNIST", "head_ct_hemorrhage"]
     text = reproduce.format_comparison(result)
     assert "GT (talk)" in text and "Puzzle-AE (talk)" in text and "98.0" in text and "44.7" in text
+    assert "ours, mnist: mean over normal classes [1, 2]" in text and "ours, medical: mean over cases head-ct" in text
 
 
 def test_generality_refuses_a_method_that_cannot_take_some_data_before_training(tmp_path):
