@@ -53,6 +53,7 @@ DEFAULT_METHODS = {
     "magnetic-tile": "ae-l2,ae-ssim,puzzle-ae,gt",
     "generality": "gt,puzzle-ae",
     "cifar10": "puzzle-ae,gt",
+    "mnist-attack": "ae,dae,arae,puzzle-ae",  # the talk's Figure 10
 }
 
 
@@ -91,10 +92,11 @@ def _reproduce(args) -> int:
 
 
 def _sweep(args) -> int:
-    runs = sweep_runs(read_sweep_file(args.sweep))  # every method and setting checked before anything runs
+    sweep = read_sweep_file(args.sweep)
+    runs = sweep_runs(sweep)  # every method and setting checked before anything runs
     if args.collect:
         check_writable(args.out)
-        collected = collect_sweep(runs, args.collect)
+        collected = {"sweep": sweep, **collect_sweep(runs, args.collect)}
         write_json_atomically(collected, args.out)
         print(f"{len(collected['runs'])} of {len(runs)} runs collected into {args.out}")
         for run in collected["missing"]:

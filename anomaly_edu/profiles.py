@@ -65,6 +65,8 @@ QUICK: dict[str, dict] = {
     # GT (Lecture 6): a small CNN tells which of the 8 rotations and flips of the square was applied
     "gt": {"widths": [16, 32, 64], "epochs": 5, "batch_size": 64, "lr": 1e-3},
     "eval": {"n_images": 500, "pgd_steps": 20, "eps_demo": 0.15, "eps_grid": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]},
+    # Lecture 7, Figure 10: test-time attacks on a balanced subset of the test set (half normal)
+    "stress": {"eps_values": [0.05, 0.1, 0.2], "steps": 20, "n_images": 500},
 }
 
 # The full profile: what it changes in the quick one (the papers' settings).
@@ -83,6 +85,7 @@ FULL_CHANGES: dict[str, dict] = {
     # on one CPU thread in 53 minutes (results/robustness_full.json has what it reaches)
     "adv_cnn": {"epochs": 12, "batch_size": 128, "lr": 1e-3, "width": 2, "eps": 0.3, "steps": 10},
     "eval": {"n_images": 10000, "pgd_steps": 40},
+    "stress": {"steps": 40, "n_images": 1948},  # every 8 of MNIST's test set, and as many anomalies
     # the Puzzle-AE code's U-Net and MNIST budget
     "puzzle-ae": {"widths": [64, 128, 256, 512, 512], "epochs": 600},
     # the talk gives no budget for its MVTec autoencoders: 200 epochs is the course's choice

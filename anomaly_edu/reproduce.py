@@ -14,12 +14,14 @@ import csv
 import inspect
 import io
 import json
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .anomaly_maps import resize_maps
 from .batched import fit_stacked
@@ -32,6 +34,7 @@ from .mvtec import MVTEC_CATEGORIES, MVTEC_TEXTURES, available_mvtec, mvtec_spli
 from .profiles import get_profile
 from .puzzle_ae import AGGREGATIONS, VARIANTS, aggregate
 from .results import git_state, provenance, write_json_atomically
+from .stress import attack_numbers
 from .training import pick_device
 
 
@@ -62,6 +65,8 @@ TABLES = {
     "mvtec": Table("mvtec", "mvtec_image_auc.csv", protocol=3, image_shape=(3, 128, 128)),
     # the magnetic-tile defects at 64x64 grey; pixel metrics at each tile's own size
     "magnetic-tile": Table("magnetic-tile", None, protocol=4, image_shape=(1, 64, 64)),
+    # Lecture 7, the talk's Figure 10: MNIST (digit 8 by default) after a test-time attack
+    "mnist-attack": Table("mnist", None, protocol=2, image_shape=(1, 28, 28)),
     # GT against Puzzle-AE over data sets (run by run_generality from the tables above)
     # (its image_shape is that of its largest images; each data set's table checks its own)
     "generality": Table("generality", "generality.csv", protocol=-1, image_shape=(3, 128, 128)),
@@ -248,6 +253,7 @@ def run_table(
     stacked: bool | None = None,
     checkpoints=None,
     checkpoint_every: int = 1,
+    n_train: int | None = None,
 ) -> dict:
     """Train every method on every case of a table (a normal class; for
     COIL-100, one of the talk's rows) and return the results with their
@@ -261,8 +267,11 @@ def run_table(
     is faster. With a ``checkpoints`` folder the run survives interruption:
     rerun the same call and it skips the finished detectors and resumes the
     one in progress (see :func:`open_checkpoints`; one model at a time, not
-    stacked). Everything is checked before anything trains. Lecture 1
-    (COIL-100, stacking and checkpoints: Lecture 4). The cifar10-ablation
+    stacked). ``n_train`` trains on that many of each case's normal training
+    images, for as many gradient updates as the whole set gets (see
+    :func:`fewer_training_images`). Everything is checked before anything
+    trains. Lecture 1 (COIL-100, stacking and checkpoints: Lecture 4;
+    ``n_train``: Lecture 7). The cifar10-ablation
     table goes to :func:`run_puzzle_ablation` (Lecture 5)."""
     spec = get_table(table)
     if spec.protocol == 1 and classes is not None:
@@ -272,9 +281,22 @@ def run_table(
         )
     if spec.protocol in (0, 4) and classes is not None:
         raise ValueError(f"{table} has one row per data set, not normal classes; drop the classes")
+    if n_train is not None and (table in ("generality", "cifar10-ablation") or int(n_train) < 1):
+        raise ValueError(
+            f"n_train must be a positive number of images, on a table other than generality and "
+            f"cifar10-ablation; got n_train={n_train!r} on {table}"
+        )
     if table == "generality":
         options = dict(profile=profile, seed=seed, device=device, root=root, progress=progress, changes=changes)
         return run_generality(methods, classes, **options, checkpoints=checkpoints, checkpoint_every=checkpoint_every)
+    if table == "mnist-attack":  # the talk's Figure 10 attacks detectors of digit 8
+        classes = [8] if classes is None else classes
+        unattackable = [m for m in methods if not hasattr(METHODS[m].detector, "differentiable_score")]
+        if unattackable:
+            raise ValueError(
+                f"the {table} table attacks each detector through the gradient of its score; "
+                f"{', '.join(unattackable)} has none: leave it out"
+            )
     classes = list(range(10)) if classes is None and spec.protocol == 2 else classes
     if spec.protocol == 3:
         classes = mvtec_categories(classes, root)
@@ -287,7 +309,7 @@ def run_table(
             )
         options = dict(profile=profile, seed=seed, device=device, root=root, progress=progress, changes=changes)
         return run_puzzle_ablation(classes, **options, checkpoints=checkpoints, checkpoint_every=checkpoint_every)
-    unused = sorted(set(changes or {}) - set(methods))
+    unused = sorted(set(changes or {}) - set(methods) - ({"stress"} if table == "mnist-attack" else set()))
     if unused:
         raise ValueError(
             f"settings are changed for {', '.join(unused)}, which this run does not train; "
@@ -304,6 +326,8 @@ def run_table(
     device = pick_device(device)
     start, code_state = time.perf_counter(), git_state()
     splits = table_splits(table, classes, seed=seed, root=root, device=device)
+    if n_train is not None:
+        splits, settings = fewer_training_images(splits, settings, methods, int(n_train), seed=seed)
     stacked = (device.type == "cuda" and checkpoints is None) if stacked is None else stacked
     side_by_side = sorted(m for m in methods if stacked and METHODS[m].stackable and len(splits) > 1)
     used = {
@@ -313,12 +337,15 @@ def run_table(
         "profile": profile,
         "changed_from_profile": changes or {},
         "seed": seed,
+        "n_train": n_train,
         "cases": list(splits),
         "stacked_training": side_by_side,
         "methods": {m: settings[m] for m in methods},
     }
     if spec.protocol in (2, 3):
         used["classes"] = classes  # the normal classes, or the MVTec categories
+    if table == "mnist-attack":
+        used["attack"] = settings["stress"]
     finished = {} if checkpoints is None else open_checkpoints(checkpoints, {**used, "commit": code_state["commit"]})
     resumed = bool(finished) or checkpoints is not None and any(Path(checkpoints).glob("*.pt"))
     results = {}
@@ -336,6 +363,10 @@ def run_table(
                 if m not in side_by_side:
                     fit_with_checkpoint(detector, splits[case], checkpoints, f"{m}-{case}", checkpoint_every)
                 numbers = evaluate(detector, splits[case], spec.protocol)
+                if table == "mnist-attack":
+                    numbers["attack"] = attack_numbers(
+                        detector, splits[case], settings["stress"], seed=seed, progress=progress
+                    )
                 if checkpoints is not None:
                     finished.setdefault(m, {})[case] = numbers
                     record_finished(checkpoints, finished)
@@ -353,6 +384,37 @@ def run_table(
     if resumed:
         prov["resumed"] = True  # from checkpoints; wall_time_s counts the last session only
     return {"table": table, "metric": metric, "results": results, "provenance": prov}
+
+
+def fewer_training_images(
+    splits: dict[str, OneClassSplit], settings: dict, methods: list[str], n_train: int, *, seed: int = 0
+) -> tuple[dict[str, OneClassSplit], dict]:
+    """Each split with a seeded random ``n_train`` of its normal training
+    images, and the settings that train on them fairly: as many epochs as give
+    the same number of gradient updates (batches) as the whole training set
+    would, so that a smaller set is not also a shorter training; a validation
+    set held out of the training images (Puzzle-AE's ``val_size``) shrinks in
+    proportion. Lecture 7 (data efficiency)."""
+    sizes = {len(split.x_train) for split in splits.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"n_train needs cases with equally many training images, got {sorted(sizes)}")
+    n_full = sizes.pop()
+    if not 1 <= n_train <= n_full:
+        raise ValueError(f"n_train={n_train}: the training set has {n_full} images; choose 1 <= n_train <= {n_full}")
+    settings = {**settings}
+    for m in methods:
+        values = settings[m] = dict(settings[m])
+        if values.get("val_size"):
+            values["val_size"] = max(1, round(values["val_size"] * n_train / n_full))
+        if "epochs" in values:
+            batch = values.get("batch_size", n_full)
+            updates = values["epochs"] * math.ceil(n_full / batch)
+            values["epochs"] = math.ceil(updates / math.ceil(n_train / batch))
+    smaller = {}
+    for case, split in splits.items():
+        order = torch.randperm(n_full, generator=torch.Generator().manual_seed(seed))[:n_train]
+        smaller[case] = replace(split, x_train=split.x_train[order.to(split.x_train.device)])
+    return smaller, settings
 
 
 def run_seeds(table: str, methods: list[str], seeds: list[int], classes: list[int] | None = None, **options) -> dict:
@@ -737,6 +799,8 @@ def format_comparison(result: dict) -> str:
                 lines.append(f"{'':<{width}}(the talk has no {method} row)")
     if result["table"] == "mvtec":
         lines += mvtec_means(result)
+    if result["table"] == "mnist-attack":
+        lines += format_attack(result)
     for table, run in used.get("runs", {}).items():  # generality: what each column of ours covers
         covered = f"normal classes {run['classes']}" if "classes" in run else f"cases {', '.join(run['cases'])}"
         lines.append(f"ours, {table}: mean over {covered}")
@@ -749,6 +813,27 @@ def format_comparison(result: dict) -> str:
     if result["table"] == "coil100":
         lines.append("the talk chose its F1 threshold on the test set; we choose it on validation")
     return "\n".join(lines)
+
+
+def format_attack(result: dict) -> list[str]:
+    """The lines of the mnist-attack table: AUROC per eps, one row per method
+    and kind of attack. Lecture 7."""
+    attack = result["provenance"]["settings"]["attack"]
+    lines = []
+    for case in result["provenance"]["settings"]["cases"]:
+        first = next(iter(result["results"].values()))["attack"][case]
+        eps_values = list(first["normal"])
+        lines.append(
+            f"AUROC after a test-time attack, normal class {case}: {first['n_normal']} normal test images and "
+            f"{first['n_anomalies']} anomalies, PGD-{attack['steps']} in an L-inf ball of radius eps"
+        )
+        head = f"{'eps':<28}" + "".join(f"{e:>8}" for e in eps_values)
+        lines += [head, "-" * len(head)]
+        for method, ours in result["results"].items():
+            for kind, label in (("normal", "normal attacked"), ("both", "both attacked")):
+                values = ours["attack"][case][kind]
+                lines.append(f"{f'{method} ({label})':<28}" + "".join(f"{values[e]:>8.1f}" for e in eps_values))
+    return lines
 
 
 def mvtec_means(result: dict) -> list[str]:

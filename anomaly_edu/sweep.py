@@ -23,7 +23,13 @@ A sweep file::
      "grid": {"ae.epochs": [5, 10], "dae.noise_std": [0.1, 0.2]}}
 
 gives, for each method, each seed and each combination of that method's
-``grid`` values, one run (here 10 runs of AE and 10 of DAE).
+``grid`` values, one run (here 10 runs of AE and 10 of DAE). An optional
+``"n_train": [50, 500, null]`` runs each of them once per training-set size
+(null: all the normal training images; see
+:func:`~anomaly_edu.reproduce.fewer_training_images`). A grid value equal to
+the profile's own is not a change: that run is the profile's, and sweeps that
+share it (say, stability over seeds and a sensitivity sweep through the
+profile's value) run it once.
 """
 
 from __future__ import annotations
@@ -40,13 +46,14 @@ from .profiles import get_profile
 from .reproduce import apply_changes, get_table, parse_changes, run_table
 from .results import write_json_atomically
 
-SWEEP_KEYS = {"table", "classes", "methods", "seeds", "profile", "grid"}
+SWEEP_KEYS = {"table", "classes", "methods", "seeds", "profile", "grid", "n_train"}
 
 
 def sweep_runs(sweep: dict) -> list[dict]:
     """The runs of a sweep (see the module's docstring), in a fixed order:
-    method, then grid values, then seed. Each run is a dict with the keys
-    table, method, classes, seed, profile and changes ({method: {key: value}}).
+    method, then grid values, then training-set size, then seed. Each run is a
+    dict with the keys table, method, classes, seed, profile, n_train and
+    changes ({method: {key: value}}).
     An unknown key, table, method or setting is one clear error. Lecture 7."""
     if not isinstance(sweep, dict):
         raise ValueError(f"a sweep is a JSON object with the keys {sorted(SWEEP_KEYS)}, got {type(sweep).__name__}")
@@ -64,6 +71,12 @@ def sweep_runs(sweep: dict) -> list[dict]:
     seeds = [int(s) for s in sweep["seeds"]]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list without repeats, got {sweep['seeds']}")
+    sizes = sweep.get("n_train", [None])
+    if not isinstance(sizes, list) or not sizes or len(set(sizes)) != len(sizes):
+        raise ValueError(f"n_train must be a non-empty list of sizes without repeats (null: all), got {sizes!r}")
+    for size in sizes:
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise ValueError(f"n_train sizes are positive whole numbers of images or null (all), got {size!r}")
     profile = sweep.get("profile", "quick")
     grid = parse_changes([f"{key}={json.dumps(value)}" for key, value in sweep.get("grid", {}).items()])
     for method in grid:  # every key names a method of the sweep and one of its settings
@@ -74,8 +87,14 @@ def sweep_runs(sweep: dict) -> list[dict]:
         keys = sorted(grid.get(method, {}))
         for values in itertools.product(*(_as_list(grid[method][k], f"{method}.{k}") for k in keys)):
             changes = {method: dict(zip(keys, values))} if keys else {}
-            apply_changes(get_profile(profile, spec.dataset), changes)  # raises for a setting it does not have
-            for seed in seeds:
+            defaults = get_profile(profile, spec.dataset)
+            apply_changes(defaults, changes)  # raises for a setting it does not have
+            # a grid value equal to the profile's is no change: that run is the profile's own,
+            # with the same file, so sweeps that share it (stability, sensitivity) run it once
+            changes = {
+                m: kept for m, c in changes.items() if (kept := {k: v for k, v in c.items() if v != defaults[m][k]})
+            }
+            for size, seed in itertools.product(sizes, seeds):
                 runs.append(
                     {
                         "table": table,
@@ -83,6 +102,7 @@ def sweep_runs(sweep: dict) -> list[dict]:
                         "classes": sweep.get("classes"),
                         "seed": seed,
                         "profile": profile,
+                        "n_train": size,
                         "changes": changes,
                     }
                 )
@@ -112,7 +132,9 @@ def run_name(run: dict) -> str:
     key = json.dumps(run, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     classes = "all" if run["classes"] is None else "-".join(map(str, run["classes"]))
-    return f"{run['table']}_{run['method']}_classes-{classes}_seed-{run['seed']}_{digest}.json"
+    size = "" if run["n_train"] is None else f"_n-{run['n_train']}"
+    changed = "".join(f"_{key}-{value}" for values in run["changes"].values() for key, value in sorted(values.items()))
+    return f"{run['table']}_{run['method']}_classes-{classes}{size}{changed}_seed-{run['seed']}_{digest}.json"
 
 
 def finished_run(folder: Path, run: dict) -> dict | None:
@@ -166,6 +188,7 @@ def run_sweep(
             profile=run["profile"],
             seed=run["seed"],
             changes=run["changes"] or None,
+            n_train=run["n_train"],
             **options,
         )
         write_json_atomically({"run": run, **result}, folder / name)
@@ -199,3 +222,39 @@ def read_sweep_file(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"no sweep file {path}") from None
     except ValueError as err:
         raise ValueError(f"{path} is not a sweep file (bad JSON: {err})") from None
+
+
+def aurocs_by(collected: dict, setting: str | tuple[str, ...] | None = None) -> dict[str, dict]:
+    """The AUROCs (%) of a collected sweep (:func:`collect_sweep`), grouped as
+    ``{method: {value: [AUROC of each run, ...]}}`` in the sweep's order.
+    ``value`` is the run's ``setting``: "n_train" (None: all the training
+    images), a setting of the method such as "epochs" or "eps" (the value it
+    trained with), a tuple of settings (a tuple of values), or with no setting
+    "all" (one group per method: the spread over seeds). A run's AUROC is its
+    mean over the normal classes it ran. Lecture 7."""
+    names = (setting,) if isinstance(setting, str) else setting
+    groups: dict[str, dict] = {}
+    for stored in collected["runs"]:
+        method = stored["run"]["method"]
+        used = stored["provenance"]["settings"]
+        if names is None:
+            value = "all"
+        else:
+            values = [used.get("n_train") if name == "n_train" else used["methods"][method].get(name) for name in names]
+            value = values[0] if isinstance(setting, str) else tuple(values)
+        groups.setdefault(method, {}).setdefault(value, []).append(stored["results"][method]["mean"])
+    return groups
+
+
+def describe_sweep(collected: dict) -> str:
+    """One line on how a collected sweep was made: how many runs, by which
+    commits, on what, when, and their computing time added up. Lecture 7."""
+    provs = [stored["provenance"] for stored in collected["runs"]]
+    commits = sorted({p["commit"][:10] for p in provs})
+    devices = sorted({p["device"] for p in provs})
+    dates = sorted(p["date"] for p in provs)
+    minutes = sum(p["wall_time_s"] for p in provs) / 60
+    return (
+        f"{len(provs)} runs made by commit{'s' if len(commits) > 1 else ''} {', '.join(commits)} on "
+        f"{'; '.join(devices)}, {dates[0][:10]} to {dates[-1][:10]}, in {minutes:.0f} min of computing in all"
+    )

@@ -1,6 +1,8 @@
 """Figures: plotly for plots and image grids, ipywidgets for one interactive
 control. Introduced in Lecture 1; Lecture 6 adds defect overlays
-(:func:`overlay`, :func:`picture_grid`) and PRO curves (:func:`pro_figure`).
+(:func:`overlay`, :func:`picture_grid`) and PRO curves (:func:`pro_figure`);
+Lecture 7 adds AUROC under attack (:func:`attack_figure`), the spread over
+seeds (:func:`spread_figure`) and AUROC against a setting (:func:`sweep_figure`).
 
 Call :func:`setup_notebook` once at the top of a notebook: it selects a
 plotly renderer that embeds plotly.js in the notebook (so figures show in the
@@ -306,3 +308,87 @@ def pro_figure(curves: dict, max_fpr: float = 0.3, title: str = "PRO curves") ->
         title=title, xaxis_title="false-positive rate (normal pixels)", yaxis_title="per-region overlap", height=450
     )
     return fig
+
+
+def attack_figure(attack: dict[str, dict], title: str = "AUROC under a test-time attack") -> go.Figure:
+    """AUROC (%) against eps, one colour per detector: ``attack`` maps a name to
+    :func:`~anomaly_edu.stress.auroc_under_attack`'s numbers; a solid line with
+    only the normal images attacked, a dashed one with both kinds. Lecture 7."""
+    fig = go.Figure()
+    for i, (name, numbers) in enumerate(attack.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        for kind, dash, label in (("normal", "solid", "normal attacked"), ("both", "dash", "both attacked")):
+            eps = [float(e) for e in numbers[kind]]
+            fig.add_trace(
+                go.Scatter(
+                    x=eps,
+                    y=list(numbers[kind].values()),
+                    mode="lines+markers",
+                    name=f"{name}, {label}",
+                    line=dict(color=colour, dash=dash),
+                )
+            )
+    fig.add_hline(y=50, line_dash="dot", line_color="grey", annotation_text="chance")
+    fig.update_layout(title=title, xaxis_title="eps (L-inf, pixels in [0, 1])", yaxis_title="AUROC (%)", height=450)
+    return fig
+
+
+def spread_figure(groups: dict[str, list[float]], title: str = "AUROC over seeds") -> go.Figure:
+    """One point per run and the mean ± one standard deviation, per detector:
+    ``groups`` maps a name to its AUROCs. Lecture 7."""
+    fig = go.Figure()
+    for i, (name, values) in enumerate(groups.items()):
+        values = np.asarray(values, dtype=float)
+        colour = _COLOURS[i % len(_COLOURS)]
+        fig.add_trace(
+            go.Scatter(
+                x=[name] * len(values),
+                y=values,
+                mode="markers",
+                name=f"{name}: each seed",
+                marker=dict(color=colour, size=8, opacity=0.6),
+            )
+        )
+        spread = values.std(ddof=1) if len(values) > 1 else 0.0
+        fig.add_trace(
+            go.Scatter(
+                x=[name],
+                y=[values.mean()],
+                mode="markers",
+                name=f"{name}: mean ± std",
+                marker=dict(color=colour, size=14, symbol="line-ew-open", line=dict(width=3)),
+                error_y=dict(type="data", array=[spread], width=12),
+            )
+        )
+    fig.update_layout(title=title, yaxis_title="AUROC (%)", height=450, showlegend=False)
+    return fig
+
+
+def sweep_figure(
+    groups: dict[str, dict], x_title: str, title: str = "", log_x: bool = False, names: dict | None = None
+) -> go.Figure:
+    """Mean AUROC (%) against a setting, one line per detector, with error bars
+    of one standard deviation over seeds where there are several: ``groups`` is
+    :func:`~anomaly_edu.sweep.aurocs_by`'s ``{name: {value: [AUROC, ...]}}``;
+    ``names`` relabels values (e.g. None -> the full training set's size). Lecture 7."""
+    fig = go.Figure()
+    for i, (name, by_value) in enumerate(groups.items()):
+        points = sorted(((names or {}).get(v, v), np.asarray(a, dtype=float)) for v, a in by_value.items())
+        fig.add_trace(
+            go.Scatter(
+                x=[v for v, _ in points],
+                y=[a.mean() for _, a in points],
+                error_y=dict(type="data", array=[a.std(ddof=1) if len(a) > 1 else 0.0 for _, a in points]),
+                mode="lines+markers",
+                name=name,
+                line=dict(color=_COLOURS[i % len(_COLOURS)]),
+            )
+        )
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="AUROC (%)", height=450)
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+# plotly's default colours, so that a detector keeps its colour in every figure of a lecture
+_COLOURS = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]

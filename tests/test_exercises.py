@@ -336,6 +336,7 @@ def correct_answers():
     """For every check, a call with a right answer (the references of the tests above)."""
     from test_exercises_localisation import correct_answers as lecture6_answers  # here: it imports this one too
     from test_exercises_puzzle import correct_answers as lecture5_answers  # here: that module imports this one
+    from test_exercises_stress import correct_answers as lecture7_answers  # here: it imports this one too
 
     robust_model, standard_model, x, y = robust_and_standard_models()
     return {
@@ -350,6 +351,7 @@ def correct_answers():
         "check_arae_loss": lambda: checks.check_arae_loss(reference_arae),
         **lecture5_answers(),
         **lecture6_answers(),
+        **lecture7_answers(),
     }
 
 

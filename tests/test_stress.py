@@ -6,11 +6,13 @@ score, and refuses a score that gradients do not reach."""
 import numpy as np
 import pytest
 import torch
+from test_data import make_fake_mnist
 
 from anomaly_edu.anomaly_maps import MapAEDetector
 from anomaly_edu.detectors import AEDetector, OCSVMDetector
 from anomaly_edu.puzzle_ae import PuzzleAEDetector
-from anomaly_edu.stress import attack_scores, auroc_under_attack, check_attackable
+from anomaly_edu.reproduce import format_comparison, run_table
+from anomaly_edu.stress import attack_scores, auroc_under_attack, balanced_subset, check_attackable
 
 
 def blobs(n, bright, seed):
@@ -47,10 +49,27 @@ def test_the_attack_stays_in_the_ball_and_moves_scores_the_attackers_way(ae, dat
 
 def test_auroc_falls_as_eps_grows_and_eps_zero_is_the_clean_auroc(ae, data):
     _, x, y = data
-    numbers = auroc_under_attack(ae, x, y, [0.0, 0.1, 0.3, 0.5], steps=10)
-    assert numbers[0.0] == pytest.approx(100 * _auroc(y, ae.score(x)), abs=0.01)
-    assert numbers[0.0] >= numbers[0.1] >= numbers[0.3] >= numbers[0.5]
-    assert numbers[0.5] < numbers[0.0] - 20  # a large enough ball turns the ranking around
+    numbers = auroc_under_attack(ae, x, y, [0.1, 0.3, 0.5], steps=10)
+    assert list(numbers["both"]) == ["0", "0.1", "0.3", "0.5"]
+    assert numbers["both"]["0"] == numbers["normal"]["0"] == pytest.approx(100 * _auroc(y, ae.score(x)), abs=0.01)
+    for attacked in ("normal", "both"):
+        values = list(numbers[attacked].values())
+        assert values == sorted(values, reverse=True)  # falls as eps grows
+    assert all(numbers["both"][eps] <= numbers["normal"][eps] for eps in numbers["both"])  # attacking more helps
+    assert numbers["normal"]["0.5"] < numbers["normal"]["0"] - 20  # a large enough ball turns the ranking
+    # "normal" is exactly: attacked normal images against clean anomalies
+    attacked = ae.score(attack_scores(ae, x, y, eps=0.3, steps=10))
+    mixed = np.where(y.numpy() == 0, attacked, ae.score(x))
+    assert numbers["normal"]["0.3"] == pytest.approx(100 * _auroc(y, mixed), abs=0.01)
+
+
+def test_a_balanced_subset_takes_half_normal_half_anomalies_seeded():
+    labels = torch.tensor([0] * 30 + [1] * 300)
+    chosen = balanced_subset(labels, 40, seed=1)
+    assert len(chosen) == 40 and int(labels[chosen].sum()) == 20 and len(set(chosen.tolist())) == 40
+    assert torch.equal(chosen, chosen.sort().values) and torch.equal(balanced_subset(labels, 40, seed=1), chosen)
+    assert not torch.equal(balanced_subset(labels, 40, seed=2), chosen)
+    assert int((labels[balanced_subset(labels, 100)] == 0).sum()) == 30  # only 30 normal images there
 
 
 def _auroc(y, scores):
@@ -93,3 +112,17 @@ def test_a_score_without_gradients_is_refused_not_attacked_with_zeros(ae, data):
         check_attackable(detached, x[:2])
     with pytest.raises(ValueError, match="one label per image"):
         attack_scores(ae, x, y[:3], eps=0.1)
+
+
+def test_the_mnist_attack_table_attacks_each_detector_and_prints_figure_10(tmp_path):
+    make_fake_mnist(tmp_path, n_train=100, n_test=60)
+    changes = {"ae": {"epochs": 1}, "stress": {"eps_values": [0.1, 0.3], "steps": 3, "n_images": 20}}
+    result = run_table("mnist-attack", ["ae"], None, root=tmp_path, device="cpu", progress=False, changes=changes)
+    attack = result["results"]["ae"]["attack"]["8"]  # digit 8 unless told otherwise
+    assert list(attack["normal"]) == ["0", "0.1", "0.3"] and attack["n_normal"] == 6 and attack["n_anomalies"] == 10
+    assert attack["both"]["0.3"] <= attack["normal"]["0.3"] <= attack["normal"]["0"]
+    assert result["provenance"]["settings"]["attack"] == changes["stress"]
+    text = format_comparison(result)
+    assert "PGD-3 in an L-inf ball" in text and "ae (both attacked)" in text
+    with pytest.raises(ValueError, match="ocsvm has none: leave it out"):
+        run_table("mnist-attack", ["ae", "ocsvm"], None, root=tmp_path)
