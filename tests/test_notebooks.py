@@ -144,3 +144,20 @@ def test_lecture6_shows_maps_curves_and_the_stored_tables(executed):
     assert "generality protocol of each data set" in text and "ours, mnist: mean over normal classes [8]" in text
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
     assert html.count("plotly-graph-div") >= 6  # gallery, sizes, two sets of PRO curves, overlays, MVTec bars
+
+
+def test_lecture7_attacks_live_and_shows_the_stored_stress_tests(executed):
+    """Lecture 7 attacks a live AE, refuses the one-class SVM, prints the
+    stored Figure 10 table and the sweeps' provenance, and runs a tiny sweep
+    that is interrupted, resumed and collected without losing or repeating a run."""
+    nb = executed(Path("lectures/07_stress_tests.ipynb"))
+    text = stdout(nb)
+    assert "OCSVMDetector has no differentiable score" in text
+    assert "AUROC after a test-time attack, normal class 8" in text and "puzzle-ae (normal attacked)" in text
+    assert "least degraded on average over the three radii:" in text
+    for name in ("stability", "data_efficiency", "data_efficiency_puzzle", "sensitivity", "sensitivity_puzzle"):
+        assert f"no stored result {name}_quick.json" not in text, name
+    assert text.count("runs made by commit") >= 5
+    assert "shard 1/2 resumed: ran 1, skipped 1" in text and "collected 4 runs, missing 0" in text
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
+    assert html.count("plotly-graph-div") >= 8  # attack grid and curves, Figure 10, spread, data, budgets, ARAE, eps

@@ -124,5 +124,6 @@ def test_the_mnist_attack_table_attacks_each_detector_and_prints_figure_10(tmp_p
     assert result["provenance"]["settings"]["attack"] == changes["stress"]
     text = format_comparison(result)
     assert "PGD-3 in an L-inf ball" in text and "ae (both attacked)" in text
+    assert "Figure 10 prints no numbers" in text and "mean over the cases shown" not in text
     with pytest.raises(ValueError, match="ocsvm has none: leave it out"):
         run_table("mnist-attack", ["ae", "ocsvm"], None, root=tmp_path)
