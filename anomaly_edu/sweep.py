@@ -250,6 +250,8 @@ def describe_sweep(collected: dict) -> str:
     """One line on how a collected sweep was made: how many runs, by which
     commits, on what, when, and their computing time added up. Lecture 7."""
     provs = [stored["provenance"] for stored in collected["runs"]]
+    if not provs:
+        return f"no runs collected yet ({len(collected.get('missing', []))} missing)"
     commits = sorted({p["commit"][:10] for p in provs})
     devices = sorted({p["device"] for p in provs})
     dates = sorted(p["date"] for p in provs)

@@ -151,6 +151,7 @@ def test_the_command_line_runs_a_real_sweep_in_shards_and_collects_it(tmp_path, 
     assert [r["run"]["seed"] for r in collected["runs"]] == [0, 1] and collected["missing"] == []
     assert collected["sweep"] == sweep  # the sweep file travels with its results
     assert sw.describe_sweep(collected).startswith("2 runs made by commit")
+    assert sw.describe_sweep({"runs": [], "missing": [{}, {}]}) == "no runs collected yet (2 missing)"
     assert all(0 <= r["results"]["ae"]["auc"]["1"] <= 100 for r in collected["runs"])
     assert main(["sweep", str(sweep_file), "--collect", parts[0], "--out", str(joined)]) == 1
     assert "missing: mnist_ae_classes-1_epochs-1_seed-1_" in capsys.readouterr().out
