@@ -835,7 +835,6 @@ def _call_watching(task: str, fn, *args, libraries=_LABELLING_LIBRARIES):
     which of ``libraries`` it called, directly or through any helper, alias or
     import. Found by watching every call while it runs (``sys.setprofile``),
     not by reading the code."""
-    import sys
 
     reached = set()
 
@@ -854,13 +853,7 @@ def _call_watching(task: str, fn, *args, libraries=_LABELLING_LIBRARIES):
         if found:
             reached.add(found)
 
-    previous = sys.getprofile()
-    sys.setprofile(watch)
-    try:
-        result = _call(task, fn, *args)
-    finally:
-        sys.setprofile(previous)
-    return result, sorted(reached)
+    return _call_watched(task, watch, fn, *args), sorted(reached)
 
 
 def _mask_from_rows(rows: list[str]) -> np.ndarray:
@@ -1853,11 +1846,23 @@ def _ttest_names(fn, seen: set | None = None) -> list[str]:
     return found
 
 
+def _call_watched(task: str, watch, fn, *args):
+    """Call the student's function as :func:`_call` does, with ``watch`` as the
+    profiler (``sys.setprofile``) while it runs; the previous one is put back."""
+    import sys
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        return _call(task, fn, *args)
+    finally:
+        sys.setprofile(previous)
+
+
 def _call_watching_functions(task: str, fn, *args):
     """Call the student's function as :func:`_call` does; return its result and
     the (module, name) of every Python function it called, found by watching
     the calls while it runs (``sys.setprofile``)."""
-    import sys
 
     called = set()
 
@@ -1865,13 +1870,7 @@ def _call_watching_functions(task: str, fn, *args):
         if event == "call":
             called.add((frame.f_globals.get("__name__"), frame.f_code.co_name))
 
-    previous = sys.getprofile()
-    sys.setprofile(watch)
-    try:
-        result = _call(task, fn, *args)
-    finally:
-        sys.setprofile(previous)
-    return result, called
+    return _call_watched(task, watch, fn, *args), called
 
 
 def _refuse_the_ttest(task: str, fn, called=()) -> None:
