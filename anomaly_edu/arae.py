@@ -29,19 +29,35 @@ PUBLISHED_UNION = PROFILES["full"]["arae-union"]  # the union variant's publishe
 
 
 def latent_attack(
-    model: torch.nn.Module, x: torch.Tensor, *, eps: float, steps: int, alpha: float | None = None
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    *,
+    eps: float,
+    steps: int,
+    alpha: float | None = None,
+    check_input: bool = True,
 ) -> torch.Tensor:
     """PGD on the encoder: push ``Enc(x + d)`` away from the clean code ``Enc(x)``
     (held fixed) within the L-inf ball of radius ``eps``, from a uniform random
     start, with steps of ``alpha`` (default: :func:`~anomaly_edu.attacks.pgd`'s,
-    as in the ARAE code). ``model`` must have an ``encode`` method. Lecture 4."""
+    as in the ARAE code). ``model`` must have an ``encode`` method.
+    ``check_input=False``: see :func:`~anomaly_edu.attacks.pgd` (the ARAE loss
+    attacks every mini-batch of images that ``fit`` checked once). Lecture 4."""
     if eps == 0:
         return x.detach().clone()
     with torch.no_grad():
         clean_code = model.encode(x)
     # At x itself the gradient of the distance is exactly zero, hence the random start.
     return pgd(
-        EncoderOnly(model), x, clean_code, eps=eps, alpha=alpha, steps=steps, random_start=True, loss_fn=per_example_mse
+        EncoderOnly(model),
+        x,
+        clean_code,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        random_start=True,
+        loss_fn=per_example_mse,
+        check_input=check_input,
     )
 
 
@@ -62,7 +78,7 @@ def arae_loss(*, eps: float, steps: int, gamma: float = 0.1, alpha: float | None
     ``L_rec + gamma * L_latent`` on latent-attacked images (see the module's
     docstring). Gradients flow through both encoder branches. Lecture 4."""
     return robust_reconstruction_loss(
-        lambda model, x: latent_attack(model, x, eps=eps, steps=steps, alpha=alpha), gamma
+        lambda model, x: latent_attack(model, x, eps=eps, steps=steps, alpha=alpha, check_input=False), gamma
     )
 
 

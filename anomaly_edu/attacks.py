@@ -202,6 +202,7 @@ def pgd(
     random_start: bool = False,
     restarts: int = 1,
     loss_fn: LossFn | None = None,
+    check_input: bool = True,
 ) -> Tensor:
     """Projected gradient descent (ascent on the loss) in an L-inf or L-2 ball (Lecture 3).
 
@@ -219,8 +220,12 @@ def pgd(
     attack runs that many times and keeps, per example, the result with the
     highest loss; ``loss_fn`` must then return one loss per example.
     Without a random start this matches torchattacks' ``PGD`` and ``PGDL2``.
+    ``check_input=False`` skips the check that ``x`` holds images in [0, 1],
+    which makes the CPU wait for a GPU: for a training loop that attacks every
+    mini-batch of data it checked once (ARAE's, Lecture 4).
     """
-    check_images(x, "x", any_shape=True)
+    if check_input:
+        check_images(x, "x", any_shape=True)
     _check_number("eps", eps, positive=False)
     if alpha is not None:
         _check_number("alpha", alpha, positive=True)

@@ -180,15 +180,18 @@ def run_epochs(
         total=epochs * steps_per_epoch, initial=done * steps_per_epoch, desc=desc, disable=not progress, unit="batch"
     )
     for epoch in range(done, epochs):
-        total = weights = 0.0
+        # The epoch's loss is summed on the device and read once, after the epoch: reading it
+        # every batch (loss.item()) would make the CPU wait for the GPU each time. In float64,
+        # the sum is exactly the one Python's floats would give.
+        total, weights = 0.0, 0.0
         for x_batch, y_batch, weight in epoch_batches():
             loss = batch_loss(model, x_batch, y_batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total, weights = total + loss.item() * weight, weights + weight
+            total, weights = total + loss.detach().double() * weight, weights + weight
             bar.update(1)
-        history.append(total / weights)
+        history.append(float(total) / weights)
         if scheduler is not None:
             scheduler.step(history[-1])
         bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.4g}")
