@@ -3,8 +3,11 @@ it is never half-written, and reading the stored results that the lectures show.
 
 A results file is a JSON object ``{"table", "metric", "results", "provenance"}``
 written by ``python -m anomaly_edu reproduce ... --out FILE`` (or by a
-benchmark); ``results/`` in the repository holds the stored ones.
-Introduced in Lecture 1.
+benchmark); ``results/`` in the repository holds the stored ones. They ship
+with the package: ``anomaly_edu/stored_results`` is a link to ``results/``, so
+in a checkout (or an editable install) the lectures read ``results/`` itself,
+and a wheel (``pip install``, as on Colab) carries a copy of its files, so a
+lecture opened alone shows them too. Introduced in Lecture 1.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import numpy as np
 
 from . import __version__
 
-# The stored results of a checkout: results/ beside the package.
-STORED_RESULTS = Path(__file__).resolve().parent.parent / "results"
+# The stored results: in a checkout a link to the repository's results/ folder,
+# in an installed package the copy of its files that the wheel carries.
+STORED_RESULTS = Path(__file__).parent / "stored_results"
 
 
 def git_state() -> dict:
@@ -150,8 +154,8 @@ def read_stored(*names: str, folder: str | os.PathLike = STORED_RESULTS) -> dict
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path} is not a results file (bad JSON: {err})") from None
     print(
-        f"no stored result {' or '.join(names)} in {folder.name}/: clone the repository to see it, "
-        "or make it with the command shown above"
+        f"no stored result {' or '.join(names)} in {folder.resolve()}: make it with the command shown "
+        f"above, then read it with results.read_stored({names[0]!r}, folder=<the folder of its --out>)"
     )
     return None
 
