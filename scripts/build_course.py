@@ -6,6 +6,7 @@ Run it from anywhere with the project's virtual environment::
     python scripts/build_course.py assets                 # MathJax, require.js, widget manager
     python scripts/build_course.py execute [--profile quick|full] [--force]
     python scripts/build_course.py book    [--profile quick|full] [--force]
+    python scripts/build_course.py references [NOTEBOOK ...]  # after a deliberate change
 
 ``book`` runs ``assets`` and ``execute`` first, then builds the HTML into
 ``_build/html/`` from the executed copies (Jupyter Book does not execute anything).
@@ -14,7 +15,7 @@ Each step is also a function (``fetch_assets``, ``execute_notebooks``,
 ``build_book``) so that the tests can call them.
 
 Adding a lecture or an exercise needs no change here: every notebook that matches
-``EXECUTE_WITH_PAPERMILL`` or ``EXECUTE_AS_STUDENT`` is executed; list the new page
+``EXECUTE_CHECKED`` or ``EXECUTE_AS_STUDENT`` is executed; list the new page
 in ``_toc.yml`` so that the book shows it.
 """
 
@@ -27,6 +28,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -72,8 +74,20 @@ ASSET_MARKERS = ["mathjax/tex-chtml.js", "requirejs/require.js", "html-manager/e
 ASSET_LOCK_STAMP = ".package-lock.sha256"
 
 # --- execution ---------------------------------------------------------------
-# Lectures and instructor versions of the exercises: papermill, no errors allowed.
-EXECUTE_WITH_PAPERMILL = ["lectures/*.ipynb", "exercises/solutions/*.ipynb"]
+# Lectures and instructor versions of the exercises: no errors allowed. In the
+# quick profile nbval executes them, and each cell marked with the comment line
+# `# NBVAL_CHECK_OUTPUT` must print what its reference (the output stored with
+# it in the notebook, see store_references) shows. Other profiles have no
+# references: papermill executes them.
+EXECUTE_CHECKED = ["lectures/*.ipynb", "exercises/solutions/*.ipynb"]
+REFERENCE_PROFILE = "quick"
+NBVAL_MARKER = "# NBVAL_CHECK_OUTPUT"
+NBVAL_RECORDER = "nbval_record"  # scripts/nbval_record.py: keeps the run nbval checked
+# What a marked cell may print differently from its reference (nbval's sanitizer
+# files): a plotly figure's random id; on a GPU, which sums in another order
+# than the CPU the references come from, every decimal fraction too.
+SANITIZER = ROOT / "scripts" / "nbval_sanitize.cfg"
+GPU_SANITIZER = ROOT / "scripts" / "nbval_gpu_sanitize.cfg"
 # Student versions: their stubs raise NotImplementedError, so errors are allowed,
 # but only in cells tagged `raises-exception`. Papermill (2.7) fails on any error
 # output, tagged or not, so these run with nbclient directly.
@@ -210,6 +224,12 @@ def executed_path(notebook: Path) -> Path:
     return EXECUTED / notebook
 
 
+def failed_path(notebook: Path) -> Path:
+    """Where the run of a notebook that failed is kept, to be looked at."""
+    target = executed_path(notebook)
+    return target.with_name(f"{target.stem}.failed.ipynb")
+
+
 def record_path(notebook: Path) -> Path:
     """What the last successful run of a notebook recorded: stamp, wall time, date."""
     return EXECUTED / (notebook.as_posix() + ".run.json")
@@ -257,6 +277,39 @@ def run_with_papermill(source: Path, target: Path, profile: str, timeout: int) -
     )
 
 
+def is_marked(cell) -> bool:
+    """Whether nbval compares this cell's output: its marker is a comment line of
+    its own (nbval ignores one at the end of a code line)."""
+    return cell.cell_type == "code" and NBVAL_MARKER in (line.strip() for line in cell.source.splitlines())
+
+
+def unmarked(source: str) -> str:
+    """A cell's code without its marker (adding one changes nothing the cell prints)."""
+    return "\n".join(line for line in source.splitlines() if line.strip() != NBVAL_MARKER)
+
+
+def run_with_nbval(source: Path, target: Path, profile: str, timeout: int) -> None:
+    """Execute with nbval, in lax mode: no cell may fail, and the marked cells
+    must print their references (nbval prints the difference otherwise).
+    scripts/nbval_record.py writes what ran to ``target``, failed or not."""
+    import torch
+
+    if profile != REFERENCE_PROFILE:
+        raise BuildError(f"nbval's references are from the {REFERENCE_PROFILE} profile, not {profile!r}")
+    command = [
+        *(sys.executable, "-m", "pytest", str(source), "--nbval-lax", "-p", NBVAL_RECORDER),
+        *(f"--record-to={target}", f"--nbval-kernel-name={KERNEL}", f"--nbval-cell-timeout={timeout}"),
+        *("-p", "no:cacheprovider", "-q", "-rf", "--color=no"),
+        f"--nbval-sanitize-with={GPU_SANITIZER if torch.cuda.is_available() else SANITIZER}",
+    ]
+    scripts = os.pathsep.join(filter(None, [str(ROOT / "scripts"), os.environ.get("PYTHONPATH")]))
+    run = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": scripts}, capture_output=True, text=True)
+    if run.returncode != 0:
+        log(run.stdout + run.stderr)  # nbval's report: the failed cells and each difference
+        failed = [line.split(" - ")[0].split("::")[-1] for line in run.stdout.splitlines() if line.startswith("FAILED")]
+        raise BuildError(f"nbval: {', '.join(failed) or 'the run'} failed (the report is printed above)")
+
+
 def run_as_student(source: Path, target: Path, profile: str, timeout: int) -> None:
     """Execute with nbclient: an error stops the run unless its cell is tagged
     `raises-exception`. Parameters are injected the way papermill does it."""
@@ -287,8 +340,9 @@ def execute_notebook(notebook: Path, profile: str, student: bool, timeout: int =
     source, target = ROOT / notebook, executed_path(notebook)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.stem}.partial.ipynb")
-    failed = target.with_name(f"{target.stem}.failed.ipynb")
-    run = run_as_student if student else run_with_papermill
+    failed = failed_path(notebook)
+    checked = not student and profile == REFERENCE_PROFILE
+    run = run_as_student if student else run_with_nbval if checked else run_with_papermill
     # The stamp of the sources as they are now, before the run: if they change
     # while the notebook runs, the next build sees the copy as out of date.
     source_stamp = stamp(notebook, profile)
@@ -309,7 +363,7 @@ def execute_notebook(notebook: Path, profile: str, student: bool, timeout: int =
         "profile": profile,
         "wall_s": round(wall, 1),
         "executed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "kind": "student version (nbclient)" if student else "papermill",
+        "kind": "student version (nbclient)" if student else "nbval" if checked else "papermill",
     }
     write_json_atomically(record, record_path(notebook))
     return record
@@ -345,7 +399,7 @@ def execute_notebooks(profile: str = "quick", force: bool = False, timeout: int 
     """
     if profile not in PROFILES:
         raise BuildError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    jobs = [(nb, False) for nb in find_notebooks(EXECUTE_WITH_PAPERMILL)] + [
+    jobs = [(nb, False) for nb in find_notebooks(EXECUTE_CHECKED)] + [
         (nb, True) for nb in find_notebooks(EXECUTE_AS_STUDENT)
     ]
     EXECUTED.mkdir(parents=True, exist_ok=True)
@@ -381,6 +435,65 @@ def execute_notebooks(profile: str = "quick", force: bool = False, timeout: int 
     return statistics
 
 
+def sanitizer_rules(path: Path = SANITIZER) -> list[tuple[str, str]]:
+    """The (regex, replacement) pairs of an nbval sanitizer file."""
+    return re.findall(r"^regex: (.*)$\n^replace: (.*)$", path.read_text(), flags=re.MULTILINE)
+
+
+def sanitized(outputs: list) -> list:
+    """Outputs with every text put through the sanitizer's rules, as nbval compares them."""
+    rules = sanitizer_rules()
+
+    def clean(text):
+        for regex, replacement in rules:
+            text = re.sub(regex, replacement, text)
+        return text
+
+    for output in outputs:
+        if "text" in output:
+            output.text = clean(output.text)
+        for mime, value in output.get("data", {}).items():
+            if isinstance(value, str):
+                output.data[mime] = clean(value)
+    return outputs
+
+
+def store_references(notebooks: list[Path] | None = None) -> list[Path]:
+    """Store the outputs of each notebook's marked cells, from its last run, in
+    the notebook itself: nbval's references. Run it after a deliberate change
+    to a marked output (the last run is the executed copy, or the failed copy
+    when that is newer). Every other cell keeps no output. Returns the
+    notebooks it changed."""
+    import nbformat
+
+    changed = []
+    for notebook in notebooks or find_notebooks(EXECUTE_CHECKED):
+        source = nbformat.read(ROOT / notebook, as_version=4)
+        marked = [cell for cell in source.cells if is_marked(cell)]
+        runs = [path for path in (executed_path(notebook), failed_path(notebook)) if path.is_file()]
+        if marked and not runs:
+            raise BuildError(f"references: {notebook} has not run yet; run `execute` first")
+        ran = {}
+        if runs:
+            last_run = nbformat.read(max(runs, key=lambda path: path.stat().st_mtime), as_version=4)
+            ran = {unmarked(cell.source): cell for cell in last_run.cells if cell.cell_type == "code"}
+        for cell in source.cells:
+            if cell.cell_type != "code":
+                continue
+            if not is_marked(cell):
+                cell.outputs, cell.execution_count = [], None
+            elif unmarked(cell.source) not in ran:
+                raise BuildError(f"references: a marked cell of {notebook} changed since its last run; execute it")
+            else:
+                run = ran[unmarked(cell.source)]
+                cell.outputs, cell.execution_count = sanitized(run.outputs), run.execution_count
+        if source != nbformat.read(ROOT / notebook, as_version=4):
+            nbformat.write(source, ROOT / notebook)
+            changed.append(notebook)
+            log(f"references: stored {len(marked)} in {notebook}")
+    return changed
+
+
 # =============================================================================
 # book
 # =============================================================================
@@ -408,6 +521,7 @@ def stage_notebook(source: Path, target: Path, keep_outputs: bool) -> None:
     """Copy a notebook into the staged book, changed for the book's pages:
 
     - its Colab badge shows the local image;
+    - its code has no nbval markers (they are for CI, not for readers);
     - the cell papermill injected is hidden (it repeats the parameters cell);
     - its outputs load the book's copy of plotly.js, not the one plotly embedded;
     - papermill's record of this machine's paths is dropped;
@@ -425,7 +539,9 @@ def stage_notebook(source: Path, target: Path, keep_outputs: bool) -> None:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = cell.source.replace(REMOTE_COLAB_BADGE, Path(badge).as_posix())
-        elif "injected-parameters" in cell.metadata.get("tags", []):
+            continue
+        cell.source = unmarked(cell.source)
+        if "injected-parameters" in cell.metadata.get("tags", []):
             cell.metadata["tags"] = cell.metadata["tags"] + ["remove-cell"]
         elif not keep_outputs:
             cell.outputs, cell.execution_count = [], None
@@ -539,12 +655,18 @@ def main(argv: list[str] | None = None) -> int:
             default=CELL_TIMEOUT_S,
             help=f"seconds one cell may run (default: {CELL_TIMEOUT_S})",
         )
+    references = commands.add_parser(
+        "references", help="store the outputs of the marked cells of the last run as nbval's references"
+    )
+    references.add_argument("notebooks", nargs="*", type=Path, help="default: every lecture and instructor version")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     try:
         if args.command == "assets":
             fetch_assets(force=args.force)
+        elif args.command == "references":
+            store_references([n.resolve().relative_to(ROOT) for n in args.notebooks] or None)
         elif args.command == "execute":
             execute_notebooks(args.profile, force=args.force, timeout=args.cell_timeout)
         else:

@@ -15,10 +15,14 @@
 #                              (default: $ANOMALY_EDU_DATA or ~/.cache/anomaly_edu)
 #   table TABLE RANGE OUTDIR   one part of a table: OUTDIR/TABLE_RANGE.json
 #   merge OUTDIR PARTDIR...    join the parts of each table found under PARTDIR...: OUTDIR/TABLE.json
-#   notebooks OUTDIR [NB...]   execute notebooks with papermill into OUTDIR (default: every
-#                              lecture and instructor version of an exercise)
-#   all OUTDIR                 every part of every table, the merge and the notebooks:
-#                              OUTDIR/parts, OUTDIR/results, OUTDIR/notebooks
+#   notebooks OUTDIR [NB...]   execute notebooks in PROFILE into OUTDIR (default: every
+#                              lecture and instructor version of an exercise); the book's
+#                              way: papermill, or nbval in the quick profile
+#   nbval OUTDIR [NB...]       the same in the quick profile: nbval executes the notebooks and
+#                              compares the marked cells with their references (on a GPU with
+#                              the decimals masked, scripts/nbval_gpu_sanitize.cfg)
+#   all OUTDIR                 every part of every table, the merge, the notebooks and nbval:
+#                              OUTDIR/parts, OUTDIR/results, OUTDIR/notebooks, OUTDIR/nbval
 #
 # Settings (environment variables):
 #   PROFILE=full|quick  (default full)     DEVICE=cuda|cpu|...  (default cuda)
@@ -214,8 +218,9 @@ cmd_notebooks() {
   fi
   mkdir -p "$outdir"
   # The book's own way of running a notebook (scripts/build_course.py): papermill with the
-  # PROFILE parameter, its kernel, the notebook's folder as working folder, this checkout's
-  # package first on the path. The executed copies go to OUTDIR, not to the book's _build/.
+  # PROFILE parameter (nbval in the quick profile), its kernel, the notebook's folder as
+  # working folder, this checkout's package first on the path. The executed copies go to
+  # OUTDIR, not to the book's _build/.
   "$PY" - "$REPO/scripts" "$outdir" "$PROFILE" "$@" <<'PYTHON'
 import sys
 import time
@@ -227,7 +232,7 @@ import build_course as bc
 outdir, profile, chosen = Path(sys.argv[2]).resolve(), sys.argv[3], sys.argv[4:]
 # notebooks named relative to the repository root, as find_notebooks names them
 notebooks = [Path(n).resolve().relative_to(bc.ROOT) if Path(n).is_absolute() else Path(n) for n in chosen]
-notebooks = notebooks or bc.find_notebooks(bc.EXECUTE_WITH_PAPERMILL)
+notebooks = notebooks or bc.find_notebooks(bc.EXECUTE_CHECKED)
 failed = []
 with bc.kernel_environment():
     for notebook in notebooks:
@@ -235,7 +240,8 @@ with bc.kernel_environment():
         target.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         try:
-            bc.run_with_papermill(bc.ROOT / notebook, target, profile, bc.CELL_TIMEOUT_S)
+            run = bc.run_with_nbval if profile == bc.REFERENCE_PROFILE else bc.run_with_papermill
+            run(bc.ROOT / notebook, target, profile, bc.CELL_TIMEOUT_S)
         except Exception as error:  # run the others; the failed copy shows the traceback
             failed.append(notebook.as_posix())
             print(f"gpu_ci: {notebook}: FAILED: {bc.error_summary(error)}", flush=True)
@@ -256,6 +262,12 @@ cmd_all() {
   done
   cmd_merge "$outdir/results" "$outdir/parts"
   cmd_notebooks "$outdir/notebooks"
+  cmd_nbval "$outdir/nbval"
+}
+
+cmd_nbval() {
+  [ $# -ge 1 ] || die "usage: nbval OUTDIR [NOTEBOOK...]"
+  PROFILE=quick cmd_notebooks "$@"
 }
 
 command=${1:-help}
@@ -266,6 +278,7 @@ case "$command" in
   table) cmd_table "$@" ;;
   merge) cmd_merge "$@" ;;
   notebooks) cmd_notebooks "$@" ;;
+  nbval) cmd_nbval "$@" ;;
   all) cmd_all "$@" ;;
   help | -h | --help) usage ;;
   *)

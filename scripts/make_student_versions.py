@@ -7,7 +7,8 @@ The instructor versions live in ``exercises/solutions/`` and mark each answer th
 way nbgrader does: code between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
 in cells whose metadata says ``nbgrader.solution``. The student version replaces
 each such block with ``# YOUR CODE HERE`` and ``raise NotImplementedError()``
-(markdown answers with ``YOUR ANSWER HERE``), drops every output, and tags each
+(markdown answers with ``YOUR ANSWER HERE``), drops every output and nbval's
+``# NBVAL_CHECK_OUTPUT`` markers (with their reference outputs), and tags each
 code cell from the first answer on with ``raises-exception``: until the student
 has answered, those cells are expected to stop with an error, and the tag tells
 notebook runners (papermill, nbclient, the book) that this is fine.
@@ -26,6 +27,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "exercises" / "solutions"
 STUDENT = ROOT / "exercises"
+NBVAL_MARKER = "# NBVAL_CHECK_OUTPUT"  # the reference is the instructor's run, not the student's
 BLOCK = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*(\n|$)", re.M | re.S)
 
 
@@ -54,6 +56,7 @@ def student_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             answered = True
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+            cell.source = "\n".join(line for line in cell.source.splitlines() if line.strip() != NBVAL_MARKER)
             tags = cell.metadata.get("tags", [])
             if answered and "raises-exception" not in tags:
                 cell.metadata["tags"] = tags + ["raises-exception"]

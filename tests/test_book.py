@@ -257,6 +257,12 @@ def test_lecture_pages_are_light(book_html):
     )
 
 
+def test_lecture_pages_show_no_nbval_markers(book_html):
+    """The markers are for CI; the book's readers see the code without them."""
+    marked = [page.name for page in sorted((book_html / "lectures").glob("*.html")) if "NBVAL_" in page.read_text()]
+    assert not marked, f"pages show nbval markers (stage_notebook removes them): {marked}"
+
+
 def machine_paths() -> dict[str, Path]:
     """Absolute paths of the machine that built the book."""
     return {"repository root": ROOT, "data root": data_root(), "home directory": Path.home()}
@@ -338,6 +344,6 @@ def test_exercise_pages_show_no_outputs(book_html):
 def test_run_statistics_page_lists_every_notebook(book_html):
     text = (book_html / "book" / "run_statistics.html").read_text(encoding="utf-8")
     assert build_course.STATISTICS_MARKER not in text
-    notebooks = build_course.find_notebooks(build_course.EXECUTE_WITH_PAPERMILL + build_course.EXECUTE_AS_STUDENT)
+    notebooks = build_course.find_notebooks(build_course.EXECUTE_CHECKED + build_course.EXECUTE_AS_STUDENT)
     for notebook in notebooks:
         assert notebook.as_posix() in text, f"the run statistics do not list {notebook}"

@@ -46,7 +46,8 @@ def course(tmp_path):
     nbformat.write(tiny_lecture(), tmp_path / LECTURE)
     script = tmp_path / "scripts" / "build_course.py"
     script.parent.mkdir()
-    shutil.copy(ROOT / "scripts" / "build_course.py", script)
+    for name in ("build_course.py", "nbval_record.py", "nbval_sanitize.cfg", "nbval_gpu_sanitize.cfg"):
+        shutil.copy(ROOT / "scripts" / name, script.parent / name)
     spec = importlib.util.spec_from_file_location("tiny_build_course", script)
     build_course = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build_course)
@@ -106,3 +107,48 @@ def test_a_changed_results_file_executes_the_notebook_again(course, monkeypatch)
     build_course.execute_notebooks("quick")
     assert executed == [LECTURE, LECTURE], "a changed results file left the old outputs"
     assert "stored AUROC 0.95" in printed(build_course, LECTURE)
+
+
+# nbval's check of the marked cells: a lecture whose marked cell prints a seeded split
+SPLIT = '# NBVAL_CHECK_OUTPUT\nimport random\nprint("test images", sorted(random.Random(SEED).sample(range(1000), 5)))'
+
+
+def lecture_with_a_marked_cell(root: Path, seed: int) -> None:
+    parameters = nbformat.v4.new_code_cell(f'PROFILE = "quick"\nSEED = {seed}')
+    parameters.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell(SPLIT)])
+    nb.metadata["kernelspec"] = tiny_lecture().metadata["kernelspec"]
+    nbformat.write(nb, root / LECTURE)
+
+
+def test_nbval_catches_a_changed_marked_output_and_references_store_the_new_one(course, capsys):
+    root, build_course = course
+    lecture_with_a_marked_cell(root, seed=0)
+    build_course.execute_notebooks("quick")  # no reference yet: nothing to compare
+    assert build_course.store_references() == [LECTURE]
+    reference = nbformat.read(root / LECTURE, as_version=4).cells[1]
+    assert reference.execution_count == 2 and "test images [" in reference.outputs[0].text
+    statistics = build_course.execute_notebooks("quick")  # the notebook changed: runs again
+    assert statistics["notebooks"][LECTURE.as_posix()]["kind"] == "nbval"
+
+    lecture_with_a_marked_cell(root, seed=1)  # wrong seed handling: the split changes
+    build_course.store_references()  # keeps the reference (the notebook has not run since)
+    capsys.readouterr()
+    with pytest.raises(build_course.BuildError, match="failed: lectures/tiny.ipynb"):
+        build_course.execute_notebooks("quick")
+    report = capsys.readouterr().out  # nbval's diff, and the line that names the cell
+    assert "Cell outputs differ" in report and reference.outputs[0].text.strip() in report
+    assert "nbval: Cell 1 failed" in report
+    assert not build_course.executed_path(LECTURE).exists()
+    failed = nbformat.read(build_course.failed_path(LECTURE), as_version=4)
+    assert failed.cells[1].outputs[0].text != reference.outputs[0].text  # the run is kept, to be looked at
+
+    build_course.store_references()  # a deliberate change: the failed run's output is the new reference
+    build_course.execute_notebooks("quick")
+    assert build_course.executed_path(LECTURE).exists()
+
+
+def test_an_nbval_marker_counts_only_on_a_line_of_its_own(course):
+    _, build_course = course
+    assert build_course.is_marked(nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)"))
+    assert not build_course.is_marked(nbformat.v4.new_code_cell("print(1)  # NBVAL_CHECK_OUTPUT"))

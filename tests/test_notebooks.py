@@ -1,8 +1,9 @@
 """Every lecture and exercise notebook executes in the quick profile.
 
-The notebooks are executed once per run by scripts/build_course.py (papermill;
-the student versions with nbclient), which skips notebooks whose executed copy
-is up to date; these tests read the executed copies. The book test reuses them.
+The notebooks are executed once per run by scripts/build_course.py (nbval, which
+also compares the marked cells with their references; the student versions with
+nbclient), which skips notebooks whose executed copy is up to date; these tests
+read the executed copies. The book test reuses them.
 """
 
 import json
@@ -61,7 +62,22 @@ def test_notebook_follows_the_course_conventions(path):
     badge = f"colab.research.google.com/github/anomaly-edu/anomaly-edu/blob/main/{page}"
     assert badge in nb.cells[0].source, f"{path}: the first cell needs an Open-in-Colab badge"
     assert "../shared" not in "".join(c.source for c in nb.cells)
-    assert all(not c.get("outputs") for c in code), f"{path}: commit notebooks without outputs"
+    stored = [c for c in code if c.get("outputs") or c.execution_count is not None]
+    assert all(build_course.is_marked(c) for c in stored), f"{path}: only nbval's references keep outputs"
+
+
+@pytest.mark.parametrize("path", LECTURES + INSTRUCTOR, ids=str)
+def test_nbval_checks_outputs_of_every_lecture_and_instructor_notebook(path):
+    """Each has cells marked for nbval, each marker a comment line of its own
+    (nbval ignores one at the end of a code line), each with a reference that
+    has an execution count (nbval skips a reference without one as "unrun")."""
+    nb = nbformat.read(ROOT / path, as_version=4)
+    marked = [c for c in nb.cells if build_course.is_marked(c)]
+    assert marked, f"{path}: no cell is marked {build_course.NBVAL_MARKER}"
+    for cell in marked:
+        assert cell.outputs and cell.execution_count, f"{path}: a marked cell has no reference; run references"
+    trailing = [c for c in nb.cells if c.cell_type == "code" and re.search(r"\S.*# NBVAL_", c.source)]
+    assert not trailing, f"{path}: an nbval marker at the end of a code line is ignored; give it its own line"
 
 
 @pytest.mark.parametrize("path", LECTURES + INSTRUCTOR, ids=str)

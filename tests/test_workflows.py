@@ -152,3 +152,18 @@ def test_tiny_mode_makes_a_table_in_two_parts_and_merges_them(tmp_path):
     assert merged["provenance"]["settings"]["changed_from_profile"]["ae"] == {"epochs": 1}
     for method in ("ae", "dae", "ocsvm", "dsvdd", "arae"):
         assert set(merged["results"][method]["auc"]) == {"0", "5"}
+
+
+def test_tiny_mode_runs_nbval_on_the_notebooks_and_keeps_the_executed_copies(tmp_path, mnist_root):
+    """The GPU workflow's nbval step on a CPU: nbval executes the two tiny
+    notebooks, compares their marked cells with the references, and the
+    executed copies come out with their outputs."""
+    env = dict(os.environ, ANOMALY_EDU_DATA=str(mnist_root), PY=sys.executable, DEVICE="cpu", TINY="1")
+    result = run(["bash", str(SCRIPT), "nbval", str(tmp_path)], env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    executed = sorted(tmp_path.rglob("*.ipynb"))
+    assert [p.name for p in executed] == ["ex06b_masks.ipynb", "ex07b_seeds.ipynb"]
+    for notebook in executed:
+        outputs = [o for c in json.loads(notebook.read_text())["cells"] for o in c.get("outputs", [])]
+        assert any("correct" in "".join(o.get("text", "")) for o in outputs), notebook.name
+    assert result.stdout.count("(quick)") == 2

@@ -1,0 +1,118 @@
+"""A pytest plugin for scripts/build_course.py: keeps the run that nbval checked.
+
+nbval executes a notebook cell by cell and compares the cells marked
+``# NBVAL_CHECK_OUTPUT`` with the reference outputs stored in the notebook,
+but it throws the outputs away afterwards. With this plugin,
+
+    pytest NOTEBOOK --nbval-lax -p nbval_record --record-to EXECUTED.ipynb
+
+also writes the notebook with every output nbval received (and the state of
+its widgets, for the book), whether or not a cell failed. The book then shows
+the very run that the checks passed on, and nothing is executed twice.
+
+It also keeps a long cell's output from being lost: nbval reads the kernel's
+output messages only after a cell has finished, and the queue that holds them
+meanwhile drops what comes after its first thousand messages (a long progress
+bar sends that many), the cell's last message too; nbval then fails the cell
+after waiting 5 s for it. The plugin reads them while nbval waits instead.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import time
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbval.plugin import IPyNbCell
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--record-to", default=None, help="write the executed notebook (nbval's outputs) here")
+
+
+def pytest_configure(config) -> None:
+    target = config.getoption("record_to")
+    if target:
+        config.pluginmanager.register(Recorder(target), "nbval-recorder")
+
+
+class Recorder:
+    """Collects each code cell's outputs while nbval runs one notebook, then writes it."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self.notebook_file = None  # nbval's collector of the notebook
+        self.outputs: dict[int, list] = {}  # code cell number -> its outputs
+        # nbclient's bookkeeping of widget messages, as when papermill executes a notebook
+        self.widgets = NotebookClient(nbformat.v4.new_notebook())
+
+    @pytest.hookimpl(trylast=True)  # after nbval has started the notebook's kernel
+    def pytest_runtest_setup(self, item) -> None:
+        if isinstance(item, IPyNbCell) and self.notebook_file is None:
+            self.notebook_file = item.parent
+            keep_outputs_flowing(item.parent.kernel)
+            self.listen_to_widgets(item.parent)
+
+    def listen_to_widgets(self, notebook_file) -> None:
+        """nbval skips the kernel's widget messages: see each one before it does."""
+        receive = notebook_file.get_kernel_message
+
+        def receive_and_keep_widget_state(*args, **kwargs):
+            message = receive(*args, **kwargs)
+            if message["msg_type"] in ("comm_open", "comm_msg"):
+                self.widgets.handle_comm_msg([], message, 0)
+            return message
+
+        notebook_file.get_kernel_message = receive_and_keep_widget_state
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item):
+        yield  # nbval runs the cell (and may fail it); its outputs are kept either way
+        if isinstance(item, IPyNbCell):
+            self.outputs[item.cell_num] = list(item.test_outputs or [])  # None: nbval did not run it
+
+    def pytest_sessionfinish(self) -> None:
+        if self.notebook_file is None:
+            return
+        nb = nbformat.read(str(self.notebook_file.path), as_version=4)
+        code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+        for number, cell in enumerate(code_cells):
+            ran = number in self.outputs
+            cell.outputs = [nbformat.from_dict(output) for output in self.outputs.get(number, [])]
+            cell.execution_count = number + 1 if ran else None
+            for output in cell.outputs:
+                if output.output_type == "execute_result":
+                    output.execution_count = cell.execution_count
+        self.widgets.nb = nb
+        self.widgets.set_widgets_metadata()
+        nbformat.write(nb, self.target)
+
+
+def keep_outputs_flowing(kernel) -> None:
+    """While nbval waits for a cell to finish (on the kernel's shell channel),
+    read the output messages (iopub) as they come, and give them to nbval when
+    it asks for them, in order."""
+    read = kernel.get_message
+    waiting = collections.deque()
+
+    def read_keeping_outputs(stream, timeout=None):
+        if stream == "iopub":
+            return waiting.popleft() if waiting else read("iopub", timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return read(stream, timeout=0.1)
+            except queue.Empty:
+                pass
+            while True:
+                try:
+                    waiting.append(read("iopub", timeout=0))
+                except queue.Empty:
+                    break
+            if deadline is not None and time.monotonic() > deadline:
+                raise queue.Empty
+
+    kernel.get_message = read_keeping_outputs
