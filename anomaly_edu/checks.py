@@ -407,6 +407,12 @@ def check_arae_loss(arae_batch_loss) -> None:
         raise AssertionError(f"{task}: you reconstruct towards x_adv; the target is the CLEAN image x")
     if torch.isclose(got, rec, atol=1e-7):
         raise AssertionError(f"{task}: your loss is the reconstruction term alone; add gamma times the latent term")
+    per_image_sums = ((model.decode(code_adv) - x) ** 2).flatten(1).sum(1) + gamma * ((code_adv - code) ** 2).sum(1)
+    if any(torch.isclose(got, total, atol=1e-6) for total in (per_image_sums.mean(), per_image_sums.sum())):
+        raise AssertionError(
+            f"{task}: you sum the squared errors; take their means over pixels and latent units, as the "
+            f"published code does (with sums the same gamma weighs the latent term d/k times less, Lecture 4)"
+        )
     if torch.isclose(got, ((model(x) - x) ** 2).mean() + gamma * latent, atol=1e-7):
         raise AssertionError(
             f"{task}: you reconstruct the clean input; ARAE reconstructs x from Enc(x_adv), the attacked image's code"

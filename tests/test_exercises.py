@@ -298,6 +298,18 @@ def test_latent_objective_check_rejects_wrong_answers(wrong, feedback):
             "both encoder branches",
         ),
         (lambda m, x, xa, g: reference_arae(m, x, xa, 1.0), "expected"),
+        (
+            lambda m, x, xa, g: (
+                ((m.decode(m.encode(xa)) - x) ** 2).flatten(1).sum(1) + g * ((m.encode(xa) - m.encode(x)) ** 2).sum(1)
+            ).mean(),
+            "you sum the squared errors",
+        ),
+        (
+            lambda m, x, xa, g: (
+                ((m.decode(m.encode(xa)) - x) ** 2).sum() + g * ((m.encode(xa) - m.encode(x)) ** 2).sum()
+            ),
+            "you sum the squared errors",
+        ),
         (not_done, "not done yet"),
     ],
 )

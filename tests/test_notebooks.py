@@ -14,6 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from anomaly_edu import profiles
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_course  # noqa: E402
@@ -177,3 +179,92 @@ def test_lecture7_attacks_live_and_shows_the_stored_stress_tests(executed):
     assert "shard 1/2 resumed: ran 1, skipped 1" in text and "collected 4 runs, missing 0" in text
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
     assert html.count("plotly-graph-div") >= 8  # attack grid and curves, Figure 10, spread, data, budgets, ARAE, eps
+
+
+# ---------------------------------------------------------------- numbers in the prose
+# A number in a lecture's text must be one that a source holds: a printed output of the
+# lecture's own run, a stored results file, the talk's tables (paper_tables/) or the
+# settings of the profiles. Then it cannot go stale unnoticed: change a result, and the
+# text that quotes the old number fails here. Numbers from elsewhere (a paper, a fact
+# about a data set) are listed below with where they come from. Small whole numbers
+# (0-10: digits, counts, section numbers), headings, code, math and links are not read.
+NUMBER = re.compile(r"(?<![\w.\\])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w])")
+NUMBERS_FROM_ELSEWHERE = {
+    "lectures/01_autoencoders.ipynb": {"784": "MNIST's 28 x 28 pixels: the talk's network's input"},
+    "lectures/02_adversarial_examples.ipynb": {"0.005": "the talk's pig example: 0.005 times a noise pattern"},
+    "lectures/03_pgd_adversarial_training.ipynb": {"100,000": "Madry et al.'s MNIST training: 100,000 steps"},
+    "lectures/04_arae.ipynb": {"279": "the published union variant: 31 angles x 9 shifts (profiles: arae-union)"},
+    "lectures/05_puzzle_ae.ipynb": {"362,879": "9! - 1 permutations of a 3 x 3 puzzle other than the identity"},
+    "lectures/06_industrial_evaluation.ipynb": {
+        "4.9": "MVTec AD's download, 4.9 GB",
+        "72": "the GT paper's 72 transformations",
+    },
+}
+
+
+def prose(markdown: str) -> str:
+    """A markdown cell without its headings, code, math and link targets."""
+    for pattern in (r"```.*?```", r"`[^`]*`", r"\$\$.*?\$\$", r"\$[^$]*\$", r"\]\([^)]*\)", r"^#+ .*$"):
+        markdown = re.sub(pattern, " ", markdown, flags=re.S | re.M)
+    return markdown
+
+
+def spellings(value: float) -> set[str]:
+    """How a source's value may be quoted: whole, or rounded to 1-3 decimals; a fraction also in %."""
+    found = {str(int(value))} if float(value).is_integer() else {f"{value:.{d}f}" for d in (1, 2, 3)}
+    if 0 < value < 1:
+        found |= spellings(round(100 * value, 6))
+    return found
+
+
+def numbers_in(value) -> set[str]:
+    """The spellings of every number in a text, or in the values of a JSON-like object."""
+    if isinstance(value, str):
+        return set().union(*(spellings(float(n.replace(",", ""))) for n in NUMBER.findall(value)))
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return set().union(set(), *(numbers_in(v) for v in value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return spellings(value)
+    return set()
+
+
+@pytest.fixture(scope="module")
+def stored_numbers() -> set[str]:
+    """Every number of the stored results, the talk's tables and the profiles."""
+    found = {str(n) for n in range(11)}
+    for path in (ROOT / "results").glob("*.json"):
+        found |= numbers_in(json.loads(path.read_text()))
+    for path in (ROOT / "anomaly_edu" / "paper_tables").glob("*.csv"):
+        found |= numbers_in(path.read_text())
+    return found | numbers_in(profiles.PROFILES) | numbers_in(profiles.DATASET_SETTINGS)
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=str)
+def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_numbers, path):
+    printed = "".join(
+        o.get("text", "") + o.get("data", {}).get("text/plain", "")
+        for c in executed(path).cells
+        for o in c.get("outputs", [])
+    )
+    allowed = stored_numbers | numbers_in(printed) | set(NUMBERS_FROM_ELSEWHERE.get(path.as_posix(), {}))
+    typed = [
+        (index, number)
+        for index, cell in enumerate(nbformat.read(ROOT / path, as_version=4).cells)
+        if cell.cell_type == "markdown"
+        for number in NUMBER.findall(prose(cell.source))
+        if number.replace(",", "") not in allowed and number not in allowed
+    ]
+    assert not typed, (
+        f"{path}: numbers in the text that no output, stored result, talk table or profile holds "
+        f"(cell, number): {typed}; print them from the run or the stored file, or list their source "
+        "in NUMBERS_FROM_ELSEWHERE"
+    )
+
+
+def test_the_number_scan_reads_the_prose_only_and_spells_sources_as_quoted():
+    text = "The AE reaches 83.17% on 5,851 images (`epochs=30`, $d = 784$).\n## 8. Summary"
+    assert NUMBER.findall(prose(text)) == ["83.17", "5,851"]
+    assert "83.17" not in numbers_in("AUROC 83.2 %") and "83.2" in numbers_in({"auc": 83.17})
+    assert "95.5" in numbers_in([0.955]) and "5851" in numbers_in("train 5851 normal")
