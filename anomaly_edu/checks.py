@@ -15,7 +15,9 @@ ones, so running a check does not change what the notebook draws next.
 from __future__ import annotations
 
 import dis
+import functools
 import types
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -49,6 +51,50 @@ def _passed(task: str, detail: str = "") -> None:
     print(f"✓ {task}: correct. {detail}".rstrip())
 
 
+def _package_function(frame) -> str | None:
+    """``module.name`` of the function running in ``frame`` when it belongs to
+    the anomaly_edu package (these checks' own small models excepted)."""
+    module = frame.f_globals.get("__name__") if frame is not None else None
+    if not isinstance(module, str) or module == __name__:
+        return None
+    if module == "anomaly_edu" or module.startswith("anomaly_edu."):
+        return f"{module}.{frame.f_code.co_name}"
+    return None
+
+
+def _call_refusing_the_package(task: str, fn, *args, allowed: tuple[str, ...] = ()):
+    """Call the student's function as :func:`_call` does, watching every call it
+    makes while it runs (``sys.setprofile``, so aliases, helpers and imports
+    inside the function are seen too). A call into the anomaly_edu package,
+    other than the functions named in ``allowed``, fails the check: the task is
+    to write the thing, not to call the package's version of it. Exercises 1-4."""
+    reached = set()
+
+    def called_from_the_package(frame) -> bool:
+        frame = frame.f_back
+        while frame is not None:
+            if _package_function(frame):
+                return True
+            frame = frame.f_back
+        return False
+
+    def watch(frame, event, arg):
+        if event != "call":
+            return
+        name = _package_function(frame)
+        # Only the outermost package function: the one the student's code called.
+        if name and name.rsplit(".", 1)[1] not in allowed and not called_from_the_package(frame):
+            reached.add(name)
+
+    result = _call_watched(task, watch, fn, *args)
+    if reached:
+        raise AssertionError(
+            f"{task}: your function calls {', '.join(sorted(reached))} from the anomaly_edu package; write it "
+            f"yourself: the package's version is what you are re-creating (plain torch and numpy are fine)"
+        )
+    return result
+
+
 # ---------------------------------------------------------------- Exercise 1
 
 
@@ -69,7 +115,7 @@ def check_reconstruction_score(reconstruction_score) -> None:
     model = _TinyAE()
     x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(1))
     expected = reconstruction_error(model, x).numpy()
-    got = _call(task, reconstruction_score, model, x)
+    got = _call_refusing_the_package(task, reconstruction_score, model, x)
     got = to_numpy(got).astype(float)
     if got.shape == ():
         raise AssertionError(
@@ -104,7 +150,7 @@ def check_fpr_at_tpr(student_fpr_at_tpr) -> None:
     scores = np.array([8, 7, 6, 5, 4, 3, 3, 1], dtype=float)
     cases = [(0.5, 0.0), (0.75, 0.25), (0.99, 0.74), (1.0, 0.75)]
     for target, expected in cases:
-        got = float(_call(task, student_fpr_at_tpr, labels, scores, target))
+        got = float(_call_refusing_the_package(task, student_fpr_at_tpr, labels, scores, target))
         if np.isclose(got, target):
             raise AssertionError(
                 f"{task}: for target {target} you returned {got}, the TPR itself; "
@@ -127,7 +173,7 @@ def check_fpr_at_tpr(student_fpr_at_tpr) -> None:
     labels = rng.integers(0, 2, 300)
     scores = rng.normal(size=300) + labels
     for target in (0.9, 0.99, 0.995):
-        got = float(_call(task, student_fpr_at_tpr, labels, scores, target))
+        got = float(_call_refusing_the_package(task, student_fpr_at_tpr, labels, scores, target))
         if not np.isclose(got, fpr_at_tpr(labels, scores, target), atol=1e-6):
             raise AssertionError(
                 f"{task}: the hand-made cases pass, but on 300 random scores at target "
@@ -144,7 +190,7 @@ def check_validation_threshold(pick_threshold) -> None:
     rng = np.random.default_rng(1)
     labels = np.r_[np.zeros(80, int), np.ones(20, int)]
     scores = np.r_[rng.normal(0, 1, 80), rng.normal(2.5, 1, 20)]
-    got = _call(task, pick_threshold, labels, scores)
+    got = _call_refusing_the_package(task, pick_threshold, labels, scores, allowed=("f1_at_threshold",))
     got = float(got)
     best = f1_at_threshold(labels, scores, choose_threshold(labels, scores))
     mine = f1_at_threshold(labels, scores, got)
@@ -178,6 +224,88 @@ def _tiny_batch():
     return torch.rand(6, 1, 4, 4, generator=g), torch.randint(0, 3, (6,), generator=g)
 
 
+class _AttackCase(NamedTuple):
+    """One case of an attack check: the images, the radius, how to call the
+    student's attack on a copy of the images, and the right answer or the
+    answer with one mistake (``answer(None)`` or ``answer(mistake)``)."""
+
+    description: str
+    x: torch.Tensor
+    eps: float
+    arguments: Callable[[torch.Tensor], tuple]
+    answer: Callable[[str | None], torch.Tensor]
+
+
+def _check_signed_attack(task: str, attack, cases: list[_AttackCase], mistakes: dict, recipe: str, seed: int) -> None:
+    """The check of an L-inf attack that takes signed-gradient steps from x
+    itself (Exercises 3.1 and 7a.1): x left alone, no random start, then the
+    answer compared with the right one and with each of ``mistakes``, whose
+    message is the feedback. ``recipe`` says in one sentence what to do."""
+    outputs = []
+    for number, case in enumerate(cases):
+        where = f"for {case.description}:"
+        x_in = case.x.clone()
+        try:
+            with seeded(seed + number):  # a random start would differ from call to call; the notebook's draws do not
+                got = _call(task, attack, *case.arguments(x_in))
+        except AssertionError:
+            raise
+        except Exception as err:
+            raise AssertionError(f"{task}: {where} your function raised {type(err).__name__}: {err}") from None
+        if not torch.equal(x_in.detach(), case.x):
+            raise AssertionError(
+                f"{task}: your function changed x in place. x.detach() and x.data share their memory with x: "
+                f"start from a copy, x_adv = x.clone() (or x.detach().clone()), and build new tensors"
+            )
+        if x_in.requires_grad:
+            raise AssertionError(
+                f"{task}: your function set requires_grad on the caller's x; set it on a copy "
+                f"(x_adv = x.clone().requires_grad_(True)) and leave x as it was"
+            )
+        outputs.append(_as_images(task, got, case.x))
+    with seeded(seed + 99):
+        again = _as_images(task, _call(task, attack, *cases[0].arguments(cases[0].x.clone())), cases[0].x)
+    if not torch.allclose(again, outputs[0], atol=1e-6):
+        raise AssertionError(
+            f"{task}: two calls with the same arguments gave different images: your attack draws random "
+            f"numbers (a random start?). This attack starts at x itself, so that its answer is fixed"
+        )
+
+    def matches(mistake) -> bool:
+        return all(torch.allclose(got, case.answer(mistake), atol=1e-5) for got, case in zip(outputs, cases))
+
+    if matches(None):
+        _passed(task)
+        return
+    mistake = next((m for m in mistakes if matches(m)), None)
+    if mistake is not None:
+        raise AssertionError(f"{task}: {mistakes[mistake]}")
+    if all(torch.allclose(got, case.answer(None) - case.x, atol=1e-5) for got, case in zip(outputs, cases)):
+        raise AssertionError(
+            f"{task}: you returned the perturbation x_adv - x; return the attacked images x_adv themselves"
+        )
+    for got, case in zip(outputs, cases):
+        expected = case.answer(None)
+        if torch.allclose(got, expected, atol=1e-5):
+            continue
+        where = f"for {case.description}:"
+        if got.min() < -1e-6 or got.max() > 1 + 1e-6:
+            raise AssertionError(
+                f"{task}: {where} pixels range from {got.min():.3f} to {got.max():.3f}; {mistakes['no clamp']}"
+            )
+        moved = (got - case.x).abs().max().item()
+        if moved > case.eps + 1e-5:
+            raise AssertionError(
+                f"{task}: {where} a pixel moved by {moved:.3f} > eps = {case.eps}; after each step clamp x_adv to "
+                f"[x - eps, x + eps] around the ORIGINAL image x, then to [0, 1]"
+            )
+        wrong = (got - expected).abs() > 1e-5
+        raise AssertionError(
+            f"{task}: {where} {int(wrong.sum())} of {wrong.numel()} pixels differ from the expected attacked "
+            f"images (by up to {(got - expected).abs().max():.3f}). {recipe}"
+        )
+
+
 def check_fgsm(student_fgsm) -> None:
     """Exercise 2.1: ``fgsm(model, x, y, eps)`` returns x + eps * sign(grad of the
     cross-entropy), clipped to [0, 1], without changing ``x``."""
@@ -187,7 +315,7 @@ def check_fgsm(student_fgsm) -> None:
     model, (x, y) = _tiny_classifier(), _tiny_batch()
     eps = 0.1
     x_before = x.clone()
-    got = _call(task, student_fgsm, model, x, y, eps)
+    got = _call_refusing_the_package(task, student_fgsm, model, x, y, eps)
     if not torch.equal(x, x_before):
         raise AssertionError(
             f"{task}: your function changed its input x in place; work on a copy (e.g. x.clone()) or build a new tensor"
@@ -230,7 +358,7 @@ def check_project_l2(project_l2) -> None:
     delta[1] *= 0.01  # already inside the ball
     eps = 1.0
     before = delta.clone()
-    got = _call(task, project_l2, delta, eps)
+    got = _call_refusing_the_package(task, project_l2, delta, eps)
     if not torch.equal(delta, before):
         raise AssertionError(f"{task}: your function changed delta in place; return a new tensor")
     got = got.detach()
@@ -262,17 +390,172 @@ def check_project_l2(project_l2) -> None:
     _passed(task)
 
 
+def _l0_answer(model, x: torch.Tensor, y: torch.Tensor, k: int, mistake: str | None = None) -> torch.Tensor:
+    """Exercise 2.3's answer in plain torch, or the answer with one ``mistake``
+    (a key of :data:`_L0_MISTAKES`)."""
+    x = x.detach()
+    at = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (gradient,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(at), y), at)
+    end = torch.where(gradient > 0, 1.0, torch.where(gradient < 0, 0.0, x))
+    if mistake == "wrong end":
+        end = torch.where(gradient > 0, 0.0, torch.where(gradient < 0, 1.0, x))
+    gain = gradient * (end - x)
+    if mistake == "largest gradient":
+        gain = gradient.abs()
+    flat = gain.flatten(1)
+    chosen = torch.zeros_like(flat, dtype=torch.bool)
+    if mistake == "whole batch":
+        chosen.view(-1)[flat.flatten().topk(k).indices] = True
+    else:
+        chosen.scatter_(1, flat.topk(k, dim=1).indices, True)
+    return torch.where(chosen.view_as(x), end, x)
+
+
+_L0_MISTAKES = {
+    "largest gradient": (
+        "you change the k pixels with the largest |gradient|; a pixel that is already at the end of [0, 1] its "
+        "gradient points to cannot move, so it gains nothing. Rank by the first-order gain "
+        "gradient * (end - x), with end = 1 where the gradient is positive and 0 where it is negative"
+    ),
+    "whole batch": (
+        "you picked the k best pixels of the whole batch; the budget is k pixels PER IMAGE: rank the gains of "
+        "each image separately (topk along dim 1 of the flattened gains)"
+    ),
+    "wrong end": (
+        "you push each pixel to the end that LOWERS the loss (0 where the gradient is positive); the attack "
+        "raises it: to 1 where the gradient is positive, to 0 where it is negative"
+    ),
+}
+
+
+def _l0_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, int]]:
+    """(description, x, y, k): mostly black digits-like images, in which many
+    pixels already sit at 0, so ranking by |gradient| and by gain differ."""
+    g = torch.Generator().manual_seed(23)
+    x = torch.where(torch.rand(6, 1, 4, 4, generator=g) < 0.5, 0.0, torch.rand(6, 1, 4, 4, generator=g))
+    x[:, 0, 0, 0] = 1.0
+    y = torch.randint(0, 3, (6,), generator=g)
+    return [("6 images, k = 1", x, y, 1), ("6 images, k = 3", x, y, 3), ("2 images, k = 5", x[:2], y[:2], 5)]
+
+
+def check_one_step_l0(one_step_l0) -> None:
+    """Exercise 2.3: ``one_step_l0(model, x, y, k)`` takes the gradient of the
+    cross-entropy at x once and sets, in each image, the k pixels with the
+    largest first-order gain gradient * (end - x) to their end of [0, 1]
+    (1 where the gradient is positive, 0 where it is negative)."""
+    task = "Exercise 2.3 (a one-step L-0 attack)"
+    model = _tiny_classifier()
+    outputs = []
+    for description, x, y, k in _l0_cases():
+        x_in = x.clone()
+        got = _call_refusing_the_package(task, one_step_l0, model, x_in, y, k)
+        if not torch.equal(x_in, x):
+            raise AssertionError(f"{task}: your function changed x in place; work on a copy (x.clone())")
+        got = _as_images(task, got, x)
+        where = f"for {description}:"
+        if got.min() < 0 or got.max() > 1:
+            raise AssertionError(
+                f"{task}: {where} pixels range from {got.min():.3f} to {got.max():.3f}; set each chosen pixel TO "
+                f"the end of [0, 1] (0 or 1), do not add to it"
+            )
+        changed = (got != x).flatten(1).sum(1)
+        if int(changed.max()) > k:
+            raise AssertionError(
+                f"{task}: {where} an image has {int(changed.max())} pixels changed, but the budget is k = {k} "
+                f"pixels per image"
+            )
+        outputs.append((got, x, y, k))
+
+    def matches(mistake) -> bool:
+        return all(torch.equal(got, _l0_answer(model, x, y, k, mistake)) for got, x, y, k in outputs)
+
+    if matches(None):
+        _passed(task)
+        return
+    mistake = next((m for m in _L0_MISTAKES if matches(m)), None)
+    if mistake is not None:
+        raise AssertionError(f"{task}: {_L0_MISTAKES[mistake]}")
+    got, x, y, k = next(o for o in outputs if not torch.equal(o[0], _l0_answer(model, *o[1:])))
+    expected = _l0_answer(model, x, y, k)
+    raise AssertionError(
+        f"{task}: with k = {k}, the changed pixels or their new values differ from the expected ones in "
+        f"{int((got != expected).flatten(1).any(1).sum())} of {len(x)} images. Take the gradient of the "
+        f"cross-entropy at x once; end = 1 where it is positive, 0 where it is negative (x where it is 0); "
+        f"set the k pixels of each image with the largest gradient * (end - x) to their end"
+    )
+
+
+def _pgd_cases() -> list[tuple[str, torch.nn.Module, torch.Tensor, torch.Tensor, float, float, int]]:
+    """(description, model, x, y, eps, alpha, steps) of Exercise 3.1's check:
+    the ball binds or not, steps longer than eps, pixels at and near 0 and 1."""
+    model = _tiny_classifier()
+    x, y = _tiny_batch()
+    x[0, 0, 0] = 0.0
+    x[1, 0, 0] = 1.0
+    x[2, 0, :, 0] = 0.02
+    x[3, 0, :, -1] = 0.98
+    with seeded(31):
+        wide = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
+        with torch.no_grad():
+            for parameter in wide.parameters():
+                parameter.mul_(4)  # steeper: the gradient's signs change along the attack's path
+    return [
+        ("eps 0.1, alpha 0.03, 5 steps (the ball binds)", model, x, y, 0.1, 0.03, 5),
+        ("eps 0.2, alpha 0.02, 3 steps (the ball does not bind)", model, x, y, 0.2, 0.02, 3),
+        ("eps 0.05, alpha 0.08, 3 steps (steps longer than eps)", model, x, y, 0.05, 0.08, 3),
+        ("a wider network, eps 0.3, alpha 0.1, 6 steps", wide.eval(), x, y, 0.3, 0.1, 6),
+    ]
+
+
+def _mean_cross_entropy_per_example(model, y):
+    """The batch's mean cross-entropy as one term per example (their sum is the mean)."""
+    return lambda x: torch.nn.functional.cross_entropy(model(x), y, reduction="none") / len(y)
+
+
+def _pgd_answer(model, x, y, eps: float, alpha: float, steps: int, mistake: str | None = None) -> torch.Tensor:
+    """Exercise 3.1's answer in plain torch: the loop of Exercise 7a.1 on the
+    mean cross-entropy, with alpha as the step size."""
+    return _raise_score_answer(_mean_cross_entropy_per_example(model, y), x, eps, steps, alpha, mistake)
+
+
+def check_pgd(pgd) -> None:
+    """Exercise 3.1: ``pgd(model, x, y, eps, alpha, steps)`` starts at x and
+    takes ``steps`` steps x_adv + alpha * sign(grad of the mean cross-entropy),
+    each projected onto the L-inf ball of radius eps around x, then clamped to
+    [0, 1]; it returns new images and leaves x alone."""
+    task = "Exercise 3.1 (PGD)"
+    mistakes = {m: text.replace("step_size", "alpha") for m, text in _RAISE_SCORE_MISTAKES.items()}
+    mistakes["descent"] = (
+        "your attack LOWERS the loss: it steps against the gradient (x_adv - alpha * sign(grad)), which makes "
+        "the model surer of the true label. An attack climbs the loss: ADD alpha * sign(grad)"
+    )
+    cases = [
+        _AttackCase(
+            description,
+            x,
+            eps,
+            lambda x_in, m=model, y=y, e=eps, a=alpha, n=steps: (m, x_in, y, e, a, n),
+            lambda mistake, case=(model, x, y, eps, alpha, steps): _pgd_answer(*case, mistake=mistake),
+        )
+        for description, model, x, y, eps, alpha, steps in _pgd_cases()
+    ]
+    recipe = (
+        "Start at x itself; in each step take the gradient of the mean cross-entropy of model(x_adv) with "
+        "respect to x_adv, add alpha * its sign, clamp to [x - eps, x + eps], then to [0, 1]"
+    )
+    _check_signed_attack(task, functools.partial(_call_refusing_the_package, task, pgd), cases, mistakes, recipe, 300)
+
+
 def check_adversarial_batch_loss(adversarial_batch_loss) -> None:
-    """Exercise 3.1: ``adversarial_batch_loss(model, x, y, eps, alpha, steps)``:
+    """Exercise 3.2: ``adversarial_batch_loss(model, x, y, eps, alpha, steps)``:
     PGD examples (no random start) against the current model, then the mean
     cross-entropy on them, differentiable with respect to the weights."""
-    from .robust import adversarial_loss
-
-    task = "Exercise 3.1 (adversarial-training loss)"
+    task = "Exercise 3.2 (adversarial-training loss)"
     model, (x, y) = _tiny_classifier(), _tiny_batch()
     eps, alpha, steps = 0.2, 0.03, 5  # steps * alpha < eps: PGD differs from one FGSM step
     model.train()
-    got = _call(task, adversarial_batch_loss, model, x, y, eps, alpha, steps)
+    got = _call_refusing_the_package(task, adversarial_batch_loss, model, x, y, eps, alpha, steps)
     if not isinstance(got, torch.Tensor) or got.ndim != 0:
         raise AssertionError(f"{task}: return one scalar tensor (the mean loss over the batch), got {got!r}")
     if got.grad_fn is None:
@@ -282,28 +565,38 @@ def check_adversarial_batch_loss(adversarial_batch_loss) -> None:
         )
     if not model.training:
         raise AssertionError(f"{task}: the model was left in eval mode; the training loop expects train mode")
-    expected = adversarial_loss(eps=eps, alpha=alpha, steps=steps, random_start=False)(model, x, y)
-    clean = torch.nn.functional.cross_entropy(model(x), y)
+    cross_entropy = torch.nn.functional.cross_entropy
+    expected = cross_entropy(model(_pgd_answer(model, x, y, eps, alpha, steps)), y)
+    clean = cross_entropy(model(x), y)
     if torch.isclose(got, clean, atol=1e-6):
         raise AssertionError(
             f"{task}: your loss equals the clean loss {clean.item():.4f}; attack the batch "
-            f"with PGD first and compute the loss on the attacked images"
+            f"with your pgd first and compute the loss on the attacked images"
         )
+    if torch.isclose(got, cross_entropy(model(_pgd_answer(model, x, y, eps, alpha, 1)), y), atol=1e-6):
+        raise AssertionError(f"{task}: your loss is that of a one-step attack; run pgd for all `steps` steps")
     if not torch.isclose(got, expected, atol=1e-5):
         raise AssertionError(
-            f"{task}: expected {expected.item():.4f} (PGD with eps={eps}, alpha={alpha}, "
-            f"steps={steps}, no random start, then mean cross-entropy), got {got.item():.4f}"
+            f"{task}: expected {expected.item():.4f} (your pgd with eps={eps}, alpha={alpha}, "
+            f"steps={steps}, then the mean cross-entropy), got {got.item():.4f}; does check_pgd pass?"
+        )
+    (grad_got,) = torch.autograd.grad(got, model[1].weight, allow_unused=True)
+    (grad_expected,) = torch.autograd.grad(expected, model[1].weight)
+    if grad_got is None or not torch.allclose(grad_got, grad_expected, atol=1e-5):
+        raise AssertionError(
+            f"{task}: the value is right but its gradient with respect to the weights is not; compute the loss "
+            f"on the attacked images, detached from the attack's own graph (x_adv.detach())"
         )
     _passed(task)
 
 
 def check_robust_model(robust_model, standard_model, x, y, *, eps: float, steps: int) -> None:
-    """Exercise 3.2: the adversarially trained model must beat the standard one
+    """Exercise 3.3: the adversarially trained model must beat the standard one
     under PGD by more than 20 points of accuracy."""
     from .robust import robust_accuracy
     from .training import accuracy
 
-    task = "Exercise 3.2 (adversarial training)"
+    task = "Exercise 3.3 (adversarial training)"
     if robust_model is None:
         raise _NotDone(
             f"{task} is not done yet: train a model with your loss and store it in "
@@ -362,7 +655,7 @@ def check_latent_objective(latent_objective) -> None:
     with torch.no_grad():
         clean_codes = model.encode(x)
     codes = model.encode(x_adv)
-    got = _call(task, latent_objective, codes, clean_codes)
+    got = _call_refusing_the_package(task, latent_objective, codes, clean_codes)
     expected = ((codes - clean_codes) ** 2).mean(1)
     if not isinstance(got, torch.Tensor):
         raise AssertionError(f"{task}: return a torch tensor (the attack differentiates it), got {type(got).__name__}")
@@ -394,7 +687,7 @@ def check_arae_loss(arae_batch_loss) -> None:
     model = _TinyAutoencoder()
     x, x_adv = _tiny_images()
     gamma = 0.5
-    got = _call(task, arae_batch_loss, model, x, x_adv, gamma)
+    got = _call_refusing_the_package(task, arae_batch_loss, model, x, x_adv, gamma)
     if not isinstance(got, torch.Tensor) or got.ndim != 0:
         raise AssertionError(f"{task}: return one scalar tensor, got {got!r}")
     code, code_adv = model.encode(x), model.encode(x_adv)
@@ -427,6 +720,111 @@ def check_arae_loss(arae_batch_loss) -> None:
             f"Enc(x); gradients flow through both encoder branches"
         )
     _passed(task)
+
+
+def _occlusion_answer(score, image: torch.Tensor, patch: int, fill: float, mistake: str | None = None) -> np.ndarray:
+    """Exercise 4.3's answer with plain loops, or the answer with one ``mistake``
+    (a key of :data:`_OCCLUSION_MISTAKES`)."""
+    _, height, width = image.shape
+    size = 1 if mistake == "one pixel" else patch
+    value = 0.0 if mistake == "fill ignored" else fill
+    shift = patch // 2 if mistake == "centred" else 0
+    base = float(np.asarray(score(image[None]))[0])
+    result = np.zeros((height, width))
+    for r in range(height):
+        for c in range(width):
+            covered = image.clone()
+            for dr in range(size):
+                for dc in range(size):
+                    row, col = r + dr - shift, c + dc - shift
+                    if mistake == "wrap":
+                        row, col = row % height, col % width
+                    if 0 <= row < height and 0 <= col < width:
+                        covered[:, row, col] = value
+            result[r, c] = float(np.asarray(score(covered[None]))[0]) - base
+    return -result if mistake == "sign" else result
+
+
+_OCCLUSION_MISTAKES = {
+    "sign": (
+        "your map has the opposite sign: it holds score(image) - score(covered). The course's map is "
+        "score(covered) - score(image): positive (red) where covering the pixels RAISES the anomaly score"
+    ),
+    "centred": (
+        "your square is centred on each pixel; the map's entry (r, c) covers the patch x patch square whose "
+        "TOP-LEFT corner is (r, c), cut off at the image's right and bottom borders"
+    ),
+    "wrap": (
+        "your square wraps round the image's border (torch.roll or indices modulo the size); cut it off at the "
+        "border instead: near the right and bottom edges fewer pixels are covered"
+    ),
+    "fill ignored": "you cover the pixels with 0 whatever `fill` is; set them to `fill`",
+    "one pixel": "you cover one pixel at a time whatever `patch` is; cover a patch x patch square",
+}
+
+
+def _occlusion_cases() -> list[tuple[str, object, torch.Tensor, int, float]]:
+    """(description, score, image, patch, fill): a linear score, whose map can
+    be worked out by hand, and a small autoencoder's reconstruction error."""
+    g = torch.Generator().manual_seed(43)
+    weight = torch.randn(1, 1, 5, 7, generator=g)
+
+    def linear_score(x):
+        return (weight * x).flatten(1).sum(1).numpy()
+
+    autoencoder = _TinyAE()
+
+    def reconstruction_score(x):  # plain torch: the student's function calls it, and may not call the package
+        with torch.no_grad():
+            return ((autoencoder(x) - x) ** 2).flatten(1).sum(1).numpy()
+
+    image = torch.rand(1, 5, 7, generator=g)
+    square = torch.rand(1, 4, 4, generator=g)
+    return [
+        ("a weighted sum of the pixels, a 5 x 7 image, patch 1, fill 0", linear_score, image, 1, 0.0),
+        ("a weighted sum of the pixels, a 5 x 7 image, patch 3, fill 0.5", linear_score, image, 3, 0.5),
+        ("a small autoencoder's error, a 4 x 4 image, patch 2, fill 0", reconstruction_score, square, 2, 0.0),
+    ]
+
+
+def check_occlusion_map(occlusion_map) -> None:
+    """Exercise 4.3: ``occlusion_map(score, image, patch, fill)`` returns an
+    (H, W) array whose entry (r, c) is score(covered) - score(image), with the
+    patch x patch square whose top-left corner is (r, c), cut at the border,
+    set to ``fill``."""
+    task = "Exercise 4.3 (occlusion saliency)"
+    outputs = []
+    for description, score, image, patch, fill in _occlusion_cases():
+        image_in = image.clone()
+        got = _call_refusing_the_package(task, occlusion_map, score, image_in, patch, fill)
+        if not torch.equal(image_in, image):
+            raise AssertionError(f"{task}: your function changed the image in place; cover pixels of a copy")
+        got = np.asarray(got.detach().cpu() if isinstance(got, torch.Tensor) else got, dtype=float)
+        if got.shape != tuple(image.shape[1:]):
+            hint = " (rows first: (H, W), not (W, H))" if got.shape == tuple(image.shape[1:])[::-1] else ""
+            raise AssertionError(
+                f"{task}: for {description}: expected a map of shape {tuple(image.shape[1:])}, one value per "
+                f"pixel, got {got.shape}{hint}"
+            )
+        outputs.append((got, (score, image, patch, fill)))
+
+    def matches(mistake) -> bool:
+        return all(np.allclose(got, _occlusion_answer(*case, mistake=mistake), atol=1e-5) for got, case in outputs)
+
+    if matches(None):
+        _passed(task)
+        return
+    mistake = next((m for m in _OCCLUSION_MISTAKES if matches(m)), None)
+    if mistake is not None:
+        raise AssertionError(f"{task}: {_OCCLUSION_MISTAKES[mistake]}")
+    for (got, case), (description, *_) in zip(outputs, _occlusion_cases()):
+        expected = _occlusion_answer(*case)
+        if not np.allclose(got, expected, atol=1e-5):
+            raise AssertionError(
+                f"{task}: for {description}: {int((~np.isclose(got, expected, atol=1e-5)).sum())} of "
+                f"{got.size} entries differ from the expected map (by up to {np.abs(got - expected).max():.4f}). "
+                f"Entry (r, c) is score(covered) - score(image), the square starting at (r, c) set to fill"
+            )
 
 
 # ---------------------------------------------------------------- Exercise 5 (Lecture 5: puzzles)
@@ -1728,78 +2126,21 @@ def check_raise_score(raise_score) -> None:
     leaves x alone."""
     task = "Exercise 7a.1 (the score-raising attack)"
     _refuse_the_package(task, raise_score)
-    cases = _raise_score_cases()
-    outputs = []
-    for number, (description, score_fn, x, eps, steps, step_size) in enumerate(cases):
-        where = f"for {description}:"
-        x_in = x.clone()
-        try:
-            with seeded(700 + number):  # a random start would differ from call to call; the notebook's draws do not
-                got = _call(task, raise_score, score_fn, x_in, eps, steps, step_size)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(f"{task}: {where} your function raised {type(err).__name__}: {err}") from None
-        if not torch.equal(x_in.detach(), x):
-            raise AssertionError(
-                f"{task}: your function changed x in place. x.detach() and x.data share their memory with x: "
-                f"start from a copy, x_adv = x.clone() (or x.detach().clone()), and build new tensors"
-            )
-        if x_in.requires_grad:
-            raise AssertionError(
-                f"{task}: your function set requires_grad on the caller's x; set it on a copy "
-                f"(x_adv = x.clone().requires_grad_(True)) and leave x as it was"
-            )
-        outputs.append(_as_images(task, got, x))
-    with seeded(799):
-        again = _as_images(task, _call(task, raise_score, *cases[0][1:]), cases[0][2])
-    if not torch.allclose(again, outputs[0], atol=1e-6):
-        raise AssertionError(
-            f"{task}: two calls with the same arguments gave different images: your attack draws random "
-            f"numbers (a random start?). This attack starts at x itself, so that its answer is fixed"
+    cases = [
+        _AttackCase(
+            description,
+            x,
+            eps,
+            lambda x_in, f=score_fn, e=eps, n=steps, a=step_size: (f, x_in, e, n, a),
+            lambda mistake, case=(score_fn, x, eps, steps, step_size): _raise_score_answer(*case, mistake=mistake),
         )
-
-    def matches(mistake) -> bool:
-        return all(
-            torch.allclose(got, _raise_score_answer(*case[1:], mistake=mistake), atol=1e-5)
-            for got, case in zip(outputs, cases)
-        )
-
-    if matches(None):
-        _passed(task)
-        return
-    mistake = next((m for m in _RAISE_SCORE_MISTAKES if matches(m)), None)
-    if mistake is not None:
-        raise AssertionError(f"{task}: {_RAISE_SCORE_MISTAKES[mistake]}")
-    if all(
-        torch.allclose(got, _raise_score_answer(*case[1:]) - case[2], atol=1e-5) for got, case in zip(outputs, cases)
-    ):
-        raise AssertionError(
-            f"{task}: you returned the perturbation x_adv - x; return the attacked images x_adv themselves"
-        )
-    for got, (description, score_fn, x, eps, steps, step_size) in zip(outputs, cases):
-        expected = _raise_score_answer(score_fn, x, eps, steps, step_size)
-        if torch.allclose(got, expected, atol=1e-5):
-            continue
-        where = f"for {description}:"
-        if got.min() < -1e-6 or got.max() > 1 + 1e-6:
-            raise AssertionError(
-                f"{task}: {where} pixels range from {got.min():.3f} to {got.max():.3f}; "
-                f"{_RAISE_SCORE_MISTAKES['no clamp']}"
-            )
-        moved = (got - x).abs().max().item()
-        if moved > eps + 1e-5:
-            raise AssertionError(
-                f"{task}: {where} a pixel moved by {moved:.3f} > eps = {eps}; after each step clamp x_adv to "
-                f"[x - eps, x + eps] around the ORIGINAL image x, then to [0, 1]"
-            )
-        wrong = (got - expected).abs() > 1e-5
-        raise AssertionError(
-            f"{task}: {where} {int(wrong.sum())} of {wrong.numel()} pixels differ from the expected attacked "
-            f"images (by up to {(got - expected).abs().max():.3f}). Start at x itself; in each step take the "
-            f"gradient of score_fn(x_adv).sum() with respect to x_adv, add step_size * its sign, clamp to "
-            f"[x - eps, x + eps], then to [0, 1]"
-        )
+        for description, score_fn, x, eps, steps, step_size in _raise_score_cases()
+    ]
+    recipe = (
+        "Start at x itself; in each step take the gradient of score_fn(x_adv).sum() with respect to x_adv, add "
+        "step_size * its sign, clamp to [x - eps, x + eps], then to [0, 1]"
+    )
+    _check_signed_attack(task, raise_score, cases, _RAISE_SCORE_MISTAKES, recipe, seed=700)
 
 
 # ---------------------------------------------------------------- Exercise 7b (Lecture 7: does one beat another?)

@@ -365,8 +365,24 @@ def execute_notebook(notebook: Path, profile: str, student: bool, timeout: int =
         "executed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "kind": "student version (nbclient)" if student else "nbval" if checked else "papermill",
     }
+    slowest = slowest_check_cell(target)
+    if slowest is not None:
+        record["slowest_check_s"] = slowest
     write_json_atomically(record, record_path(notebook))
     return record
+
+
+def slowest_check_cell(executed: Path) -> float | None:
+    """The longest running time of a graded check cell (nbgrader's ``grade``) in
+    an executed notebook, from the times nbval_record keeps; None without any."""
+    import nbformat
+
+    times = [
+        cell.metadata["wall_s"]
+        for cell in nbformat.read(executed, as_version=4).cells
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade") and "wall_s" in cell.metadata
+    ]
+    return max(times) if times else None
 
 
 def machine_description() -> dict:
@@ -507,13 +523,17 @@ def statistics_table(statistics: dict) -> str:
         f"- **CPU:** {machine.get('cpu')} ({machine.get('cpu_count')} logical cores)",
         f"- **GPU:** {machine.get('gpu') or 'none'}",
         "",
-        "| Notebook | Kind | Wall time (s) | Executed (UTC) |",
-        "|---|---|---:|---|",
+        "The slowest check cell is the longest of an instructor version's graded cells: what autograding",
+        "a submission's check takes, on top of running the student's own code.",
+        "",
+        "| Notebook | Kind | Wall time (s) | Slowest check cell (s) | Executed (UTC) |",
+        "|---|---|---:|---:|---|",
     ]
     for name, run in sorted(statistics.get("notebooks", {}).items()):
-        lines.append(f"| `{name}` | {run['kind']} | {run['wall_s']:.1f} | {run['executed']} |")
+        check = f"{run['slowest_check_s']:.1f}" if "slowest_check_s" in run else ""
+        lines.append(f"| `{name}` | {run['kind']} | {run['wall_s']:.1f} | {check} | {run['executed']} |")
     total = sum(run["wall_s"] for run in statistics.get("notebooks", {}).values())
-    lines.append(f"| **total** | | **{total:.1f}** | |")
+    lines.append(f"| **total** | | **{total:.1f}** | | |")
     return "\n".join(lines)
 
 

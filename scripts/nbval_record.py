@@ -7,7 +7,8 @@ but it throws the outputs away afterwards. With this plugin,
     pytest NOTEBOOK --nbval-lax -p nbval_record --record-to EXECUTED.ipynb
 
 also writes the notebook with every output nbval received (and the state of
-its widgets, for the book), whether or not a cell failed. The book then shows
+its widgets, for the book), whether or not a cell failed, and each code cell's
+running time in its metadata (``wall_s``). The book then shows
 the very run that the checks passed on, and nothing is executed twice.
 
 It also keeps a long cell's output from being lost: nbval reads the kernel's
@@ -46,6 +47,7 @@ class Recorder:
         self.target = target
         self.notebook_file = None  # nbval's collector of the notebook
         self.outputs: dict[int, list] = {}  # code cell number -> its outputs
+        self.seconds: dict[int, float] = {}  # code cell number -> how long it ran
         # nbclient's bookkeeping of widget messages, as when papermill executes a notebook
         self.widgets = NotebookClient(nbformat.v4.new_notebook())
 
@@ -70,9 +72,11 @@ class Recorder:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):
+        start = time.perf_counter()
         yield  # nbval runs the cell (and may fail it); its outputs are kept either way
         if isinstance(item, IPyNbCell):
             self.outputs[item.cell_num] = list(item.test_outputs or [])  # None: nbval did not run it
+            self.seconds[item.cell_num] = round(time.perf_counter() - start, 2)
 
     def pytest_sessionfinish(self) -> None:
         if self.notebook_file is None:
@@ -83,6 +87,8 @@ class Recorder:
             ran = number in self.outputs
             cell.outputs = [nbformat.from_dict(output) for output in self.outputs.get(number, [])]
             cell.execution_count = number + 1 if ran else None
+            if ran:
+                cell.metadata["wall_s"] = self.seconds[number]  # the exercises' check cells are timed from it
             for output in cell.outputs:
                 if output.output_type == "execute_result":
                     output.execution_count = cell.execution_count

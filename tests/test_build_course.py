@@ -152,3 +152,21 @@ def test_an_nbval_marker_counts_only_on_a_line_of_its_own(course):
     _, build_course = course
     assert build_course.is_marked(nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)"))
     assert not build_course.is_marked(nbformat.v4.new_code_cell("print(1)  # NBVAL_CHECK_OUTPUT"))
+
+
+def test_the_run_times_each_cell_and_records_the_slowest_check_cell(course):
+    """nbval_record keeps each cell's running time; the record of the run and
+    the run statistics page give the slowest graded check cell."""
+    root, build_course = course
+    nb = tiny_lecture()
+    check = nbformat.v4.new_code_cell("import time\ntime.sleep(0.6)\nprint('checked')")
+    check.metadata["nbgrader"] = {"grade": True, "grade_id": "check", "points": 1, "solution": False}
+    nb.cells += [check, nbformat.v4.new_code_cell("time.sleep(1.2)")]  # slower, but not a check
+    nbformat.write(nb, root / LECTURE)
+    statistics = build_course.execute_notebooks("quick")
+    executed = nbformat.read(build_course.executed_path(LECTURE), as_version=4)
+    assert all("wall_s" in cell.metadata for cell in executed.cells)
+    assert executed.cells[3].metadata["wall_s"] >= 1.2
+    slowest = statistics["notebooks"][LECTURE.as_posix()]["slowest_check_s"]
+    assert 0.6 <= slowest < 1.2
+    assert f"| {slowest:.1f} |" in build_course.statistics_table(statistics)

@@ -25,8 +25,13 @@ def not_done(*args):
 # ------------------------------------------------------------------ Exercise 1.1
 
 
+def reconstruction_score_reference(model, x):
+    with torch.no_grad():
+        return ((model(x) - x) ** 2).flatten(1).sum(1)
+
+
 def test_reconstruction_check_accepts_the_reference():
-    checks.check_reconstruction_score(detectors.reconstruction_error)
+    checks.check_reconstruction_score(reconstruction_score_reference)
 
 
 @pytest.mark.parametrize(
@@ -48,20 +53,38 @@ def test_reconstruction_check_rejects_wrong_answers(wrong, feedback):
 # ------------------------------------------------------------------ Exercise 1.2
 
 
+def roc_points(labels, scores):
+    """(tpr, fpr) of the ROC curve, one point per distinct score, from (0, 0)."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    thresholds = np.unique(scores)[::-1]
+    tpr = np.r_[0, [(labels[scores >= t] == 1).sum() / (labels == 1).sum() for t in thresholds]]
+    fpr = np.r_[0, [(labels[scores >= t] == 0).sum() / (labels == 0).sum() for t in thresholds]]
+    return tpr, fpr
+
+
+def fpr_at_tpr_reference(labels, scores, target):
+    """The first point reaching the target, and a straight line from the one before."""
+    tpr, fpr = roc_points(labels, scores)
+    i = int(np.argmax(tpr >= target))
+    if tpr[i] == target:
+        return fpr[i]
+    return fpr[i - 1] + (target - tpr[i - 1]) / (tpr[i] - tpr[i - 1]) * (fpr[i] - fpr[i - 1])
+
+
 def test_fpr_check_accepts_the_reference():
-    checks.check_fpr_at_tpr(metrics.fpr_at_tpr)
+    checks.check_fpr_at_tpr(fpr_at_tpr_reference)
 
 
 def next_point_fpr(labels, scores, target):
     """A plausible mistake: no interpolation, take the first point reaching the target."""
-    curve = metrics.roc_curve_data(labels, scores)
-    return curve["fpr"][np.argmax(curve["tpr"] >= target)]
+    tpr, fpr = roc_points(labels, scores)
+    return fpr[np.argmax(tpr >= target)]
 
 
 def point_below_fpr(labels, scores, target):
     """Another: the last point below the target."""
-    curve = metrics.roc_curve_data(labels, scores)
-    return curve["fpr"][max(np.argmax(curve["tpr"] >= target) - 1, 0)]
+    tpr, fpr = roc_points(labels, scores)
+    return fpr[max(np.argmax(tpr >= target) - 1, 0)]
 
 
 @pytest.mark.parametrize(
@@ -97,8 +120,14 @@ def test_fpr_check_catches_wrong_tie_handling():
 # ------------------------------------------------------------------ Exercise 1.3
 
 
+def pick_threshold_reference(labels, scores):
+    """Every distinct score tried; metrics.f1_at_threshold is allowed here."""
+    candidates = np.unique(scores)
+    return candidates[np.argmax([metrics.f1_at_threshold(labels, scores, t) for t in candidates])]
+
+
 def test_threshold_check_accepts_the_reference():
-    checks.check_validation_threshold(metrics.choose_threshold)
+    checks.check_validation_threshold(pick_threshold_reference)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +178,7 @@ def test_strip_solutions_keeps_indentation_and_surrounding_code():
 
 import torch.nn.functional as F  # noqa: E402
 
-from anomaly_edu import attacks, robust  # noqa: E402
+from anomaly_edu import arae, attacks, robust, saliency  # noqa: E402
 
 
 def signed_gradient(model, x, y):
@@ -158,8 +187,12 @@ def signed_gradient(model, x, y):
     return g.sign()
 
 
-def test_fgsm_check_accepts_the_package_fgsm():
-    checks.check_fgsm(attacks.fgsm)
+def fgsm_reference(model, x, y, eps):
+    return (x + eps * signed_gradient(model, x, y)).clamp(0, 1).detach()
+
+
+def test_fgsm_check_accepts_the_reference():
+    checks.check_fgsm(fgsm_reference)
 
 
 def fgsm_in_place(model, x, y, eps):
@@ -208,15 +241,177 @@ def test_project_l2_check_rejects_wrong_answers(wrong, feedback):
         checks.check_project_l2(wrong)
 
 
+# ------------------------------------------------------------------ Exercise 2.3
+
+
+def l0_reference(model, x, y, k, choose=None):
+    """Pixel by pixel: the gain of moving each pixel to the end its gradient
+    points to; the k best of each image are moved. ``choose`` swaps the ranking."""
+    g = signed_gradient_raw(model, x, y)
+    end = torch.where(g > 0, torch.ones_like(x), torch.where(g < 0, torch.zeros_like(x), x))
+    gain = (g * (end - x)).flatten(1) if choose is None else choose(g, x, end).flatten(1)
+    out = x.clone().flatten(1)
+    for i in range(len(x)):
+        best = torch.argsort(gain[i], descending=True)[:k]
+        out[i, best] = end.flatten(1)[i, best]
+    return out.view_as(x)
+
+
+def signed_gradient_raw(model, x, y):
+    x = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), x)
+    return g
+
+
+def test_l0_check_accepts_the_reference(capsys):
+    checks.check_one_step_l0(l0_reference)
+    assert "✓" in capsys.readouterr().out
+
+
+def l0_whole_batch(model, x, y, k):
+    g = signed_gradient_raw(model, x, y)
+    end = torch.where(g > 0, 1.0, torch.where(g < 0, 0.0, x))
+    flat = (g * (end - x)).flatten()
+    out = x.clone().flatten()
+    best = torch.argsort(flat, descending=True)[:k]
+    out[best] = end.flatten()[best]
+    return out.view_as(x)
+
+
+def l0_add_sign(model, x, y, k):
+    g = signed_gradient_raw(model, x, y)
+    chosen = l0_reference(model, x, y, k) != x
+    return torch.where(chosen, x + g.sign(), x)
+
+
+def l0_in_place(model, x, y, k):
+    x.copy_(l0_reference(model, x.clone(), y, k))
+    return x
+
+
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (lambda m, x, y, k: l0_reference(m, x, y, k, choose=lambda g, x, end: g.abs()), "largest \\|gradient\\|"),
+        (l0_whole_batch, "PER IMAGE"),
+        (lambda m, x, y, k: l0_reference(m, x, y, k, choose=lambda g, x, end: -g * (end - x)), "differ"),
+        (lambda m, x, y, k: l0_reference(m, x, y, k + 1), "budget"),
+        (l0_add_sign, "TO\\s+the end"),
+        (l0_in_place, "in place"),
+        (lambda m, x, y, k: l0_reference(m, x, y, k) - x, "budget"),
+        (lambda m, x, y, k: None, "returned None"),
+        (not_done, "not done yet"),
+    ],
+)
+def test_l0_check_rejects_wrong_answers(wrong, feedback):
+    with pytest.raises(AssertionError, match=feedback):
+        checks.check_one_step_l0(wrong)
+
+
+def test_l0_check_names_the_wrong_end():
+    def wrong_end(model, x, y, k):
+        g = signed_gradient_raw(model, x, y)
+        end = torch.where(g > 0, 0.0, torch.where(g < 0, 1.0, x))
+        gain = (g * (end - x)).flatten(1)
+        out = x.clone().flatten(1)
+        for i in range(len(x)):
+            best = torch.topk(gain[i], k).indices
+            out[i, best] = end.flatten(1)[i, best]
+        return out.view_as(x)
+
+    with pytest.raises(AssertionError, match="LOWERS"):
+        checks.check_one_step_l0(wrong_end)
+
+
+def test_the_l0_reference_is_the_package_attack_with_one_step():
+    model = checks._tiny_classifier()
+    for _, x, y, k in checks._l0_cases():
+        assert torch.equal(checks._l0_answer(model, x, y, k), attacks.sparse_attack(model, x, y, k=k, steps=1))
+
+
 # ------------------------------------------------------------------ Exercise 3
 
 
+def pgd_reference(model, x, y, eps, alpha, steps):
+    """PGD with a perturbation delta and .backward(), clamping before projecting."""
+    delta = torch.zeros_like(x)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        F.cross_entropy(model(x + delta), y).backward()
+        with torch.no_grad():
+            delta = (x + delta + alpha * delta.grad.sign()).clamp(0, 1) - x
+            delta = delta.clamp(-eps, eps)
+    return (x + delta).detach()
+
+
+def test_pgd_check_accepts_the_reference(capsys):
+    checks.check_pgd(pgd_reference)
+    assert "✓" in capsys.readouterr().out
+
+
+def test_the_pgd_reference_agrees_with_the_package_pgd():
+    for _, model, x, y, eps, alpha, steps in checks._pgd_cases():
+        expected = attacks.pgd(model, x, y, eps=eps, alpha=alpha, steps=steps)
+        assert torch.allclose(checks._pgd_answer(model, x, y, eps, alpha, steps), expected, atol=1e-6)
+        assert torch.allclose(pgd_reference(model, x, y, eps, alpha, steps), expected, atol=1e-6)
+
+
+def test_every_pgd_mistake_is_told_apart_on_the_checks_cases():
+    cases = checks._pgd_cases()
+    answers = {
+        mistake: [checks._pgd_answer(*case[1:], mistake=mistake) for case in cases]
+        for mistake in [None, *checks._RAISE_SCORE_MISTAKES]
+    }
+    for mistake, images in answers.items():
+        for other, other_images in answers.items():
+            if other != mistake:
+                assert not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(images, other_images)), (mistake, other)
+
+
+def pgd_mistake(mistake):
+    def pgd(model, x, y, eps, alpha, steps):
+        return checks._pgd_answer(model, x, y, eps, alpha, steps, mistake=mistake)
+
+    return pgd
+
+
+def pgd_random_start(model, x, y, eps, alpha, steps):
+    return pgd_reference(model, (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1), y, eps, alpha, steps)
+
+
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (pgd_mistake("descent"), "LOWERS the loss"),
+        (pgd_mistake("no projection"), "never project"),
+        (pgd_mistake("around current"), "BEFORE that step"),
+        (pgd_mistake("no clamp"), "outside \\[0, 1\\]"),
+        (pgd_mistake("raw gradient"), "SIGN"),
+        (pgd_mistake("one step"), "one step only"),
+        (pgd_mistake("step eps"), "use alpha"),
+        (pgd_mistake("gradient at x"), "original x in every step"),
+        (lambda m, x, y, e, a, s: pgd_reference(m, x, y, e, a, s) - x, "perturbation"),
+        (pgd_random_start, "random"),
+        (lambda m, x, y, e, a, s: pgd_reference(m, x, y, e / 2, a, s), "differ"),
+        (lambda m, x, y, e, a, s: None, "returned None"),
+        (not_done, "not done yet"),
+    ],
+)
+def test_pgd_check_rejects_wrong_answers(wrong, feedback):
+    with pytest.raises(AssertionError, match=feedback):
+        checks.check_pgd(wrong)
+
+
 def reference_adversarial_loss(model, x, y, eps, alpha, steps):
-    return robust.adversarial_loss(eps=eps, alpha=alpha, steps=steps, random_start=False)(model, x, y)
+    return F.cross_entropy(model(pgd_reference(model, x, y, eps, alpha, steps)), y)
 
 
 def test_adversarial_loss_check_accepts_the_reference():
     checks.check_adversarial_batch_loss(reference_adversarial_loss)
+
+
+def adversarial_loss_with_one_fgsm_step(model, x, y, eps, alpha, steps):
+    return F.cross_entropy(model(fgsm_reference(model, x, y, eps)), y)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +421,8 @@ def test_adversarial_loss_check_accepts_the_reference():
         (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e, a, s).detach(), "no gradient"),
         (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e, a, s).item(), "scalar tensor"),
         (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e / 2, a, s), "expected"),
-        (lambda m, x, y, e, a, s: F.cross_entropy(m(attacks.fgsm(m, x, y, e)), y), "expected"),
+        (lambda m, x, y, e, a, s: reference_adversarial_loss(m, x, y, e, a, 1), "one-step attack"),
+        (adversarial_loss_with_one_fgsm_step, "expected"),
         (lambda m, x, y, e, a, s: (m.eval(), reference_adversarial_loss(m, x, y, e, a, s))[1], "eval mode"),
         (not_done, "not done yet"),
     ],
@@ -318,6 +514,137 @@ def test_arae_loss_check_rejects_wrong_answers(wrong, feedback):
         checks.check_arae_loss(wrong)
 
 
+def occlusion_reference(score, image, patch, fill):
+    """All covered copies in one batch, each square cut at the border by slicing."""
+    _, height, width = image.shape
+    copies = image.repeat(height * width, 1, 1, 1)
+    for r in range(height):
+        for c in range(width):
+            copies[r * width + c, :, r : r + patch, c : c + patch] = fill
+    return (np.asarray(score(copies)) - np.asarray(score(image[None]))[0]).reshape(height, width)
+
+
+def test_occlusion_check_accepts_the_reference(capsys):
+    checks.check_occlusion_map(occlusion_reference)
+    assert "✓" in capsys.readouterr().out
+
+
+def test_the_occlusion_reference_agrees_with_the_package():
+    for _, score, image, patch, fill in checks._occlusion_cases():
+        expected = saliency.occlusion_saliency(score, image, patch=patch, fill=fill)
+        assert np.allclose(checks._occlusion_answer(score, image, patch, fill), expected, atol=1e-6)
+        assert np.allclose(occlusion_reference(score, image, patch, fill), expected, atol=1e-6)
+
+
+def occlusion_mistake(mistake):
+    return lambda score, image, patch, fill: checks._occlusion_answer(score, image, patch, fill, mistake=mistake)
+
+
+def occlusion_rolled(score, image, patch, fill):
+    """Covers with torch.roll: the square wraps round the border."""
+    _, height, width = image.shape
+    maps = np.zeros((height, width))
+    base = np.asarray(score(image[None]))[0]
+    for r in range(height):
+        for c in range(width):
+            covered = image.roll((-r, -c), dims=(1, 2))
+            covered[:, :patch, :patch] = fill
+            maps[r, c] = np.asarray(score(covered.roll((r, c), dims=(1, 2))[None]))[0] - base
+    return maps
+
+
+def occlusion_in_place(score, image, patch, fill):
+    result = occlusion_reference(score, image.clone(), patch, fill)
+    image[:, 0, 0] = fill
+    return result
+
+
+@pytest.mark.parametrize(
+    "wrong, feedback",
+    [
+        (lambda s, im, p, f: -occlusion_reference(s, im, p, f), "opposite sign"),
+        (occlusion_mistake("centred"), "TOP-LEFT"),
+        (occlusion_rolled, "wraps"),
+        (lambda s, im, p, f: occlusion_reference(s, im, p, 0.0), "whatever `fill`"),
+        (lambda s, im, p, f: occlusion_reference(s, im, 1, f), "whatever `patch`"),
+        (lambda s, im, p, f: occlusion_reference(s, im, p, f).T, "rows first"),
+        (lambda s, im, p, f: occlusion_reference(s, im, p, f).flatten(), "shape"),
+        (lambda s, im, p, f: occlusion_reference(s, im, p, f) / 2, "differ"),
+        (occlusion_in_place, "in place"),
+        (lambda s, im, p, f: None, "returned None"),
+        (not_done, "not done yet"),
+    ],
+)
+def test_occlusion_check_rejects_wrong_answers(wrong, feedback):
+    with pytest.raises(AssertionError, match=feedback):
+        checks.check_occlusion_map(wrong)
+
+
+# ------------------------------------------------------------------ Exercises 1-4: the package is refused
+
+# For each check of Exercises 1-4, the package's own implementation of the task.
+# With the refusal switched off each is a right answer (the first test), so the
+# refusal is what the second test sees fail.
+PACKAGE_ANSWERS = {
+    "check_reconstruction_score": detectors.reconstruction_error,
+    "check_fpr_at_tpr": metrics.fpr_at_tpr,
+    "check_validation_threshold": metrics.choose_threshold,
+    "check_fgsm": attacks.fgsm,
+    "check_project_l2": lambda d, e: d * torch.clamp(e / attacks._l2_norms(d), max=1.0).view(-1, 1, 1, 1),
+    "check_one_step_l0": lambda m, x, y, k: attacks.sparse_attack(m, x, y, k=k, steps=1),
+    "check_pgd": lambda m, x, y, e, a, s: attacks.pgd(m, x, y, eps=e, alpha=a, steps=s),
+    "check_adversarial_batch_loss": lambda m, x, y, e, a, s: robust.adversarial_loss(
+        eps=e, alpha=a, steps=s, random_start=False
+    )(m, x, y),
+    "check_latent_objective": attacks.per_example_mse,
+    "check_arae_loss": lambda m, x, xa, g: reference_arae_through(m, x, xa, g, arae.robust_reconstruction_loss),
+    "check_occlusion_map": lambda s, im, p, f: saliency.occlusion_saliency(s, im, patch=p, fill=f),
+}
+
+
+def reference_arae_through(model, x, x_adv, gamma, make_loss):
+    """The package's ARAE loss, with an "attack" that returns the given x_adv."""
+    return make_loss(lambda model, x: x_adv, gamma)(model, x)
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGE_ANSWERS))
+def test_the_package_answer_is_right_apart_from_the_refusal(name, monkeypatch, capsys):
+    monkeypatch.setattr(
+        checks, "_call_refusing_the_package", lambda task, fn, *args, allowed=(): checks._call(task, fn, *args)
+    )
+    getattr(checks, name)(PACKAGE_ANSWERS[name])
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGE_ANSWERS))
+def test_the_checks_of_exercises_1_to_4_fail_when_the_package_is_called(name):
+    with pytest.raises(AssertionError, match="from the anomaly_edu package; write it yourself"):
+        getattr(checks, name)(PACKAGE_ANSWERS[name])
+
+
+def test_the_refusal_sees_through_a_helper_an_alias_and_an_import():
+    from anomaly_edu.attacks import pgd as alias
+
+    def helper(m, x, y, e, a, s):
+        return alias(m, x, y, eps=e, alpha=a, steps=s)
+
+    def importing(m, x, y, e, a, s):
+        import anomaly_edu.attacks
+
+        return anomaly_edu.attacks.pgd(m, x, y, eps=e, alpha=a, steps=s)
+
+    for answer in (helper, importing):
+        with pytest.raises(AssertionError, match="anomaly_edu.attacks.pgd"):
+            checks.check_pgd(answer)
+
+
+def test_exercise_1_3_may_use_f1_at_threshold_only(capsys):
+    checks.check_validation_threshold(pick_threshold_reference)  # calls metrics.f1_at_threshold
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="choose_threshold"):
+        checks.check_validation_threshold(lambda labels, scores: metrics.choose_threshold(labels, scores))
+
+
 # ------------------------------------------------------------------ no hidden global state
 
 
@@ -352,11 +679,14 @@ def correct_answers():
 
     robust_model, standard_model, x, y = robust_and_standard_models()
     return {
-        "check_reconstruction_score": lambda: checks.check_reconstruction_score(detectors.reconstruction_error),
-        "check_fpr_at_tpr": lambda: checks.check_fpr_at_tpr(metrics.fpr_at_tpr),
-        "check_validation_threshold": lambda: checks.check_validation_threshold(metrics.choose_threshold),
-        "check_fgsm": lambda: checks.check_fgsm(attacks.fgsm),
+        "check_reconstruction_score": lambda: checks.check_reconstruction_score(reconstruction_score_reference),
+        "check_fpr_at_tpr": lambda: checks.check_fpr_at_tpr(fpr_at_tpr_reference),
+        "check_validation_threshold": lambda: checks.check_validation_threshold(pick_threshold_reference),
+        "check_fgsm": lambda: checks.check_fgsm(fgsm_reference),
         "check_project_l2": lambda: checks.check_project_l2(project_l2_reference),
+        "check_one_step_l0": lambda: checks.check_one_step_l0(l0_reference),
+        "check_pgd": lambda: checks.check_pgd(pgd_reference),
+        "check_occlusion_map": lambda: checks.check_occlusion_map(occlusion_reference),
         "check_adversarial_batch_loss": lambda: checks.check_adversarial_batch_loss(reference_adversarial_loss),
         "check_robust_model": lambda: checks.check_robust_model(robust_model, standard_model, x, y, eps=0.1, steps=3),
         "check_latent_objective": lambda: checks.check_latent_objective(reference_objective),

@@ -2,13 +2,17 @@
 removal) accept right answers, reject plausible wrong ones with specific
 feedback, refuse the package's own functions, and leave the global random state
 alone; the solutions in the instructor notebooks pass them, and the committed
-student versions of Exercises 5a and 5b are current.
+student versions of Exercises 5a and 5b are current. For every exercise
+notebook, each "Think about it." question is followed by a model answer that
+nbgrader grades by hand, and the points its first cell promises are the points
+it grades.
 
 The notebooks themselves are executed by tests/test_notebooks.py (which finds
 every exercise notebook on its own), and tests/test_exercises.py checks that all
 student versions are current and hide every solution."""
 
 import functools
+import re
 import sys
 from pathlib import Path
 
@@ -490,11 +494,18 @@ def solution_namespace(name):
     return nb, namespace
 
 
+def graded_cells(nb, cell_type):
+    """The cells of ``nb`` that nbgrader grades, of one type: "code" for the
+    check cells (graded automatically), "markdown" for the written answers
+    (graded by hand)."""
+    return [c for c in nb.cells if c.cell_type == cell_type and c.metadata.get("nbgrader", {}).get("grade")]
+
+
 def assert_the_instructor_solutions_pass_their_checks(name, capsys):
     """Every graded check cell of the instructor notebook ``name`` passes with
     the notebook's own answers (shared by the exercise tests of Lectures 5-7)."""
     nb, namespace = solution_namespace(name)
-    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    graded = graded_cells(nb, "code")
     assert graded
     for cell in graded:
         exec(cell.source, namespace)
@@ -503,19 +514,75 @@ def assert_the_instructor_solutions_pass_their_checks(name, capsys):
 
 def assert_the_student_version_is_current_and_has_the_stubs(name):
     """The committed student version of ``name`` is what the generator makes
-    now, with no solution left, one stub per graded check, and only check
-    calls in the graded cells (shared by the exercise tests of Lectures 5-7)."""
+    now, with no solution left, one stub per graded check, only check calls in
+    the graded code cells, and an empty answer for every question graded by
+    hand, worth what the instructor version says (shared by the exercise tests
+    of Lectures 5-7)."""
     source = ROOT / "exercises" / "solutions" / name
     target = ROOT / "exercises" / name
-    expected = nbformat.writes(make_student_versions.student_version(nbformat.read(source, as_version=4))) + "\n"
+    instructor = nbformat.read(source, as_version=4)
+    expected = nbformat.writes(make_student_versions.student_version(instructor)) + "\n"
     assert target.read_text() == expected, "run `make student` (scripts/make_student_versions.py)"
     student = nbformat.read(target, as_version=4)
     text = "\n".join(c.source for c in student.cells)
     code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
-    graded = [c for c in student.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    graded = graded_cells(student, "code")
     assert "BEGIN SOLUTION" not in text and code.count("raise NotImplementedError()") == len(graded)
     for cell in graded:
         assert cell.source.startswith("checks.check_")
+    answers = graded_cells(student, "markdown")
+    for cell in answers:
+        assert cell.source == "**Your answer.**\n\nYOUR ANSWER HERE"
+        assert cell.metadata["nbgrader"]["solution"] and cell.metadata["nbgrader"]["points"] > 0
+    points = [(c.metadata["nbgrader"]["grade_id"], c.metadata["nbgrader"]["points"]) for c in answers]
+    assert points == [
+        (c.metadata["nbgrader"]["grade_id"], c.metadata["nbgrader"]["points"])
+        for c in graded_cells(instructor, "markdown")
+    ]
+
+
+THINK_ABOUT_IT = "**Think about it.**"
+EXERCISES = sorted(p.name for p in (ROOT / "exercises" / "solutions").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_every_think_about_it_question_has_a_model_answer_graded_by_hand(name):
+    """Each "Think about it." cell of an instructor notebook is followed by an
+    answer cell that nbgrader grades by hand (a graded, unlocked markdown
+    solution cell, grade_id "think-about-it", then "think-about-it-2", ...),
+    whose solution block holds a model answer and a rubric worth the cell's
+    points; grade ids are unique within a notebook, as nbgrader requires."""
+    nb = nbformat.read(ROOT / "exercises" / "solutions" / name, as_version=4)
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids)), f"{name}: grade ids repeat: {sorted(ids)}"
+    questions = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith(THINK_ABOUT_IT)]
+    assert questions, f"{name} asks no question"
+    for k, i in enumerate(questions, start=1):
+        grade_id = "think-about-it" if k == 1 else f"think-about-it-{k}"
+        assert i + 1 < len(nb.cells), f"{name}: question {k} has no answer cell after it"
+        answer = nb.cells[i + 1]
+        grading = answer.metadata.get("nbgrader", {})
+        assert answer.cell_type == "markdown", f"{name}: question {k} is followed by a {answer.cell_type} cell"
+        assert grading.get("grade_id") == grade_id, f"{name}: question {k}'s answer is not {grade_id!r}"
+        assert grading["grade"] and grading["solution"] and not grading["locked"] and not grading["task"]
+        assert grading["schema_version"] == 3
+        points = grading["points"]
+        assert isinstance(points, int) and points > 0
+        head, _, solution = answer.source.partition("### BEGIN SOLUTION\n")
+        assert head == "**Your answer.**\n\n" and solution.endswith("\n### END SOLUTION"), answer.source
+        model, _, rubric = solution.partition(f"\n\n*Rubric ({points} points).* ")
+        assert model.startswith("*Model answer.* ") and len(model) > 200, f"{name}: no model answer to question {k}"
+        assert len(rubric) > 50, f"{name}: no rubric worth {points} points for question {k}"
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_the_intro_states_the_points_that_are_graded(name):
+    """The points that an exercise's first cell promises, "(4 points)" for each
+    task and for the questions, add up to the points of its graded cells."""
+    nb = nbformat.read(ROOT / "exercises" / "solutions" / name, as_version=4)
+    promised = [int(n) for n in re.findall(r"\((\d+) points\b", nb.cells[0].source)]
+    graded = [c.metadata["nbgrader"]["points"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert promised and sum(promised) == sum(graded), (promised, graded)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -636,16 +636,21 @@ def test_the_student_version_is_current_and_has_the_stubs(name):
 
 
 def test_the_notebooks_grade_what_the_exercise_promises():
-    """7a: raise_score for 6 points; 7b: welch_interval for 6 and decide for 2."""
-    points = {}
+    """7a: raise_score for 6 points and the questions at the end for 4; 7b:
+    welch_interval for 6, decide for 2 and the questions at the end for 4."""
+    points, by_hand = {}, {}
     for name in NOTEBOOKS:
         nb = nbformat.read(ROOT / "exercises" / "solutions" / name, as_version=4)
         for cell in nb.cells:
-            if cell.metadata.get("nbgrader", {}).get("grade"):
+            grading = cell.metadata.get("nbgrader", {})
+            if grading.get("grade") and cell.cell_type == "code":
                 code = [line for line in cell.source.splitlines() if not line.startswith("#")]  # no nbval marker
-                points["\n".join(code).strip()] = cell.metadata["nbgrader"]["points"]
+                points["\n".join(code).strip()] = grading["points"]
+            elif grading.get("grade"):
+                by_hand[name, grading["grade_id"]] = grading["points"]
     assert points == {
         "checks.check_raise_score(raise_score)": 6,
         "checks.check_welch_interval(welch_interval)": 6,
         "checks.check_decide(decide)": 2,
     }
+    assert by_hand == {("ex07a_attack.ipynb", "think-about-it"): 4, ("ex07b_seeds.ipynb", "think-about-it"): 4}

@@ -103,7 +103,7 @@ def test_lecture1_shows_real_results(executed):
 @pytest.mark.parametrize("path", INSTRUCTOR, ids=str)
 def test_instructor_version_passes_every_check(executed, path):
     nb = executed(path)
-    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    graded = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
     passed = stdout(nb).count("✓")
     assert graded and passed == len(graded)
 
