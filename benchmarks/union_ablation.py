@@ -1,6 +1,6 @@
 """Which perturbation set of ARAE's union variant costs AUROC at a short budget?
 
-    python benchmarks/union_ablation.py                 # 2 CPU cores: about 1 minute
+    python benchmarks/union_ablation.py                 # one CPU thread: about 4 minutes
     python benchmarks/union_ablation.py --epochs 50 --device cuda
     python benchmarks/union_ablation.py --out results/union_ablation_digit8.json
 

@@ -83,3 +83,58 @@ def test_a_bad_out_path_fails_before_any_training(mnist_root, tmp_path, benchmar
     done = run_benchmark(benchmark, "--out", tmp_path / bad, data_root=mnist_root, check=False)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert "AUROC" not in done.stdout and "normal" not in done.stdout  # it stopped before loading the data
+
+
+# ------------------------------------------------------------------ the research log shows the stored runs
+
+RESEARCH_LOG = ROOT / "book" / "arae_research_log.md"
+BUDGET_ROWS = {  # the digit-5 table's row labels, and (file, variant) of each
+    "AE": ("arae_budget_digit5_b.json", "ae"),
+    "ARAE, as in the profile (eps 0.2, gamma 0.1)": ("arae_budget_digit5_a.json", "arae"),
+    "the same, seed 1": ("arae_budget_digit5_a.json", "arae:seed=1"),
+    "attack once per epoch, as the ARAE code does": ("arae_budget_digit5_a.json", "arae:attack=epoch"),
+    "gamma 0 (no latent term)": ("arae_budget_digit5_b.json", "arae:gamma=0"),
+    "eps 0.05 (the talk's eps for other data)": ("arae_budget_digit5_b.json", "arae:eps=0.05"),
+}
+UNION_FILE = "union_ablation_digit8.json"
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """The rows of the page's markdown tables: label -> the other cells."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and not set(cells[0]) <= {"-"}:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def spread(value: float) -> str:
+    """A code spread as the page writes it: two decimals below 0.2 (a collapse), else one."""
+    return f"{value:.2f}" if value < 0.2 else f"{value:.1f}"
+
+
+def test_the_research_logs_tables_and_provenance_are_the_stored_results():
+    """Every figure of the appendix's two tables equals the results file it
+    names (AUROC to two decimals, seconds to whole seconds, code spreads as
+    :func:`spread` writes them), and the provenance line of each file is on
+    the page."""
+    from anomaly_edu import results
+
+    text = RESEARCH_LOG.read_text()
+    rows = table_rows(text)
+    files = {}
+    for label, (name, variant) in BUDGET_ROWS.items():
+        stored = files.setdefault(name, results.read_stored(name))
+        expected = [f"{c['auroc']:.2f} ({spread(c['code_spread'])})" for c in stored["results"][variant]]
+        assert rows[label] == expected, label
+        assert [c["epoch"] for c in stored["results"][variant]] == [10, 20, 30, 40, 50, 60]
+    union = results.read_stored(UNION_FILE)
+    files[UNION_FILE] = union
+    for variant, figures in union["results"].items():
+        assert rows[variant] == [f"{figures['auroc']:.2f}", f"{figures['seconds']:.0f}"], variant
+    flat = " ".join(text.split())  # the page wraps its lines
+    for name, stored in files.items():
+        assert f"`results/{name}`" in flat
+        assert results.describe_provenance(stored) in flat, f"the provenance of {name} is not on the page"
+    assert f"{files['arae_budget_digit5_a.json']['average_image_auroc']:.2f}" in flat
