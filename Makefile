@@ -1,5 +1,6 @@
 # The course's two everyday commands:
-#   make book   set up everything, execute the notebooks, build the HTML book
+#   make book   set up everything, execute the notebooks, build the HTML book (an output
+#               that drifts beyond its tolerance is reported, not fatal: README, nbval)
 #   make test   set up everything, lint, run the whole test suite (what CI runs)
 #   make lint   ruff: lint and format check of the code and the notebooks
 # Both create a virtual environment in .venv with the pinned versions of

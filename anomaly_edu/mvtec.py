@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import io
 import lzma
 import os
 import shutil
@@ -446,25 +445,52 @@ def _check_member(member: tarfile.TarInfo, archive: Path, target: Path) -> None:
         )
 
 
-def _check_end(tar: tarfile.TarFile, archive: Path) -> None:
-    """Raise ReadError unless the archive ends with a block of zeros after its last member.
+def _check_unique(members: list[tarfile.TarInfo], archive: Path) -> None:
+    """Refuse an archive that holds the same path twice: tar lets the last copy win, silently.
 
-    tarfile stops quietly where a header is missing or broken, so an archive cut
-    between two members would otherwise pass for a shorter one. A compressed
-    archive's own end check catches a cut in it; here only the tar inside is
-    checked, without reading the archive again."""
-    end = tar.offset  # where tarfile found no further member
-    if isinstance(tar.fileobj, io.BufferedReader):  # a plain tar: look at the block itself
-        with open(archive, "rb") as f:
-            f.seek(end)
-            complete = f.read(tarfile.BLOCKSIZE) == bytes(tarfile.BLOCKSIZE)
-    else:  # compressed: a whole block was read at the end (a cut leaves less)
-        complete = tar.fileobj.tell() - end == tarfile.BLOCKSIZE
-    if not complete:
+    MVTec AD's archive, made by tar from a folder, holds each path once."""
+    seen = set()
+    for member in members:
+        name = PurePosixPath(member.name).as_posix()  # 'a//b' and './a/b' are both 'a/b'
+        if name in seen:
+            raise UnsafeArchiveError(
+                f"the archive {archive} holds the member {member.name!r} twice, so which copy is extracted is "
+                f"ambiguous; nothing was extracted"
+            )
+        seen.add(name)
+
+
+def _check_end(tar: tarfile.TarFile) -> None:
+    """Raise ReadError unless only zeros, at least one block of them, follow the last member.
+
+    tarfile stops quietly at a header it cannot read, in a compressed stream as
+    in a plain file, so an archive cut between two members, or with a damaged
+    header, would pass for a shorter one. A tar ends with blocks of zeros (padded
+    with zeros to its record size), so the (decompressed) stream is read from the
+    end of the last member to its very end: anything but zeros there, a damaged
+    header or appended data, is refused, and the decompressor checks its own end
+    (a cut .xz fails here). Called after extraction, when the stream has been read
+    up to the last member: seeking back in a compressed stream decompresses it again."""
+    end = tar.offset  # the end of the last member: where tarfile found no further one
+    tar.fileobj.seek(end)
+    size = 0
+    for block in iter(lambda: tar.fileobj.read(1 << 20), b""):
+        if block.strip(b"\0"):
+            at = end + size + len(block) - len(block.lstrip(b"\0"))
+            raise tarfile.ReadError(f"a damaged header or other data after its last member, at byte {at}")
+        size += len(block)
+    if size < tarfile.BLOCKSIZE:
         raise tarfile.ReadError(f"no end-of-archive block after its last member, at byte {end}: it is cut short")
 
 
 _CORRUPT = (tarfile.ReadError, tarfile.CompressionError, EOFError, lzma.LZMAError, zlib.error)
+
+
+def _corrupt(err: Exception) -> bool:
+    """Whether ``err`` says the archive's bytes are bad: a tar or decompression error, or an
+    OSError without an error number (gzip and bz2 raise those for bad data; the file
+    system's errors, a full disk say, carry one)."""
+    return isinstance(err, _CORRUPT) or (isinstance(err, OSError) and err.errno is None)
 
 
 def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
@@ -472,12 +498,16 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
 
     Safe: every member is read and checked first, and the archive is refused,
     with :class:`UnsafeArchiveError` naming the member and before anything is
-    written, when a member's path is absolute or climbs out with ``..``, or the
+    written, when a member's path is absolute or climbs out with ``..``, the
     member is a link (symbolic or hard; one pointing outside is named as such)
-    or a special file. A truncated or corrupt archive raises
-    :class:`CorruptDataError` naming it. Extraction goes to a temporary folder
-    next to ``target`` and moves into place only when all of it succeeded, so
-    nothing is ever half-extracted; an existing ``target`` keeps its content
+    or a special file, or the archive holds the same path twice (tar would let
+    the last copy win). A truncated or corrupt archive raises
+    :class:`CorruptDataError` naming it: a decompression error, a damaged
+    header, or anything but zeros after the last member up to the end of the
+    (decompressed) stream; zeros there are the tar's normal end and padding.
+    Extraction goes to a temporary folder next to ``target`` and moves into
+    place only when all of it succeeded, so nothing is ever half-extracted (a
+    corrupt archive leaves nothing behind); an existing ``target`` keeps its content
     and receives the archive's top-level entries, refused with
     :class:`FileExistsError` (before any is moved) when one already exists.
     Python's ``filter="data"`` is used as well where it exists (3.11.4+). Lecture 6.
@@ -487,21 +517,24 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"no archive {archive}")
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()  # reads the whole archive: a truncated one fails here
+            members = tar.getmembers()  # reads every header, up to the first it cannot read
             if not members:
                 raise tarfile.ReadError("it holds no files")
-            _check_end(tar, archive)
             for member in members:
                 _check_member(member, archive, target)
+            _check_unique(members, archive)
             target.parent.mkdir(parents=True, exist_ok=True)
             scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
             try:
                 options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
                 tar.extractall(scratch, members=members, **options)
+                _check_end(tar)
             except BaseException:
                 shutil.rmtree(scratch, ignore_errors=True)
                 raise
-    except _CORRUPT as err:
+    except Exception as err:
+        if not _corrupt(err):
+            raise
         raise CorruptDataError(
             f"the archive {archive} is truncated or corrupt ({type(err).__name__}: {err}); nothing was extracted. "
             f"Delete it and download it again."

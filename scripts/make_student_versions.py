@@ -8,7 +8,7 @@ way nbgrader does: code between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
 in cells whose metadata says ``nbgrader.solution``. The student version replaces
 each such block with ``# YOUR CODE HERE`` and ``raise NotImplementedError()``
 (markdown answers with ``YOUR ANSWER HERE``), drops every output and nbval's
-``# NBVAL_CHECK_OUTPUT`` markers (with their reference outputs), and tags each
+``# NBVAL_CHECK_OUTPUT`` markers (with their reference outputs and tolerances), and tags each
 code cell from the first answer on with ``raises-exception``: until the student
 has answered, those cells are expected to stop with an error, and the tag tells
 notebook runners (papermill, nbclient, the book) that this is fine.
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "exercises" / "solutions"
 STUDENT = ROOT / "exercises"
 NBVAL_MARKER = "# NBVAL_CHECK_OUTPUT"  # the reference is the instructor's run, not the student's
+NBVAL_TOLERANCE = "# NBVAL_TOLERANCE"  # and so is the marked cell's tolerance
 BLOCK = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*(\n|$)", re.M | re.S)
 
 
@@ -56,7 +57,11 @@ def student_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             answered = True
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-            cell.source = "\n".join(line for line in cell.source.splitlines() if line.strip() != NBVAL_MARKER)
+            cell.source = "\n".join(
+                line
+                for line in cell.source.splitlines()
+                if line.strip() != NBVAL_MARKER and not line.strip().startswith(NBVAL_TOLERANCE)
+            )
             tags = cell.metadata.get("tags", [])
             if answered and "raises-exception" not in tags:
                 cell.metadata["tags"] = tags + ["raises-exception"]

@@ -7,8 +7,9 @@ but it throws the outputs away afterwards. With this plugin,
     pytest NOTEBOOK --nbval-lax -p nbval_record --record-to EXECUTED.ipynb
 
 also writes the notebook with every output nbval received (and the state of
-its widgets, for the book), whether or not a cell failed, and each code cell's
-running time in its metadata (``wall_s``). The book then shows
+its widgets, for the book), whether or not a cell failed, each code cell's
+running time in its metadata (``wall_s``), and for a cell that nbval failed,
+why (``nbval_problem``: its outputs differ, or an error). The book then shows
 the very run that the checks passed on, and nothing is executed twice.
 
 It also keeps a long cell's output from being lost: nbval reads the kernel's
@@ -27,7 +28,11 @@ import time
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from nbval.plugin import IPyNbCell
+from nbval.plugin import IPyNbCell, NbCellError
+
+# A failed cell's metadata says why nbval failed it (scripts/build_course.py reports it).
+PROBLEM_KEY = "nbval_problem"
+OUTPUTS_DIFFER = "outputs differ"
 
 
 def pytest_addoption(parser) -> None:
@@ -48,6 +53,7 @@ class Recorder:
         self.notebook_file = None  # nbval's collector of the notebook
         self.outputs: dict[int, list] = {}  # code cell number -> its outputs
         self.seconds: dict[int, float] = {}  # code cell number -> how long it ran
+        self.problems: dict[int, str] = {}  # code cell number -> why nbval failed it
         # nbclient's bookkeeping of widget messages, as when papermill executes a notebook
         self.widgets = NotebookClient(nbformat.v4.new_notebook())
 
@@ -73,10 +79,12 @@ class Recorder:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):
         start = time.perf_counter()
-        yield  # nbval runs the cell (and may fail it); its outputs are kept either way
+        outcome = yield  # nbval runs the cell (and may fail it); its outputs are kept either way
         if isinstance(item, IPyNbCell):
             self.outputs[item.cell_num] = list(item.test_outputs or [])  # None: nbval did not run it
             self.seconds[item.cell_num] = round(time.perf_counter() - start, 2)
+            if outcome.excinfo is not None:
+                self.problems[item.cell_num] = problem(outcome.excinfo[1])
 
     def pytest_sessionfinish(self) -> None:
         if self.notebook_file is None:
@@ -89,12 +97,25 @@ class Recorder:
             cell.execution_count = number + 1 if ran else None
             if ran:
                 cell.metadata["wall_s"] = self.seconds[number]  # the exercises' check cells are timed from it
+            if number in self.problems:
+                cell.metadata[PROBLEM_KEY] = self.problems[number]  # the build's report reads it
             for output in cell.outputs:
                 if output.output_type == "execute_result":
                     output.execution_count = cell.execution_count
         self.widgets.nb = nb
         self.widgets.set_widgets_metadata()
         nbformat.write(nb, self.target)
+
+
+def problem(error: BaseException) -> str:
+    """Why nbval failed a cell: OUTPUTS_DIFFER when the cell ran and printed
+    something other than its reference (followed by the numbers out of their
+    tolerance, where nbval_tolerance named some), else the error in one line."""
+    message = str(error).strip()
+    if not (isinstance(error, NbCellError) and message == "Cell outputs differ"):
+        return f"error: {(message.splitlines() or [type(error).__name__])[0]}"
+    beyond = [line.strip() for line in str(error.inner_traceback).splitlines() if "beyond the tolerance" in line]
+    return ": ".join([OUTPUTS_DIFFER, *beyond[:1]])
 
 
 def keep_outputs_flowing(kernel) -> None:

@@ -116,9 +116,10 @@ def elements(html: str) -> list[Element]:
 # --- fixtures ----------------------------------------------------------------
 @pytest.fixture(scope="session")
 def book_html() -> Path:
-    """Build the book (quick profile) and return the folder of its HTML."""
+    """Build the book (quick profile) and return the folder of its HTML; strict:
+    an output beyond its tolerance fails here, as in every test."""
     try:
-        return build_course.build_book(profile="quick").parent
+        return build_course.build_book(profile="quick", strict=True).parent
     except build_course.BuildError as error:
         message = str(error)
     pytest.fail(f"the book did not build: {message}", pytrace=False)

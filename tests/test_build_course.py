@@ -46,7 +46,13 @@ def course(tmp_path):
     nbformat.write(tiny_lecture(), tmp_path / LECTURE)
     script = tmp_path / "scripts" / "build_course.py"
     script.parent.mkdir()
-    for name in ("build_course.py", "nbval_record.py", "nbval_sanitize.cfg", "nbval_gpu_sanitize.cfg"):
+    for name in (
+        "build_course.py",
+        "nbval_record.py",
+        "nbval_tolerance.py",
+        "nbval_sanitize.cfg",
+        "nbval_gpu_sanitize.cfg",
+    ):
         shutil.copy(ROOT / "scripts" / name, script.parent / name)
     spec = importlib.util.spec_from_file_location("tiny_build_course", script)
     build_course = importlib.util.module_from_spec(spec)
@@ -56,7 +62,12 @@ def course(tmp_path):
 
 
 def printed(build_course, notebook: Path) -> str:
-    nb = nbformat.read(build_course.executed_path(notebook), as_version=4)
+    return printed_by(build_course.executed_path(notebook))
+
+
+def printed_by(notebook: Path) -> str:
+    """Everything a run of a notebook printed."""
+    nb = nbformat.read(notebook, as_version=4)
     return "".join(output.get("text", "") for cell in nb.cells for output in cell.get("outputs", []))
 
 
@@ -146,6 +157,36 @@ def test_nbval_catches_a_changed_marked_output_and_references_store_the_new_one(
     build_course.store_references()  # a deliberate change: the failed run's output is the new reference
     build_course.execute_notebooks("quick")
     assert build_course.executed_path(LECTURE).exists()
+
+
+def test_the_book_build_reports_drift_and_errors_and_still_shows_what_ran(course):
+    """Not strict (make book): a notebook whose marked output drifted is reported
+    cell by cell, stored against now, and the book is staged from that run; a
+    notebook that raised is reported as an error. Strict (make test), both fail."""
+    root, build_course = course
+    lecture_with_a_marked_cell(root, seed=0)
+    build_course.execute_notebooks("quick")
+    build_course.store_references()
+    stored = nbformat.read(root / LECTURE, as_version=4).cells[1].outputs[0].text.strip()
+    lecture_with_a_marked_cell(root, seed=1)
+    build_course.store_references()  # the seed-0 reference stays
+
+    statistics = build_course.execute_notebooks("quick", strict=False)
+    run = statistics["notebooks"][LECTURE.as_posix()]
+    assert run["outcome"] == build_course.DRIFTED
+    (difference,) = run["differences"]
+    assert difference.startswith("lectures/tiny.ipynb, code cell 1: stored ") and repr(stored) in difference
+    assert build_course.last_run(LECTURE) == build_course.failed_path(LECTURE)  # what the book shows
+    assert "test images" in printed_by(build_course.last_run(LECTURE))
+    assert difference in build_course.statistics_table(statistics)
+    with pytest.raises(build_course.BuildError, match="failed: lectures/tiny.ipynb"):
+        build_course.execute_notebooks("quick")
+
+    nb = nbformat.read(root / LECTURE, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("1 / 0"))
+    nbformat.write(nb, root / LECTURE)
+    statistics = build_course.execute_notebooks("quick", strict=False)
+    assert statistics["notebooks"][LECTURE.as_posix()]["outcome"].startswith("error: ")
 
 
 def test_an_nbval_marker_counts_only_on_a_line_of_its_own(course):

@@ -1,8 +1,11 @@
 """MVTec AD (Lecture 6): the loader, the split, checksums, safe extraction and the
 download, all on tiny trees in MVTec's layout that the tests write themselves."""
 
+import bz2
+import gzip
 import hashlib
 import io
+import lzma
 import tarfile
 from pathlib import Path
 
@@ -343,6 +346,78 @@ def test_a_truncated_or_corrupt_archive_is_named_and_leaves_nothing(tmp_path, da
         safe_extract(archive, target)
     assert str(archive) in str(err.value)
     assert not target.exists() and (not target.parent.exists() or not any(target.parent.iterdir()))
+
+
+COMPRESSIONS = {"tar": bytes, "tar.gz": gzip.compress, "tar.bz2": bz2.compress, "tar.xz": lzma.compress}
+
+
+def three_member_tar() -> bytes:
+    """A plain tar of a.txt, b.txt, c.txt: headers at bytes 0, 1024 and 2048, each member's data one block."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name in ("a.txt", "b.txt", "c.txt"):
+            add_bytes(tar, name)
+    return out.getvalue()
+
+
+def refused_as_corrupt(tmp_path, data: bytes, suffix: str) -> str:
+    """Write ``data`` as an archive, check safe_extract refuses it naming it and leaves nothing; the message."""
+    archive = tmp_path / f"x.{suffix}"
+    archive.write_bytes(data)
+    target = tmp_path / "out" / "data"
+    with pytest.raises(CorruptDataError) as err:
+        safe_extract(archive, target)
+    assert str(archive) in str(err.value)
+    assert not target.exists() and (not target.parent.exists() or not any(target.parent.iterdir()))  # no scratch
+    return str(err.value)
+
+
+@pytest.mark.parametrize("suffix", COMPRESSIONS)
+def test_a_damaged_second_header_is_refused_for_every_compression(tmp_path, suffix):
+    raw = bytearray(three_member_tar())
+    raw[1024:1028] = b"XXXX"  # b.txt's name: its header's checksum no longer matches
+    message = refused_as_corrupt(tmp_path, COMPRESSIONS[suffix](bytes(raw)), suffix)
+    assert "at byte 1024" in message
+
+
+@pytest.mark.parametrize("suffix", ["tar.gz", "tar.bz2", "tar.xz"])
+@pytest.mark.parametrize("keep", [0.5, 0.98])
+def test_a_cut_compressed_stream_is_refused(tmp_path, suffix, keep):
+    data = COMPRESSIONS[suffix](three_member_tar())
+    refused_as_corrupt(tmp_path, data[: int(len(data) * keep)], suffix)  # 0.98: only the stream's end is cut
+
+
+@pytest.mark.parametrize("suffix", COMPRESSIONS)
+def test_data_after_the_end_of_archive_is_refused_but_zeros_are_padding(tmp_path, suffix):
+    raw = three_member_tar()
+    message = refused_as_corrupt(tmp_path, COMPRESSIONS[suffix](raw + b"junk"), suffix)
+    assert f"at byte {len(raw)}" in message
+    archive = tmp_path / f"padded.{suffix}"
+    archive.write_bytes(COMPRESSIONS[suffix](raw + bytes(5000)))
+    target = safe_extract(archive, tmp_path / "padded")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt", "b.txt", "c.txt"]
+
+
+@pytest.mark.parametrize("again", ["a.txt", "./a.txt"])
+def test_a_path_held_twice_is_refused(tmp_path, again):
+    archive = make_tar(
+        tmp_path / "twice.tar.gz",
+        lambda tar: (add_bytes(tar, "a.txt", b"first"), add_bytes(tar, "b.txt"), add_bytes(tar, again, b"second")),
+        mode="w:gz",
+    )
+    with pytest.raises(UnsafeArchiveError, match="twice") as err:
+        safe_extract(archive, tmp_path / "out" / "data")
+    assert repr(again) in str(err.value) and str(archive) in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_system_error_is_not_called_corruption(tmp_path):
+    archive = tmp_path / "x.tar.gz"
+    archive.write_bytes(gzip.compress(three_member_tar()))
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OSError) as err:
+        safe_extract(archive, tmp_path / "file" / "data")
+    assert not isinstance(err.value, CorruptDataError)
 
 
 # ---------------------------------------------------------------- download

@@ -19,6 +19,7 @@ from anomaly_edu import profiles
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_course  # noqa: E402
+import pin_release  # noqa: E402
 
 LECTURES = sorted(p.relative_to(ROOT) for p in (ROOT / "lectures").glob("*.ipynb"))
 INSTRUCTOR = sorted(p.relative_to(ROOT) for p in (ROOT / "exercises" / "solutions").glob("*.ipynb"))
@@ -61,11 +62,32 @@ def test_notebook_follows_the_course_conventions(path):
     for name in ("PROFILE", "SEED", "DATA_ROOT", "DEVICE"):
         assert re.search(rf"^{name} = ", parameters[0].source, re.M), f"{path}: no {name} parameter"
     page = path.as_posix().replace("solutions/", "")
-    badge = f"colab.research.google.com/github/anomaly-edu/anomaly-edu/blob/main/{page}"
-    assert badge in nb.cells[0].source, f"{path}: the first cell needs an Open-in-Colab badge"
+    repository = pin_release.repository_url().removeprefix("https://github.com/")
+    badge = f"colab.research.google.com/github/{repository}/blob/{pin_release.release()}/{page}"
+    assert badge in nb.cells[0].source, f"{path}: the first cell needs an Open-in-Colab badge to {badge}"
     assert "../shared" not in "".join(c.source for c in nb.cells)
     stored = [c for c in code if c.get("outputs") or c.execution_count is not None]
     assert all(build_course.is_marked(c) for c in stored), f"{path}: only nbval's references keep outputs"
+
+
+@pytest.mark.parametrize("path", LECTURES + INSTRUCTOR + STUDENT, ids=str)
+def test_notebook_installs_the_release_it_belongs_to(path):
+    """The install cell and the badge name the release of pyproject.toml in the
+    repository of _config.yml (scripts/pin_release.py writes them)."""
+    nb = nbformat.read(ROOT / path, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    expected = {(pin_release.repository_url(), pin_release.release())}
+    assert pin_release.pins(nb.cells[0].source + code[0].source) == expected, f"{path}: run scripts/pin_release.py"
+    assert f"git+{pin_release.repository_url()}@{pin_release.release()}" in code[0].source
+
+
+def test_a_fork_pins_the_notebooks_to_its_own_repository_and_ref():
+    badge = "(https://colab.research.google.com/github/anomaly-edu/anomaly-edu/blob/main/lectures/x.ipynb)"
+    cell = '%pip install -q "anomaly-edu @ git+https://github.com/anomaly-edu/anomaly-edu"'
+    pinned = pin_release.pin_text(badge + "\n" + cell, "https://github.com/me/course-fork", "abc123")
+    assert pin_release.pins(pinned) == {("https://github.com/me/course-fork", "abc123")}
+    assert "github/me/course-fork/blob/abc123/lectures/x.ipynb" in pinned
+    assert pin_release.pin_text(pinned, "https://github.com/me/course-fork", "v2.0").count("v2.0") == 2
 
 
 @pytest.mark.parametrize("path", LECTURES + INSTRUCTOR, ids=str)
