@@ -67,9 +67,9 @@ TOLERANCES = {
         relative=0.0,
         why=(
             "accuracies and AUROCs in percent of a network trained in the notebook, on a few "
-            "hundred to a few thousand test images: they moved by up to 1.4 points (Lecture 6's magnetic tiles); "
-            "5 points passes that and still fails a swapped label (an AUROC of 85 becomes 15) "
-            "or a training that does not learn (an accuracy of 99 becomes 10 to 90)"
+            "hundred to a few thousand test images: they moved by up to 1.4 points (Lecture 6's "
+            "magnetic tiles); 5 points passes that and still fails a swapped label (an AUROC of "
+            "85 becomes 15) or a training that does not learn (an accuracy of 99 becomes 10 to 90)"
         ),
     ),
     "under-attack": Tolerance(
@@ -79,8 +79,8 @@ TOLERANCES = {
             "accuracies, AUROCs and counts of images under an attack whose eps is near where the "
             "network breaks, so that they change fastest with its weights: they moved by up to 8 "
             "points (Lecture 3's 200 digits at eps 0.1; 4 for Exercise 2's FGSM at eps 0.2); 10 "
-            "points passes that and "
-            "still fails a broken attack (it leaves the clean accuracy) or a wrong eps"
+            "points passes that and still fails a broken attack (it leaves the clean accuracy) "
+            "or a wrong eps"
         ),
     ),
     "relative": Tolerance(
