@@ -122,7 +122,7 @@ LECTURE_2 = ROOT / "lectures" / "02_adversarial_examples.ipynb"
 # Fewer training images than the quick profile's 60,000: the same code, a third of the time, and
 # still a network that the attack turns on about a quarter of the 50 digits.
 SMALLER_BUDGET = 'settings["cnn"] = {**settings["cnn"], "max_train": 20000}'
-# The three deliberate errors, each a change of one line of the attack's cell.
+# The three deliberate errors, each a change of one line of the attack's cell: (the lecture's, the mistaken).
 ERRORS = {
     "a wrong eps": ('eps_demo = settings["eval"]["eps_demo"]', "eps_demo = 0.05"),
     "a swapped label": ("targets = (y_eval[confident] + 1) % 10", "targets = y_eval[confident]"),
@@ -150,9 +150,9 @@ def lecture_2_opening(error: str | None = None) -> nbformat.NotebookNode:
     assert declared_tolerance(trained.source) is PERCENT and declared_tolerance(attacked.source) is UNDER_ATTACK
     setup.source += "\n" + SMALLER_BUDGET
     if error is not None:
-        wrong, right = ERRORS[error]
-        assert wrong in attacked.source
-        attacked.source = attacked.source.replace(wrong, right)
+        lecture_line, mistaken_line = ERRORS[error]
+        assert lecture_line in attacked.source
+        attacked.source = attacked.source.replace(lecture_line, mistaken_line)
     attacked.source = attacked.source[: attacked.source.index("viz.image_grid(")]  # no figure needed
     for cell in (trained, attacked):
         cell.outputs, cell.execution_count = [], None
