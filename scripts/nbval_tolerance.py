@@ -76,11 +76,22 @@ TOLERANCES = {
         absolute=10.0,
         relative=0.0,
         why=(
-            "accuracies, AUROCs and counts of images under an attack whose eps is near where the "
-            "network breaks, so that they change fastest with its weights: they moved by up to 8 "
-            "points (Lecture 3's 200 digits at eps 0.1; 4 for Exercise 2's FGSM at eps 0.2); 10 "
+            "accuracies, AUROCs and counts of images under an attack, which change faster with "
+            "the network's weights than its clean accuracy: they moved by up to 4 points "
+            "(Exercise 2's FGSM at eps 0.2; Lecture 2's count of 50 attacked digits by 3); 10 "
             "points passes that and still fails a broken attack (it leaves the clean accuracy) "
             "or a wrong eps"
+        ),
+    ),
+    "breaking-point": Tolerance(
+        absolute=20.0,
+        relative=0.0,
+        why=(
+            "the accuracy of a standard network under an attack at the eps where it breaks, where "
+            "accuracy falls fastest (Lecture 3's PGD at eps 0.1 on 200 digits): it read 57.5 on "
+            "the AMD EPYC, 49.5 with one thread and 59.5 without vector instructions; 20 points "
+            "passes that and still fails a broken attack (98, the clean accuracy) or an eps of "
+            "0.3 (0)"
         ),
     ),
     "relative": Tolerance(

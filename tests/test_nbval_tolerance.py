@@ -36,7 +36,7 @@ PERCENT, UNDER_ATTACK, RELATIVE = TOLERANCES["percent"], TOLERANCES["under-attac
         ("percent", "eps 0.05: accuracy 94.4%, package 94.4%", "eps 0.05: accuracy 95.0%, package 95.0%"),
         ("percent", "AUROC 55.3 and 61.8", "AUROC 55.1 and 61.8"),
         ("percent", "eps 0.2: accuracy 37.4%", "eps 0.2: accuracy 33.4%"),  # FGSM, 1 thread against 2
-        ("under-attack", "accuracy under them: 49.5%", "accuracy under them: 57.5%"),  # PGD, the same
+        ("breaking-point", "accuracy under them: 59.5%", "accuracy under them: 49.5%"),  # PGD, no vector code
         ("under-attack", "21 of 50 digits", "23 of 50 digits"),
         ("percent", "a     7.8\nb    10.2", "a     8.1\nb     9.9"),  # a table pads its columns to the widest number
         ("relative", "distance 3.50 (1.07x)", "distance 3.82 (1.11x)"),
@@ -54,7 +54,8 @@ def test_numbers_within_the_tolerance_pass(kind, now, stored):
         ("percent", "under attack 98.8%", "under attack 83.0%", [("98.8", "83.0")]),  # a broken attack
         ("percent", "AUROC 14.5", "AUROC 85.5", [("14.5", "85.5")]),  # the score's sign flipped
         ("under-attack", "0 of 50 digits", "13 of 50 digits", [("0", "13")]),  # a wrong eps
-        ("under-attack", "accuracy under PGD 98.8%", "accuracy under PGD 57.5%", [("98.8", "57.5")]),  # no attack
+        ("under-attack", "accuracy under PGD 98.8%", "accuracy under PGD 83.0%", [("98.8", "83.0")]),  # no attack
+        ("breaking-point", "accuracy under them: 98.5%", "accuracy under them: 57.5%", [("98.5", "57.5")]),
         ("percent", "accuracy 93.5%", "accuracy 99.0%", [("93.5", "99.0")]),  # 5.5 points
         ("relative", "moves the code by 0.036", "moves the code by 0.018", [("0.036", "0.018")]),
         ("relative", "distance 3.40", "distance 3.82", [("3.40", "3.82")]),  # 11%
@@ -81,7 +82,8 @@ def test_a_cell_declares_its_tolerance_on_a_line_of_its_own():
     assert declared_tolerance("# NBVAL_CHECK_OUTPUT\n# NBVAL_TOLERANCE percent\nprint(1)") is PERCENT
     assert declared_tolerance("# NBVAL_CHECK_OUTPUT\n# NBVAL_TOLERANCE under-attack\nprint(1)") is UNDER_ATTACK
     assert declared_tolerance("# NBVAL_CHECK_OUTPUT\n# NBVAL_TOLERANCE relative\nprint(1)") is RELATIVE
-    with pytest.raises(ValueError, match="unknown tolerance 'loose'.*the kinds are percent, under-attack, relative"):
+    kinds = "percent, under-attack, breaking-point, relative"
+    with pytest.raises(ValueError, match=f"unknown tolerance 'loose'.*the kinds are {kinds}"):
         declared_tolerance("# NBVAL_TOLERANCE loose\nprint(1)")
 
 
