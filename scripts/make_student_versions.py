@@ -23,12 +23,11 @@ import sys
 from pathlib import Path
 
 import nbformat
+from build_course import unmarked  # beside this script: a cell without nbval's marker and tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "exercises" / "solutions"
 STUDENT = ROOT / "exercises"
-NBVAL_MARKER = "# NBVAL_CHECK_OUTPUT"  # the reference is the instructor's run, not the student's
-NBVAL_TOLERANCE = "# NBVAL_TOLERANCE"  # and so is the marked cell's tolerance
 BLOCK = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*(\n|$)", re.M | re.S)
 
 
@@ -57,11 +56,7 @@ def student_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             answered = True
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-            cell.source = "\n".join(
-                line
-                for line in cell.source.splitlines()
-                if line.strip() != NBVAL_MARKER and not line.strip().startswith(NBVAL_TOLERANCE)
-            )
+            cell.source = unmarked(cell.source)  # the reference is the instructor's run, not the student's
             tags = cell.metadata.get("tags", [])
             if answered and "raises-exception" not in tags:
                 cell.metadata["tags"] = tags + ["raises-exception"]
