@@ -12,6 +12,8 @@ Every detector of the course (here, and ARAE in Lecture 4) follows :class:`Detec
 
 The detectors here:
 
+- :class:`MeanImageDetector`: squared distance to the mean training image (a trivial baseline)
+- :class:`PCADetector`: reconstruction error of PCA on raw pixels (the other trivial baseline)
 - :class:`AEDetector`: reconstruction error of an autoencoder
 - :class:`DAEDetector`: the same, trained to remove Gaussian noise
 - :class:`OCSVMDetector`: scikit-learn's one-class SVM on raw pixels
@@ -28,6 +30,7 @@ import inspect
 
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
 from sklearn.svm import OneClassSVM
 
 from .data import check_images
@@ -69,13 +72,90 @@ class Detector(abc.ABC):
     def checkpoint_settings(self) -> dict:
         """What a training checkpoint of this detector must have been written
         with: its class and settings, but not where it runs or how it reports
-        (a run may resume on another device). Lecture 1."""
-        ignored = ("device", "progress")
+        (a run may resume on another device), nor its number of epochs (a
+        checkpoint of 10 epochs goes on into a fit of 20). Lecture 1."""
+        ignored = ("device", "progress", "epochs")
         return {"detector": type(self).__name__, **{k: v for k, v in self.get_params().items() if k not in ignored}}
 
     def _check_fitted(self, fitted_attribute: str) -> None:
         if getattr(self, fitted_attribute, None) is None:
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(x_normal) before score")
+
+
+# ---------------------------------------------------------------- the trivial baselines
+# Every table shows them: a deep detector is only worth its training if it beats the average picture.
+
+
+class MeanImageDetector(Detector):
+    """The simplest detector: score an image by its squared distance to the mean
+    training image (sum of squared pixel differences, the units of the
+    autoencoder's reconstruction error). It has no settings. Lecture 1."""
+
+    def fit(self, x: torch.Tensor) -> MeanImageDetector:
+        """Average the normal images ``x`` (N, C, H, W) in [0, 1]."""
+        self.mean_ = check_images(x, "training images").mean(0)
+        return self
+
+    def score(self, x: torch.Tensor) -> np.ndarray:
+        """Squared distance of each image to the mean image; higher = more anomalous."""
+        self._check_fitted("mean_")
+        x = check_images(x)
+        return ((x - self.mean_.to(x.device)) ** 2).flatten(1).sum(1).cpu().numpy()
+
+
+class PCADetector(Detector):
+    """PCA on flattened pixels (scikit-learn): project an image on the first
+    ``n_components`` principal components of the normal images and score it by
+    the squared error of that reconstruction (a linear autoencoder). An int
+    ``n_components`` is a number of components, a float in (0, 1) the fraction of
+    the training images' variance to keep. ``max_train`` caps the number of
+    training images (a random, seeded subset; None: all). Lecture 1."""
+
+    def __init__(
+        self,
+        *,
+        n_components: int | float = QUICK["pca"]["n_components"],
+        max_train: int | None = QUICK["pca"]["max_train"],
+        seed: int = 0,
+    ):
+        is_int = isinstance(n_components, (int, np.integer)) and not isinstance(n_components, bool)
+        if not (is_int and n_components >= 1 or isinstance(n_components, float) and 0 < n_components < 1):
+            raise ValueError(
+                f"n_components must be a number of components (an int >= 1) or a fraction of variance "
+                f"to keep (a float strictly between 0 and 1), got {n_components!r}"
+            )
+        if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, (int, np.integer))):
+            raise ValueError(f"max_train must be a number of images (an int >= 1) or None for all, got {max_train!r}")
+        if max_train is not None and max_train < 1:
+            raise ValueError(f"max_train must be >= 1 (or None for all training images), got {max_train}")
+        self.n_components, self.max_train, self.seed = n_components, max_train, seed
+
+    def fit(self, x: torch.Tensor) -> PCADetector:
+        """Fit a fresh PCA on normal images ``x`` (N, C, H, W) in [0, 1]."""
+        features = check_images(x, "training images").flatten(1).cpu().double().numpy()
+        if self.max_train is not None and len(features) > self.max_train:
+            keep = np.random.default_rng(self.seed).choice(len(features), self.max_train, replace=False)
+            features = features[keep]
+        most = min(features.shape)
+        if isinstance(self.n_components, float):
+            if len(features) < 2:
+                raise ValueError("PCA needs at least 2 training images to measure their variance")
+        elif self.n_components > most:
+            raise ValueError(
+                f"n_components={self.n_components} but PCA can find at most {most} components in "
+                f"{len(features)} training images of {features.shape[1]} pixels"
+                + (f" (max_train={self.max_train})" if self.max_train is not None else "")
+                + f": ask for at most {most}, a fraction of variance such as 0.9, or more training images"
+            )
+        self.pca_ = PCA(n_components=self.n_components, random_state=self.seed).fit(features)
+        return self
+
+    def score(self, x: torch.Tensor) -> np.ndarray:
+        """Squared error of the projection on the components; higher = more anomalous."""
+        self._check_fitted("pca_")
+        features = check_images(x).flatten(1).cpu().double().numpy()
+        reconstructed = self.pca_.inverse_transform(self.pca_.transform(features))
+        return ((features - reconstructed) ** 2).sum(1)
 
 
 def reconstruction_error(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 from .anomaly_maps import MapAEDetector, SSIMAEDetector
 from .arae import ARAEDetector, UnionARAEDetector
-from .detectors import AEDetector, DAEDetector, DeepSVDDDetector, Detector, OCSVMDetector
+from .detectors import (
+    AEDetector,
+    DAEDetector,
+    DeepSVDDDetector,
+    Detector,
+    MeanImageDetector,
+    OCSVMDetector,
+    PCADetector,
+)
 from .geometric import GTDetector
 from .models import DeepSVDDNet
 from .puzzle_ae import PuzzleAEDetector
@@ -45,6 +53,9 @@ METHODS: dict[str, Method] = {
         Method(
             "dsvdd", DeepSVDDDetector, talk_row="DSVDD", stackable=False, image_shape=DeepSVDDNet.image_shape, lecture=1
         ),
+        # the trivial baselines every table shows: is the deep model better than the average picture?
+        Method("mean-image", MeanImageDetector, talk_row=None, stackable=False, image_shape=None, lecture=1),
+        Method("pca", PCADetector, talk_row=None, stackable=False, image_shape=None, lecture=1),
         Method("arae", ARAEDetector, talk_row="ARAE", stackable=True, image_shape=None, lecture=4),
         # the union variant's L-2 and spatial attacks work on one model at a time: not stackable
         Method("arae-union", UnionARAEDetector, talk_row=None, stackable=False, image_shape=None, lecture=4),

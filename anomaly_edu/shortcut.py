@@ -14,6 +14,9 @@ the blank margins of an MNIST digit end up in the middle of the image.
 - :func:`remove_shortcut` is the talk's remedy, an adversarial perturbation of
   the puzzled input (one signed-gradient step from a uniform random start);
   :func:`permutation_accuracy` with ``eps > 0`` measures what it does.
+- :func:`published_shortcut_perturbation` is the same remedy as the authors'
+  code computes it (the reproducing default of Puzzle-AE, see
+  ``SHORTCUT_PERTURBATIONS``); :func:`remove_shortcut` is the course's version.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ def remove_shortcut(model: torch.nn.Module, x_puzzled: torch.Tensor, target: tor
     target)`` (per image; default: the mean squared error to ``target``, the
     reconstruction target), projected back onto the ball and into [0, 1]. Lecture 5.
 
-    This is :func:`anomaly_edu.attacks.pgd` with one step and a random start,
-    so two mistakes of the published code cannot happen here: the random start
-    is counted once (the perturbation never exceeds ``eps``), and ``target`` is
-    never modified (the attack aims at the clean image).
+    This is :func:`anomaly_edu.attacks.pgd` with one step and a random start:
+    the course's version (``shortcut="clean-target"`` of Puzzle-AE). It differs
+    from the authors' code (:func:`published_shortcut_perturbation`) in two
+    ways: the perturbation never exceeds ``eps``, and the step aims at the
+    reconstruction target, the clean image.
     """
     return pgd(
         model,
@@ -49,6 +53,59 @@ def remove_shortcut(model: torch.nn.Module, x_puzzled: torch.Tensor, target: tor
         random_start=True,
         loss_fn=loss_fn or per_example_mse,
     )
+
+
+PUBLISHED_STEP = 2.0  # the step ("alpha") of the authors' configuration: far larger than any eps
+
+
+def published_shortcut_perturbation(model: torch.nn.Module, x_puzzled: torch.Tensor, eps: float) -> torch.Tensor:
+    """The shortcut-removing perturbation as the Puzzle-AE code computes it
+    (Niousha12/Puzzle_Anomaly_Detection, ``fgsm_attack``): the reproducing
+    default of Puzzle-AE (``shortcut="published"``). Lecture 5.
+
+    1. a random start ``d0``, uniform in [-eps, eps], is added to the puzzled
+       input (clipped to [0, 1]);
+    2. the loss is the squared error between the network's output and the
+       *noisy input itself* (the code's target is an alias of that input, so
+       the clean image never enters the attack);
+    3. one signed-gradient step of ``PUBLISHED_STEP`` is added to ``d0`` and the
+       sum is clipped to [-eps, eps]: wherever the gradient is not zero this is
+       ``eps * sign(gradient)``;
+    4. that clipped step is added to the already noisy input.
+
+    Steps 1 and 4 both add a perturbation, so a pixel can move up to ``2 * eps``
+    from the puzzled input (about ``eps`` on average). :func:`remove_shortcut`
+    is the course's version of the same idea.
+    """
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    x_puzzled = x_puzzled.detach()
+    if eps == 0:
+        return x_puzzled.clone()
+    start = torch.empty_like(x_puzzled).uniform_(-eps, eps)
+    noisy_target = x_puzzled + start  # what the code's aliased "original input" holds
+    noisy = noisy_target.clamp(0, 1).requires_grad_(True)
+    loss = ((model(noisy) - noisy_target) ** 2).sum()
+    (gradient,) = torch.autograd.grad(loss, noisy)
+    step = (start + PUBLISHED_STEP * gradient.sign()).clamp(-eps, eps)
+    return (noisy.detach() + step).clamp(0, 1)
+
+
+def clean_target_perturbation(model: torch.nn.Module, x_puzzled: torch.Tensor, target: torch.Tensor, eps: float):
+    """:func:`remove_shortcut` with its default loss: Puzzle-AE's
+    ``shortcut="clean-target"``, the course's version. Lecture 5."""
+    return remove_shortcut(model, x_puzzled, target, eps)
+
+
+def published_perturbation(model: torch.nn.Module, x_puzzled: torch.Tensor, target: torch.Tensor, eps: float):
+    """:func:`published_shortcut_perturbation`, which ignores ``target``:
+    Puzzle-AE's ``shortcut="published"``. Lecture 5."""
+    return published_shortcut_perturbation(model, x_puzzled, eps)
+
+
+# Puzzle-AE's ``shortcut`` setting: how the puzzled input is perturbed in training,
+# each called as perturb(model, x_puzzled, clean_target, eps).
+SHORTCUT_PERTURBATIONS = {"published": published_perturbation, "clean-target": clean_target_perturbation}
 
 
 def seam_band(image_shape: tuple, grid: int, width: int = 1) -> torch.Tensor:

@@ -123,8 +123,8 @@ def train(
         desc=desc,
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
-        settings={
-            **dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed),
+        settings={  # not the epochs: a checkpoint of 10 epochs goes on into a training of 20
+            **dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed),
             "training_set_shape": list(x.shape),
             **(settings or {}),
         },
@@ -160,8 +160,10 @@ def run_epochs(
     caller's ``generators``, e.g. the one ``epoch_batches`` shuffles with),
     with the ``settings`` it was trained with. If the file exists when training
     starts, training goes on after its last epoch: on a CPU, an interrupted and
-    resumed run ends exactly where an uninterrupted one does. A checkpoint of
-    other settings is refused. ``scheduler.step(loss)`` runs after every epoch
+    resumed run ends exactly where an uninterrupted one does. A run can also
+    be extended: asked for more epochs than its checkpoint holds, it trains on
+    from there (the budget curves of Lecture 4 do). A checkpoint of other
+    settings is refused. ``scheduler.step(loss)`` runs after every epoch
     (its state is in the checkpoint too). Lecture 1 (Lecture 4's stacked
     training feeds it batches of several models; Lecture 5 adds the scheduler)."""
     if checkpoint_every < 1:

@@ -177,3 +177,87 @@ def test_union_attack_keeps_per_image_the_candidate_that_moves_the_code_most():
     union = arae.union_attack(model, x, **sets)
     distances = torch.stack([latent_distance(model, x, c) for c in candidates.values()])
     assert torch.allclose(latent_distance(model, x, union), distances.max(0).values)
+
+
+# ------------------------------------------------------------------ the union variant's objective: combine
+
+# Three fixed "attacked" batches of two 4-pixel images, and the clean batch. Per image, the
+# batch that moves TinyAE's code most is not the same one: image 0's worst is FIXED_ATTACKS[1],
+# image 1's is FIXED_ATTACKS[2] (checked in the test below).
+CLEAN = torch.tensor([[0.2, 0.4, 0.6, 0.8], [0.9, 0.1, 0.3, 0.5]])
+FIXED_ATTACKS = {
+    "L-inf": torch.tensor([[0.3, 0.5, 0.5, 0.7], [0.8, 0.2, 0.4, 0.4]]),
+    "L-2": torch.tensor([[0.9, 0.4, 0.0, 0.8], [0.9, 0.1, 0.3, 0.6]]),
+    "rotation and shift": torch.tensor([[0.2, 0.4, 0.6, 0.9], [0.0, 0.1, 1.0, 0.5]]),
+}
+
+
+def union_loss_with_fixed_attacks(monkeypatch, combine, gamma=0.2, model=None):
+    """The detector's batch loss on CLEAN, its three attacks replaced by FIXED_ATTACKS."""
+    monkeypatch.setattr(arae, "union_candidates", lambda model, x, **sets: dict(FIXED_ATTACKS))
+    detector = arae.UnionARAEDetector(combine=combine, gamma=gamma)
+    return detector.batch_loss()(TinyAE() if model is None else model, CLEAN)
+
+
+def by_hand(x_adv, target, gamma, model=None):
+    """mean((Dec(Enc(x_adv)) - target)^2) + gamma * mean((Enc(target) - Enc(x_adv))^2) for
+    TinyAE, written out with its weights (gradients reach them through both codes)."""
+    model = TinyAE() if model is None else model
+    (w_e, b_e), (w_d, b_d) = model.enc.parameters(), model.dec.parameters()
+    z_adv, z = x_adv @ w_e.T + b_e, target @ w_e.T + b_e
+    reconstruction = z_adv @ w_d.T + b_d
+    return ((reconstruction - target) ** 2).mean() + gamma * ((z - z_adv) ** 2).mean()
+
+
+def gradients(model):
+    return [parameter.grad.clone() for parameter in model.parameters()]
+
+
+def test_combine_all_is_the_published_objective(monkeypatch):
+    # MNIST-union/code.py: criterion(cat([x, x, x]), AE(cat([adv1, adv2, adv3])))
+    # + 0.2 * criterion(Enc(cat([x, x, x])), Enc(cat([adv1, adv2, adv3]))), nn.MSELoss means
+    model, hand_model = TinyAE(), TinyAE()
+    loss = union_loss_with_fixed_attacks(monkeypatch, "all", model=model)
+    expected = by_hand(torch.cat(list(FIXED_ATTACKS.values())), torch.cat([CLEAN] * 3), 0.2, hand_model)
+    assert torch.isclose(loss, expected, rtol=1e-6)
+    # the same gradients: the clean codes are not detached, so both encoder branches train
+    loss.backward(), expected.backward()
+    for got, want in zip(gradients(model), gradients(hand_model)):
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-7)
+    # the same as the mean of the three batches' ARAE losses (equal batch sizes)
+    each = [by_hand(batch, CLEAN, 0.2) for batch in FIXED_ATTACKS.values()]
+    assert torch.isclose(loss, torch.stack(each).mean(), rtol=1e-6)
+
+
+def test_combine_worst_trains_on_the_attacked_image_that_moves_the_code_most(monkeypatch):
+    model = TinyAE()
+    moves = torch.stack([latent_distance(model, CLEAN, batch) for batch in FIXED_ATTACKS.values()])
+    assert moves.argmax(0).tolist() == [1, 2]  # the worst batch differs between the two images
+    worst = torch.stack([FIXED_ATTACKS["L-2"][0], FIXED_ATTACKS["rotation and shift"][1]])
+    loss = union_loss_with_fixed_attacks(monkeypatch, "worst")
+    assert torch.isclose(loss, by_hand(worst, CLEAN, 0.2), rtol=1e-6)
+
+
+def test_combine_all_and_worst_give_different_losses(monkeypatch):
+    # "all" also trains on the two batches that move each code less than the worst one
+    all_three = union_loss_with_fixed_attacks(monkeypatch, "all")
+    worst = union_loss_with_fixed_attacks(monkeypatch, "worst")
+    assert abs(all_three.item() - worst.item()) > 0.05 * worst.item()
+
+
+def test_combine_is_checked_and_set_by_the_profiles():
+    with pytest.raises(ValueError, match="unknown combine 'mean'.*'all'.*'worst'"):
+        arae.UnionARAEDetector(combine="mean")
+    from anomaly_edu import profiles
+
+    assert profiles.settings("full", "arae-union")["combine"] == "all"  # the published objective
+    assert profiles.settings("quick", "arae-union")["combine"] == "worst"
+    assert arae.UnionARAEDetector().combine == "worst"  # the default is the quick profile's
+
+
+def test_a_single_attacked_batch_in_a_list_is_the_arae_loss():
+    model, x = TinyAE(), CLEAN
+    x_adv = FIXED_ATTACKS["L-inf"]
+    as_list = arae.robust_reconstruction_loss(lambda m, xb: [x_adv], 0.3)(model, x)
+    as_tensor = arae.robust_reconstruction_loss(lambda m, xb: x_adv, 0.3)(model, x)
+    assert torch.equal(as_list, as_tensor)

@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from recomputed import assert_rounds_to, sklearn_auroc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,11 +27,45 @@ def test_full_table_speed_prints_seconds_per_epoch_and_a_projection(mnist_root):
     assert "REDUCED RUN" in out and "one AE alone" in out
 
 
-def run_benchmark(name, *args, data_root, check=True):
-    """Run benchmarks/NAME.py with ARGS on one thread; return the finished process."""
-    command = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *map(str, args)]
+# Runs a benchmark (argv: RECORD SCRIPT ARGS...) as `python SCRIPT ARGS...` would, saving the
+# (labels, scores) of every call of anomaly_edu.metrics.auroc to RECORD (.npz: y0, s0, y1, s1, ...).
+RECORDING = """
+import runpy, sys
+from pathlib import Path
+import numpy as np
+record, script, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.path.insert(0, str(Path(script).resolve().parents[1]))  # as the benchmark does: this checkout's package
+import anomaly_edu.metrics as metrics
+calls, auroc = [], metrics.auroc
+def recording(labels, scores):
+    calls.append((metrics.to_numpy(labels), metrics.to_numpy(scores)))
+    return auroc(labels, scores)
+metrics.auroc = recording
+sys.argv = [script, *args]
+runpy.run_path(script, run_name="__main__")
+np.savez(record, **{f"{kind}{i}": a for i, call in enumerate(calls) for kind, a in zip("ys", call)})
+"""
+
+
+def run_benchmark(name, *args, data_root, check=True, record=None):
+    """Run benchmarks/NAME.py with ARGS on one thread; return the finished process.
+    With ``record`` (a path) the AUROCs it computes are recorded there (see RECORDING)."""
+    script = str(ROOT / "benchmarks" / f"{name}.py")
+    command = [sys.executable, *(["-c", RECORDING, str(record)] if record else []), script, *map(str, args)]
     env = {**os.environ, "ANOMALY_EDU_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=check)
+
+
+def recorded_aurocs(record) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (labels, scores) of each AUROC a benchmark computed, in order."""
+    with np.load(record) as saved:
+        return [(saved[f"y{i}"], saved[f"s{i}"]) for i in range(len(saved.files) // 2)]
+
+
+def protocol2_labels(mnist, normal_class) -> np.ndarray:
+    """Protocol 2's test labels, from the official test set: 1 for every image of another class."""
+    _, (_, test_labels) = mnist
+    return (test_labels != normal_class).long().numpy()
 
 
 def check_provenance(written, benchmark):
@@ -41,34 +77,51 @@ def check_provenance(written, benchmark):
     return prov["settings"]
 
 
-def test_arae_budget_writes_its_checkpoints_with_provenance(mnist_root, tmp_path):
-    out = tmp_path / "budget.json"
+def test_arae_budget_writes_its_checkpoints_with_provenance(mnist_root, mnist, tmp_path):
+    out, record = tmp_path / "budget.json", tmp_path / "aurocs.npz"
     args = ["--epochs", 2, "--every", 1, "--variants", "ae,arae", "--max-train", 64, "--device", "cpu", "--out", out]
-    printed = run_benchmark("arae_budget", *args, data_root=mnist_root).stdout
+    printed = run_benchmark("arae_budget", *args, data_root=mnist_root, record=record).stdout
     assert f"wrote {out}" in printed
     written = json.loads(out.read_text())
     assert list(written["results"]) == ["ae", "arae"]
     for checkpoints in written["results"].values():
         assert [c["epoch"] for c in checkpoints] == [1, 2]
         for c in checkpoints:
-            assert 0 <= c["auroc"] <= 100 and c["code_spread"] >= 0 and c["seconds"] >= 0
+            assert c["code_spread"] >= 0 and c["seconds"] >= 0
+    # the average image's AUROC, first, then each checkpoint's: scikit-learn's on the
+    # scores the benchmark computed, the labels protocol 2's for normal digit 5
+    (train_images, train_labels), (test_images, _) = mnist
+    labels = protocol2_labels(mnist, 5)
+    aurocs = recorded_aurocs(record)
+    assert len(aurocs) == 1 + 2 * 2 and all(np.array_equal(y, labels) for y, _ in aurocs)
+    checkpoints = [c for variant in written["results"].values() for c in variant]
+    for c, (y, scores) in zip(checkpoints, aurocs[1:]):
+        assert_rounds_to(c["auroc"], sklearn_auroc(y, scores), f"epoch {c['epoch']}")
     settings = check_provenance(written, "arae_budget")
     assert (settings["normal_class"], settings["epochs"], settings["every"], settings["seed"]) == (5, 2, 1, 0)
     assert settings["n_train"] == 64
     assert settings["variants"]["arae"]["eps"] == 0.2 and settings["variants"]["arae"]["epochs"] == 2
     assert settings["variants"]["arae"]["attack"] == "once per batch"
     assert settings["variants"]["ae"]["method"] == "ae"
-    assert 0 <= written["average_image_auroc"] <= 100
+    # the average image's AUROC recomputed from the data: each test image's mean squared
+    # distance to the mean of the first 64 training images of digit 5
+    average = train_images[train_labels == 5][:64].mean(dim=0)
+    distance = (test_images - average).pow(2).flatten(1).mean(dim=1)
+    assert written["average_image_auroc"] == pytest.approx(sklearn_auroc(labels, distance), abs=0.006)
 
 
-def test_union_ablation_writes_its_aurocs_with_provenance(mnist_root, tmp_path):
-    out = tmp_path / "union.json"
+def test_union_ablation_writes_its_aurocs_with_provenance(mnist_root, mnist, tmp_path):
+    out, record = tmp_path / "union.json", tmp_path / "aurocs.npz"
     args = ["--epochs", 1, "--max-train", 64, "--device", "cpu", "--out", out]
-    run_benchmark("union_ablation", *args, data_root=mnist_root)
+    run_benchmark("union_ablation", *args, data_root=mnist_root, record=record)
     written = json.loads(out.read_text())
     assert len(written["results"]) == 4 and "L-inf alone" in written["results"]
-    for figures in written["results"].values():
-        assert 0 <= figures["auroc"] <= 100 and figures["seconds"] >= 0
+    # each variant's AUROC is scikit-learn's on the scores the benchmark computed, the labels protocol 2's for digit 8
+    aurocs = recorded_aurocs(record)
+    assert len(aurocs) == 4 and all(np.array_equal(y, protocol2_labels(mnist, 8)) for y, _ in aurocs)
+    for (variant, figures), (y, scores) in zip(written["results"].items(), aurocs):
+        assert figures["seconds"] >= 0
+        assert_rounds_to(figures["auroc"], sklearn_auroc(y, scores), variant)
     settings = check_provenance(written, "union_ablation")
     assert (settings["normal_class"], settings["epochs"], settings["seed"], settings["n_train"]) == (8, 1, 0, 64)
     assert settings["variants"]["without rotations and shifts"]["n_angles"] == 1

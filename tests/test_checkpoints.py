@@ -21,7 +21,7 @@ class Interrupted(Exception):
 
 
 def tiny_detector(name, **settings):
-    options = dict(epochs=4, batch_size=16, progress=False, device="cpu", **settings)
+    options = {**dict(epochs=4, batch_size=16, progress=False, device="cpu"), **settings}
     if name == "dsvdd":
         return detectors.DeepSVDDDetector(**options)
     detector_class = {"ae": detectors.AEDetector, "dae": detectors.DAEDetector}[name]
@@ -80,6 +80,23 @@ def test_a_finished_checkpoint_gives_the_fitted_model_without_training(tmp_path,
     first = tiny_detector("ae").fit(tiny_images(), checkpoint=tmp_path / "ae.pt")
     again = tiny_detector("ae").fit(tiny_images(), checkpoint=tmp_path / "ae.pt")
     assert saved == [1, 2, 3, 4] and again.history_ == first.history_
+
+
+def test_a_run_extended_to_more_epochs_ends_as_one_trained_that_long(tmp_path, saved_epochs):
+    """A budget curve trains 2 epochs, scores, then asks for 4 with the same
+    checkpoint: it trains epochs 3 and 4 only and ends where a 4-epoch fit does."""
+    saved, _ = saved_epochs
+    straight = tiny_detector("dae").fit(tiny_images())
+    checkpoint = tmp_path / "dae.pt"
+    tiny_detector("dae", epochs=2).fit(tiny_images(), checkpoint=checkpoint)
+    extended = tiny_detector("dae", epochs=4).fit(tiny_images(), checkpoint=checkpoint)
+    assert saved == [1, 2, 3, 4]  # the extended fit trained epochs 3 and 4 only
+    weights, history = trained_state(extended)
+    expected_weights, expected_history = trained_state(straight)
+    assert history == expected_history
+    assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
+    with pytest.raises(ValueError, match="has 4 epochs done, more than the 2 asked for"):
+        tiny_detector("dae", epochs=2).fit(tiny_images(), checkpoint=checkpoint)
 
 
 def test_checkpoint_every_n_epochs_and_at_the_end(tmp_path, saved_epochs):

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from recomputed import check_evaluation, record_evaluations
 
 from anomaly_edu import detectors, methods, profiles, reproduce, results
 from anomaly_edu.metrics import auroc
@@ -106,6 +107,7 @@ def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, 
     small = profiles.get_profile("quick")
     small["ae"]["epochs"] = small["dae"]["epochs"] = 1
     monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
+    evaluated = record_evaluations(monkeypatch)
     from anomaly_edu.__main__ import main
 
     out = tmp_path / "r.json"
@@ -133,6 +135,9 @@ def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, 
     assert set(result["results"]) == {"ae", "dae"}
     auc = result["results"]["dae"]["auc"]["8"]
     assert 50 < auc <= 100 and result["results"]["dae"]["mean"] == auc
+    detector, split, numbers = evaluated[-1]  # ae, then dae
+    assert len(evaluated) == 2 and numbers == {"auc": auc} and isinstance(detector, detectors.DAEDetector)
+    check_evaluation(detector, split, numbers, "dae 8")  # scikit-learn's AUROC on the DAE's own scores
     prov = result["provenance"]
     assert {"commit", "device", "versions", "date", "wall_time_s", "settings"} <= set(prov)
     assert prov["settings"]["classes"] == [8] and prov["settings"]["profile"] == "quick"
@@ -206,13 +211,18 @@ def test_coil100_table_runs_on_a_generated_tree(tmp_path, monkeypatch):
     small["dae"].update(epochs=1, batch_size=16)
     small["arae"].update(epochs=1, batch_size=16, steps=1)
     monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
+    evaluated = record_evaluations(monkeypatch)
     result = reproduce.run_table(
         "coil100", ["dae", "arae"], root=tmp_path, device="cpu", progress=False, changes={"arae": {"eps": 0.1}}
     )
     cases = ["1-0.50", "4-0.25", "7-0.15"]
     for metric in ("auc", "f1"):
         assert list(result["results"]["arae"][metric]) == cases
-        assert all(0 <= v <= 100 for v in result["results"]["dae"][metric].values())
+    # each AUROC and F1 is scikit-learn's on the detector's own scores (F1 at a threshold F1-best on validation)
+    assert len(evaluated) == 6
+    for (detector, split, numbers), (method, case) in zip(evaluated, [(m, c) for m in ("dae", "arae") for c in cases]):
+        assert {metric: result["results"][method][metric][case] for metric in ("auc", "f1")} == numbers
+        check_evaluation(detector, split, numbers, f"{method} {case}")
     prov = result["provenance"]["settings"]
     assert prov["protocol"] == 1 and prov["changed_from_profile"] == {"arae": {"eps": 0.1}}
     assert prov["methods"]["arae"]["eps"] == 0.1  # --set works for coil100 too

@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anomaly_edu import training
+from anomaly_edu import profiles, training
 from anomaly_edu.geometric import (
     GEOMETRIC_TRANSFORMS,
     GTDetector,
@@ -161,6 +161,7 @@ def test_the_score_is_the_mean_surprise_at_the_right_transform(fitted):
     p = fitted.transform_probabilities(x)
     assert p.shape == (6, 8) and ((p > 0) & (p <= 1)).all()
     np.testing.assert_allclose(fitted.score(x), -np.log(p).mean(1), rtol=1e-5)
+    np.testing.assert_allclose(fitted.score(x, scoring="probability"), -p.mean(1), rtol=1e-5)  # same network
     # computed by hand, image by image
     model = fitted.model_
     with torch.no_grad():
@@ -191,7 +192,7 @@ def test_score_before_fit_is_refused():
 def test_get_params_and_checkpoint_settings():
     detector = tiny_detector(seed=3)
     assert detector.get_params() == dict(
-        widths=(4, 8, 8), epochs=3, batch_size=32, lr=1e-3, seed=3, device="cpu", progress=False
+        widths=(4, 8, 8), epochs=3, batch_size=32, lr=1e-3, scoring="log", seed=3, device="cpu", progress=False
     )
     assert detector.checkpoint_settings()["detector"] == "GTDetector"
 
@@ -225,3 +226,73 @@ def test_an_interrupted_fit_resumes_and_ends_as_an_uninterrupted_one(tmp_path, m
     np.testing.assert_array_equal(resumed.score(normal), uninterrupted.score(normal))
     with pytest.raises(ValueError, match="other settings"):
         tiny_detector(widths=(4, 8, 16)).fit(normal, checkpoint=checkpoint)
+
+
+# ------------------------------------------------------------------ the two scorings
+
+# p(t | T_t(x)) for two images: image 0 is sure of 7 transformations and wrong on one,
+# image 1 is lukewarm on all 8. Mean probability: 0.859 and 0.6, so the published
+# "probability" score calls image 1 the more anomalous; mean -log p: 0.593 and 0.511, so
+# "log" calls image 0 the more anomalous.
+RIGHT_PROBABILITIES = torch.tensor([[0.98] * 7 + [0.01], [0.6] * 8])
+
+
+class FixedClassifier(torch.nn.Module):
+    """A "trained" classifier that gives each transformed copy of the images ``x``
+    fixed softmax outputs: p(t | T_t(x_i)) = probabilities[i, t], the rest spread
+    evenly over the 7 wrong transformations. Any other input is refused."""
+
+    def __init__(self, x, probabilities):
+        super().__init__()
+        self.logits = {}
+        for i in range(len(x)):
+            for t in range(N_TRANSFORMS):
+                p = probabilities[i, t]
+                row = torch.full((N_TRANSFORMS,), (1 - p.item()) / (N_TRANSFORMS - 1))
+                row[t] = p
+                self.logits[self.key(apply_transform(x[i : i + 1], t)[0])] = row.log()
+
+    @staticmethod
+    def key(image):
+        return tuple(image.flatten().tolist())
+
+    def forward(self, batch):
+        return torch.stack([self.logits[self.key(image)] for image in batch])
+
+
+@pytest.fixture
+def fixed_gt():
+    """A GTDetector whose network is a FixedClassifier of two generic images."""
+    x = generic_images(n=2, size=3)  # every transformed copy differs from the others
+    detector = GTDetector(device="cpu", progress=False)
+    detector.model_, detector.device_ = FixedClassifier(x, RIGHT_PROBABILITIES), torch.device("cpu")
+    return detector, x
+
+
+def test_both_scorings_against_a_hand_computation_from_the_probabilities(fixed_gt):
+    detector, x = fixed_gt
+    np.testing.assert_allclose(detector.transform_probabilities(x), RIGHT_PROBABILITIES.numpy(), rtol=1e-5)
+    p = RIGHT_PROBABILITIES.double().numpy()
+    published = detector.score(x, scoring="probability")  # GT code: normality = mean p; anomaly = its negative
+    np.testing.assert_allclose(published, -p.mean(1), rtol=1e-5)
+    ours = detector.score(x, scoring="log")
+    np.testing.assert_allclose(ours, -np.log(p).mean(1), rtol=1e-5)
+    # the two rank the images differently, so a swapped implementation fails
+    assert published.argmax() == 1 and ours.argmax() == 0
+    # the detector's own scoring is the default; the quick profile's is "log"
+    np.testing.assert_array_equal(detector.score(x), ours)
+    detector.scoring = "probability"
+    np.testing.assert_array_equal(detector.score(x), published)
+
+
+def test_an_unknown_scoring_is_refused(fixed_gt):
+    with pytest.raises(ValueError, match="unknown scoring 'mean'.*'probability'.*'log'"):
+        GTDetector(scoring="mean")
+    detector, x = fixed_gt
+    with pytest.raises(ValueError, match="unknown scoring 'max'"):
+        detector.score(x, scoring="max")
+
+
+def test_the_profiles_scorings():
+    assert profiles.settings("full", "gt")["scoring"] == "probability"  # the GT code's
+    assert profiles.settings("quick", "gt")["scoring"] == "log"  # the course's, kept for now

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from recomputed import assert_rounds_to, check_evaluation, record_evaluations
 from test_data import make_fake_cifar10, make_fake_coil, make_fake_mnist
 from test_magnetic_tile import make_magnetic_tile_tree
 from test_medical import make_head_ct
@@ -111,7 +112,7 @@ def test_a_cycle_is_found(monkeypatch):
 def test_the_method_list_exists_once():
     """Nothing else in the package spells out the list of methods or their talk rows."""
     assert list(methods.METHODS) == [
-        *("ae", "dae", "ocsvm", "dsvdd", "arae", "arae-union", "puzzle-ae"),
+        *("ae", "dae", "ocsvm", "dsvdd", "mean-image", "pca", "arae", "arae-union", "puzzle-ae"),
         *("ae-l2", "ae-ssim", "gt"),
     ]
     for path in PACKAGE.glob("*.py"):
@@ -134,6 +135,7 @@ TINY_ATTACKS = {
     "ae-l2": {"widths": [4, 8]},  # two halvings: any side divisible by 4 (28, 32, 64, 128)
     "ae-ssim": {"widths": [4, 8]},
     "gt": {"widths": [2, 4]},
+    "pca": {"n_components": 2},  # the tiny data sets have a handful of training images
 }
 
 
@@ -172,13 +174,43 @@ def test_every_method_runs_on_every_table_or_is_refused_before_training(table, m
             reproduce.run_table(table, ["ae", method], classes, **run)
         assert calls == [], "a refused method must stop the run before anything loads or trains"
     elif methods.METHODS[method].accepts(reproduce.TABLES[table].image_shape):
+        evaluated, sub_runs = record_evaluations(monkeypatch), {}
+        monkeypatch.setattr(reproduce, "run_table", spy_run_table(reproduce.run_table, evaluated, sub_runs))
         result = reproduce.run_table(table, [method], classes, **run)
-        assert all(0 <= auc <= 100 for auc in result["results"][method]["auc"].values())
+        check_reported_aurocs(table, result["results"][method]["auc"], evaluated, sub_runs)
         assert "load" in calls
     else:
         with pytest.raises(ValueError, match=f"{method} cannot run on the {table} table"):
             reproduce.run_table(table, ["ae", method], classes, **run)
         assert calls == [], "a refused method must stop the run before anything loads or trains"
+
+
+def spy_run_table(run_table, evaluated, sub_runs):
+    """``run_table``, keeping in ``sub_runs[table]`` the AUROCs of the calls of ``evaluate`` it made."""
+
+    def wrapper(table, *args, **kwargs):
+        first = len(evaluated)
+        result = run_table(table, *args, **kwargs)
+        sub_runs[table] = [numbers["auc"] for _, _, numbers in evaluated[first:]]
+        return result
+
+    return wrapper
+
+
+def check_reported_aurocs(table, reported, evaluated, sub_runs):
+    """Every number of every evaluation is scikit-learn's on the detector's own
+    scores of the split (see tests/recomputed.py), and the run reports those
+    AUROCs by case; the generality table reports their mean over each data
+    set's cases (the tiny data root has one medical set, head CT)."""
+    assert evaluated, "the run evaluated no detector"
+    for detector, split, numbers in evaluated:
+        check_evaluation(detector, split, numbers, f"{table} {type(detector).__name__}")
+    if table != "generality":
+        assert list(reported.values()) == [numbers["auc"] for _, _, numbers in evaluated]
+        return
+    assert list(reported) == ["MNIST", "CIFAR-10", "MVTec", "head_ct_hemorrhage"] and len(sub_runs["medical"]) == 1
+    for column, sub_table in zip(reported, ("mnist", "cifar10", "mvtec", "medical")):
+        assert_rounds_to(reported[column], float(np.mean(sub_runs[sub_table])), f"generality {column}")
 
 
 def spy(function, calls, name):
@@ -225,7 +257,8 @@ def test_fit_leaves_the_callers_random_numbers_alone(name):
 def test_init_stores_its_settings_as_given_and_score_needs_fit(name):
     detector = tiny_detector(name)
     params = detector.get_params()
-    assert params["seed"] == 3 and all(params[k] == v for k, v in tiny_changes(name).items())
+    # a detector with a seed stores it (the mean image has none: nothing in it is random)
+    assert params.get("seed", 3) == 3 and all(params[k] == v for k, v in tiny_changes(name).items())
     assert type(detector)(**params).get_params() == params
     with pytest.raises(RuntimeError, match="not fitted yet: call fit"):
         detector.score(tiny_images(2))

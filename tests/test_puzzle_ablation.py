@@ -4,6 +4,7 @@ import copy
 import json
 
 import pytest
+from recomputed import assert_rounds_to, sklearn_auroc
 from test_data import make_fake_cifar10
 
 from anomaly_edu import reproduce
@@ -27,13 +28,17 @@ def cifar_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ablation(cifar_root):
-    """One run on normal class 1, counting the fits and the scorings of the test set."""
-    calls = {"fit": 0, "permutation_scores": 0}
+    """One run on normal class 1, counting the fits and the scorings of the test
+    set, and keeping the splits it loaded and the (images, errors) of each scoring."""
+    calls, kept = {"fit": 0, "permutation_scores": 0}, {"table_splits": [], "permutation_scores": []}
     with pytest.MonkeyPatch.context() as patch:
         for name in calls:
             patch.setattr(PuzzleAEDetector, name, counted(getattr(PuzzleAEDetector, name), calls, name))
+        scorings = PuzzleAEDetector.permutation_scores
+        patch.setattr(PuzzleAEDetector, "permutation_scores", keeping(scorings, kept["permutation_scores"]))
+        patch.setattr(reproduce, "table_splits", keeping(reproduce.table_splits, kept["table_splits"]))
         result = reproduce.run_puzzle_ablation([1], root=cifar_root, device="cpu", progress=False, changes=TINY)
-    return result, calls
+    return result, calls, kept
 
 
 def counted(method, calls, name):
@@ -44,12 +49,38 @@ def counted(method, calls, name):
     return wrapper
 
 
+def keeping(function, kept):
+    """``function``, appending (its last positional argument, its result) of each call to ``kept``."""
+
+    def wrapper(*args, **kwargs):
+        out = function(*args, **kwargs)
+        kept.append((args[-1], out))
+        return out
+
+    return wrapper
+
+
+ONE_SCORE = {  # each aggregation of an image's (N, P) puzzle errors, written out here
+    "avg": lambda errors: errors.mean(dim=1),
+    "max": lambda errors: errors.max(dim=1).values,
+    "min": lambda errors: errors.min(dim=1).values,
+}
+
+
 def test_each_variant_is_fitted_and_scored_once_for_its_three_aggregations(ablation):
-    result, calls = ablation
+    result, calls, kept = ablation
     assert set(result["results"]) == ROWS and result["table"] == "cifar10-ablation"
     for row in result["results"].values():
-        assert list(row["auc"]) == ["1"] and 0 <= row["auc"]["1"] <= 100 and row["mean"] == row["auc"]["1"]
+        assert list(row["auc"]) == ["1"] and row["mean"] == row["auc"]["1"]
     assert calls == {"fit": 3, "permutation_scores": 3}
+    # each row's AUROC is scikit-learn's on its aggregation of the errors of its variant's one scoring
+    [(_, splits)] = kept["table_splits"]
+    split = splits["1"]
+    for variant, (images, errors) in zip(("PAE", "CPAE", "CPAE-G"), kept["permutation_scores"]):
+        assert images is split.x_test and errors.shape[0] == len(split.y_test) == 100
+        for aggregation, one_score in ONE_SCORE.items():
+            auc = result["results"][f"{variant} {aggregation}"]["auc"]["1"]
+            assert_rounds_to(auc, sklearn_auroc(split.y_test, one_score(errors)), f"{variant} {aggregation}")
     used = result["provenance"]["settings"]
     assert used["variants"] == ["pae", "cpae", "cpae-g"] and used["classes"] == [1] and used["cases"] == ["1"]
     assert used["protocol"] == 2 and used["changed_from_profile"] == TINY
@@ -64,7 +95,7 @@ def test_the_talks_table_9_is_read_by_row_name():
 
 
 def test_our_rows_are_shown_beside_the_talks(ablation):
-    result, _ = ablation
+    result = ablation[0]
     text = reproduce.format_comparison(result)
     assert f"{78.05:.1f}" in talk_line(text, "CPAE-G avg"), text  # the talk's class 1
     assert "has no" not in text

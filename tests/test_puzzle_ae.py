@@ -4,9 +4,14 @@ scoring over permutations and the detector."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 
+from anomaly_edu import puzzle_ae
 from anomaly_edu.attacks import per_example_mse
+from anomaly_edu.profiles import get_profile
 from anomaly_edu.puzzle_ae import (
+    DISCRIMINATOR_LR,
     Discriminator,
     PuzzleAEDetector,
     PuzzleGAN,
@@ -14,9 +19,16 @@ from anomaly_edu.puzzle_ae import (
     aggregate,
     permutation_errors,
     puzzle_input,
+    puzzle_loss,
+    zoomed_copies,
 )
-from anomaly_edu.puzzles import apply_permutation, puzzle_permutations
-from anomaly_edu.shortcut import permutation_accuracy, remove_shortcut, seam_band
+from anomaly_edu.puzzles import apply_permutation, puzzle_permutations, swap_permutations
+from anomaly_edu.shortcut import (
+    permutation_accuracy,
+    published_shortcut_perturbation,
+    remove_shortcut,
+    seam_band,
+)
 
 TINY = dict(widths=(2, 4), epochs=1, batch_size=8, val_size=4, progress=False, device="cpu")
 
@@ -66,6 +78,44 @@ def test_the_perturbation_raises_the_reconstruction_loss_over_its_random_start()
         with torch.no_grad():
             losses.append((per_example_mse(unet(perturbed), x).mean(), per_example_mse(unet(random_only), x).mean()))
     assert all(attacked > random for attacked, random in losses)
+
+
+def test_the_published_perturbation_reaches_twice_eps_and_never_sees_the_target():
+    """The authors' code: a random start, then a step of eps added on top of it
+    (up to 2 eps), aimed at the noisy input itself rather than the clean image."""
+    unet = UNet(widths=(4, 8))
+    puzzled = apply_permutation(images(16), puzzle_permutations(2)[5], 2)
+    torch.manual_seed(3)
+    perturbed = published_shortcut_perturbation(unet, puzzled, eps=0.1)
+    moved = (perturbed - puzzled).abs()
+    assert moved.max() > 0.15 and moved.max() <= 0.2 + 1e-6
+    inside = (puzzled > 0.2) & (puzzled < 0.8)  # pixels that no clipping to [0, 1] touches
+    assert moved[inside].mean() == pytest.approx(0.1, abs=0.02), "on average about eps"
+    assert (moved[inside] > 0.1 + 1e-6).float().mean() > 0.2, "a good share of pixels beyond eps"
+    assert perturbed.min() >= 0 and perturbed.max() <= 1
+    # remove_shortcut's clean target changes its step; the published one takes no target at all
+    torch.manual_seed(3)
+    again = published_shortcut_perturbation(unet, puzzled, eps=0.1)
+    torch.testing.assert_close(again, perturbed)
+    torch.manual_seed(3)
+    course = remove_shortcut(unet, puzzled, images(16), eps=0.1)
+    assert (course - puzzled).abs().max() <= 0.1 + 1e-6
+
+
+def test_the_published_perturbation_steps_along_the_gradient_of_its_own_noisy_input():
+    """Against a hand computation: with the start drawn from the same seed, the
+    step is eps times the sign of the gradient of |U(x0) - (x + d0)|^2 at x0."""
+    unet = UNet(widths=(4, 8))
+    x = 0.2 + 0.6 * images(4)  # no pixel near 0 or 1: no clipping
+    eps = 0.05
+    torch.manual_seed(7)
+    perturbed = published_shortcut_perturbation(unet, x, eps=eps)
+    torch.manual_seed(7)
+    start = torch.empty_like(x).uniform_(-eps, eps)
+    x0 = (x + start).requires_grad_(True)
+    ((unet(x0) - (x + start)) ** 2).sum().backward()
+    expected = x + start + (start + 2.0 * x0.grad.sign()).clamp(-eps, eps)
+    torch.testing.assert_close(perturbed, expected)
 
 
 def test_the_seam_band_marks_the_rows_and_columns_beside_each_seam():
@@ -161,9 +211,66 @@ def test_every_variant_trains_and_scores(variant):
     assert isinstance(detector.model_, PuzzleGAN) == (variant == "cpae-g")
 
 
-def test_the_texture_puzzles_are_the_two_tile_swaps():
-    detector = PuzzleAEDetector(puzzles="swaps", **TINY).fit(images(24))
-    assert detector.permutation_scores(images(3)).shape == (3, 6)
+def test_textures_train_on_swaps_and_are_scored_with_every_puzzle_as_published():
+    published = PuzzleAEDetector(puzzles="swaps", **TINY).fit(images(24))
+    assert torch.equal(published.training_permutations(), swap_permutations(2))
+    assert published.permutation_scores(images(3)).shape == (3, 23)
+    trained_only = PuzzleAEDetector(puzzles="swaps", score_puzzles="trained", **TINY).fit(images(24))
+    assert trained_only.permutation_scores(images(3)).shape == (3, 6)
+
+
+def test_zoomed_copies_zoom_about_the_centre_within_the_published_range():
+    x = torch.zeros(1, 1, 64, 64)
+    x[..., 16:48, 16:48] = 1.0  # a centred square, half the width of the image
+    copies = zoomed_copies(x, 5, seed=0)
+    assert copies.shape == (5, 1, 64, 64)
+    widths = (copies[:, 0, 32] > 0.5).sum(1).float()  # the square's width along the middle row
+    assert ((widths >= 32 * 1.05 - 2) & (widths <= 32 * 1.2 + 2)).all(), widths
+    assert len(set(widths.tolist())) > 1, "each copy draws its own zoom"
+    torch.testing.assert_close(copies[:, :, 32, 32], torch.ones(5, 1)), "the centre stays put"
+    torch.testing.assert_close(zoomed_copies(x, 5, seed=0), copies)
+
+
+def test_zoomed_copies_are_added_to_the_training_images(monkeypatch):
+    trained_on = []
+
+    def recording_train(model, x, *args, **kwargs):
+        trained_on.append(x)
+        return real_train(model, x, *args, **kwargs)
+
+    real_train = puzzle_ae.train
+    monkeypatch.setattr(puzzle_ae, "train", recording_train)
+    x = images(24)
+    PuzzleAEDetector(zoomed_copies=3, **TINY).fit(x)
+    assert len(trained_on[0]) == 4 * (24 - 4), "the 20 training images (4 are held out) and 3 zoomed copies"
+    originals, copies = trained_on[0][:20], trained_on[0][20:]
+    held_out = PuzzleAEDetector(**TINY)._hold_out(x)[1]
+    assert not any(torch.equal(image, h) for image in originals for h in held_out)
+    torch.testing.assert_close(copies, zoomed_copies(originals, 3, seed=0))
+
+
+def test_the_schedule_is_the_published_one_and_spares_the_discriminator():
+    detector = PuzzleAEDetector(variant="cpae-g", lr_factor=0.5, lr_patience=2, **TINY)
+    optimizer = detector._optimizer(detector._new_model(images(2)))
+    scheduler = detector._scheduler(optimizer)
+    for loss in [1.0, 1.0, 1.0]:  # two epochs without progress: still patient
+        scheduler.step(loss)
+    assert [group["lr"] for group in optimizer.param_groups] == [detector.lr, DISCRIMINATOR_LR]
+    scheduler.step(1.0)  # the third: the U-Net's rate halves, the discriminator's never changes
+    assert [group["lr"] for group in optimizer.param_groups] == [detector.lr * 0.5, DISCRIMINATOR_LR]
+    mnist, medical = get_profile("full", "mnist")["puzzle-ae"], get_profile("full", "medical")["puzzle-ae"]
+    assert (mnist["lr_factor"], mnist["lr_patience"]) == (0.5, 30)
+    assert (medical["lr_factor"], medical["lr_patience"]) == (0.8, 50)
+
+
+def test_the_full_profile_trains_the_published_method():
+    full = get_profile("full", "mvtec")["puzzle-ae"]
+    assert (full["variant"], full["shortcut"], full["zoomed_copies"], full["score_puzzles"]) == (
+        "cpae-g",
+        "published",
+        3,
+        "all",
+    )
 
 
 def test_bad_settings_are_clear_errors():
@@ -173,6 +280,12 @@ def test_bad_settings_are_clear_errors():
         PuzzleAEDetector(aggregation="mean")
     with pytest.raises(ValueError, match="unknown puzzle set"):
         PuzzleAEDetector(puzzles="rotations")
+    with pytest.raises(ValueError, match="unknown shortcut 'clean'; choose one of published, clean-target"):
+        PuzzleAEDetector(shortcut="clean")
+    with pytest.raises(ValueError, match="unknown score_puzzles 'some'"):
+        PuzzleAEDetector(score_puzzles="some")
+    with pytest.raises(ValueError, match="need 0 < lr_factor < 1"):
+        PuzzleAEDetector(lr_factor=1.5)
     with pytest.raises(ValueError, match="3x3 grid does not divide 28x28"):
         PuzzleAEDetector(grid=3, **TINY).fit(images(24))
     with pytest.raises(ValueError, match="val_size=851 normal images cannot be held out of 24"):
@@ -216,3 +329,90 @@ def test_the_permutation_classifier_is_at_chance_when_nothing_gives_the_puzzle_a
     noise = torch.rand(400, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     accuracy = permutation_accuracy(noise[:300], noise[300:], epochs=2)
     assert accuracy < 0.15  # chance: 1 / 23, about 0.04
+
+
+# ------------------------------------------------------------------ tests that tell a working Puzzle-AE
+
+
+class Identity(torch.nn.Module):
+    def forward(self, x):
+        return x
+
+
+def puzzled_target_mutant(*, grid, perms, colour, eps, shortcut="published"):
+    """A plausible wrong Puzzle-AE loss: the target is the puzzled input, not the
+    original image (an autoencoder, with extra steps)."""
+
+    def loss(model, x, y=None):
+        puzzled = puzzle_input(model, x, perms, grid=grid, colour=colour, eps=eps, shortcut=shortcut)
+        return F.mse_loss(model(puzzled), puzzled)
+
+    return loss
+
+
+def check_the_loss_targets_the_original_image(make_loss):
+    """For the identity network and no perturbation, the Puzzle-AE loss is the
+    mean squared error between the puzzled image and the original."""
+    x = images(6)
+    perms = puzzle_permutations(2)
+    loss = make_loss(grid=2, perms=perms, colour=False, eps=0.0)
+    generator_state = torch.random.get_rng_state()
+    value = loss(Identity(), x)
+    torch.random.set_rng_state(generator_state)  # the same random puzzle again
+    puzzled = puzzle_input(Identity(), x, perms, grid=2, colour=False, eps=0.0)
+    assert value.item() > 0.01
+    assert value.item() == pytest.approx(F.mse_loss(puzzled, x).item(), rel=1e-6)
+
+
+def test_the_loss_of_the_identity_network_is_the_error_of_the_puzzle_itself():
+    check_the_loss_targets_the_original_image(puzzle_loss)
+
+
+def test_the_puzzled_target_mutant_fails_that_check():
+    with pytest.raises(AssertionError):
+        check_the_loss_targets_the_original_image(puzzled_target_mutant)
+
+
+def tile_patterns():
+    """Four 4x4 patterns, one per tile of an 8x8 image: a bar, another bar, a
+    diagonal and a corner block. Which pattern sits where is what a network
+    that solves the puzzle must learn."""
+    patterns = torch.zeros(4, 4, 4)
+    patterns[0, 1, :] = 1
+    patterns[1, :, 1] = 1
+    patterns[2] = torch.eye(4)
+    patterns[3, 2:, 2:] = 1
+    top = torch.cat([patterns[0], patterns[1]], 1)
+    bottom = torch.cat([patterns[2], patterns[3]], 1)
+    return torch.cat([top, bottom], 0).view(1, 1, 8, 8)
+
+
+def structured_toy(n, seed, brightness=(0.1, 1.0)):
+    """Normal images: the four patterns in their places, each image at its own
+    brightness. The brightness varies so much that the distance to the mean
+    image is a poor score."""
+    scale = torch.empty(n, 1, 1, 1).uniform_(*brightness, generator=torch.Generator().manual_seed(seed))
+    return scale * tile_patterns()
+
+
+def test_puzzle_ae_learns_a_structured_toy_and_beats_the_mean_image():
+    """Anomalies: images of average brightness whose corner block is missing.
+    Their distance to the mean image is smaller than that of many normal images
+    (the mean-image AUROC is about 72), but a network that has learned where
+    every pattern belongs reconstructs the block and misses it."""
+    x_train = structured_toy(400, seed=0)
+    anomalies = structured_toy(100, seed=2, brightness=(0.55, 0.65))
+    anomalies[..., 4:, 4:] = 0
+    x_test = torch.cat([structured_toy(100, seed=1), anomalies])
+    y_test = np.r_[np.zeros(100), np.ones(100)]
+    mean_image = x_train.mean(0)
+    mean_image_auroc = 100 * roc_auc_score(y_test, ((x_test - mean_image) ** 2).flatten(1).sum(1))
+    detector = PuzzleAEDetector(
+        widths=(16, 32), epochs=12, batch_size=16, lr=3e-3, eps=0.0, val_size=50, progress=False, device="cpu"
+    ).fit(x_train)
+    auroc = 100 * roc_auc_score(y_test, detector.score(x_test))
+    assert mean_image_auroc < 80
+    assert auroc > 95 and auroc > mean_image_auroc + 15
+    # it has learned the puzzle: its error is far below that of always answering the mean image
+    mean_image_error = ((x_train - mean_image) ** 2).mean().item()
+    assert detector.history_[-1] < 0.2 * mean_image_error

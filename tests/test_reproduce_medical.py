@@ -1,6 +1,7 @@
 """The medical table and runs over several seeds (Lecture 5)."""
 
 import pytest
+from recomputed import check_evaluation, record_evaluations
 from test_medical import make_head_ct
 
 from anomaly_edu import reproduce
@@ -22,12 +23,17 @@ def run(root, methods, **options):
     return dict(root=root, device="cpu", progress=False, changes=changes, **options)
 
 
-def test_the_medical_table_runs_on_every_set_present_and_names_the_missing_ones(head_ct_root, capsys):
+def test_the_medical_table_runs_on_every_set_present_and_names_the_missing_ones(head_ct_root, capsys, monkeypatch):
+    evaluated = record_evaluations(monkeypatch)
     result = reproduce.run_table("medical", ["ae", "puzzle-ae"], **run(head_ct_root, ["ae", "puzzle-ae"]))
     assert "brain-mri is not under the data root" in capsys.readouterr().out
     assert result["provenance"]["settings"]["cases"] == ["head-ct"]
     assert set(result["results"]) == {"ae", "puzzle-ae"}
-    assert 0 <= result["results"]["puzzle-ae"]["auc"]["head-ct"] <= 100
+    # each AUROC is scikit-learn's on the detector's own scores of the head-CT test images
+    reported = [{"auc": result["results"][method]["auc"]["head-ct"]} for method in ("ae", "puzzle-ae")]
+    assert [numbers for _, _, numbers in evaluated] == reported
+    for (detector, split, numbers), method in zip(evaluated, ("ae", "puzzle-ae")):
+        check_evaluation(detector, split, numbers, f"{method} head-ct")
     text = reproduce.format_comparison(result)
     assert "Puzzle-AE (talk)" in text and "86.4" in text, text
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from recomputed import check_evaluation, record_evaluations
 from test_data import make_fake_mnist
 
 from anomaly_edu import sweep as sw
@@ -131,7 +132,8 @@ def test_a_damaged_or_foreign_results_file_is_a_clear_error(tmp_path):
     assert len(sw.run_sweep(runs[:1], tmp_path, run_one=fake_run([]))["ran"]) == 1  # ignored, run again
 
 
-def test_the_command_line_runs_a_real_sweep_in_shards_and_collects_it(tmp_path, capsys):
+def test_the_command_line_runs_a_real_sweep_in_shards_and_collects_it(tmp_path, capsys, monkeypatch):
+    evaluated = record_evaluations(monkeypatch)
     root = tmp_path / "data"
     make_fake_mnist(root)
     sweep_file = tmp_path / "sweep.json"
@@ -152,7 +154,10 @@ def test_the_command_line_runs_a_real_sweep_in_shards_and_collects_it(tmp_path, 
     assert collected["sweep"] == sweep  # the sweep file travels with its results
     assert sw.describe_sweep(collected).startswith("2 runs made by commit")
     assert sw.describe_sweep({"runs": [], "missing": [{}, {}]}) == "no runs collected yet (2 missing)"
-    assert all(0 <= r["results"]["ae"]["auc"]["1"] <= 100 for r in collected["runs"])
+    # the collected AUROCs are those of the two runs (seeds 0 and 1), each scikit-learn's on its AE's own scores
+    assert [r["results"]["ae"]["auc"] for r in collected["runs"]] == [{"1": n["auc"]} for _, _, n in evaluated]
+    for detector, split, numbers in evaluated:
+        check_evaluation(detector, split, numbers, "ae 1")
     assert main(["sweep", str(sweep_file), "--collect", parts[0], "--out", str(joined)]) == 1
     assert "missing: mnist_ae_classes-1_epochs-1_seed-1_" in capsys.readouterr().out
     assert main(["sweep", str(sweep_file), "--out", str(tmp_path / "x"), "--shard", "3/2", *common]) == 2
