@@ -257,7 +257,8 @@ def test_fit_leaves_the_callers_random_numbers_alone(name):
 def test_init_stores_its_settings_as_given_and_score_needs_fit(name):
     detector = tiny_detector(name)
     params = detector.get_params()
-    # a detector with a seed stores it (the mean image has none: nothing in it is random)
+    # every detector but the mean image (nothing in it is random) takes a seed and stores it
+    assert ("seed" in params) == (name != "mean-image")
     assert params.get("seed", 3) == 3 and all(params[k] == v for k, v in tiny_changes(name).items())
     assert type(detector)(**params).get_params() == params
     with pytest.raises(RuntimeError, match="not fitted yet: call fit"):
