@@ -330,6 +330,10 @@ class DeepSVDDDetector(Detector):
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.seed, self.device, self.progress = seed, device, progress
 
+    def new_model(self, image_shape: tuple = DeepSVDDNet.image_shape) -> torch.nn.Module:
+        """A fresh, untrained network (it takes 1 x 28 x 28 images only)."""
+        return DeepSVDDNet()
+
     def _preprocess(self, x: torch.Tensor) -> torch.Tensor:
         x = global_contrast_normalize(check_images(x).to(self.device_))
         return (x - self.min_) / (self.max_ - self.min_)
@@ -348,7 +352,7 @@ class DeepSVDDDetector(Detector):
         self.min_, self.max_ = gcn.min(), gcn.max()
         x = self._preprocess(x)
         with seeded(self.seed):
-            self.net_ = DeepSVDDNet().to(self.device_)
+            self.net_ = self.new_model().to(self.device_)
             self.net_.eval()
             center = predict_in_batches(self.net_, x).mean(0)
             center[(center.abs() < 0.1) & (center < 0)] = -0.1

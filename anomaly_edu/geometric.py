@@ -207,6 +207,10 @@ class GTDetector(Detector):
         self.widths, self.epochs, self.batch_size, self.lr = widths, epochs, batch_size, lr
         self.scoring, self.seed, self.device, self.progress = scoring, seed, device, progress
 
+    def new_model(self, image_shape: tuple) -> torch.nn.Module:
+        """A fresh, untrained classifier for images of shape (C, H, W)."""
+        return TransformClassifier(channels=image_shape[0], widths=tuple(self.widths))
+
     def fit(self, x: torch.Tensor, checkpoint=None, checkpoint_every: int = 1) -> GTDetector:
         """Train a fresh classifier on normal images ``x`` (N, C, H, W) in [0, 1],
         square. ``checkpoint``: as :meth:`~anomaly_edu.detectors.AEDetector.fit`."""
@@ -214,7 +218,7 @@ class GTDetector(Detector):
         self.device_ = pick_device(self.device)
         x_all, labels = transformed_batch(x.to(self.device_))
         with seeded(self.seed):
-            self.model_ = TransformClassifier(channels=x.shape[1], widths=tuple(self.widths)).to(self.device_)
+            self.model_ = self.new_model(tuple(x.shape[1:])).to(self.device_)
             self.history_ = train(
                 self.model_,
                 x_all,

@@ -366,11 +366,12 @@ class PuzzleAEDetector(Detector):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed)).to(x.device)
         return x[order[self.val_size :]], x[order[: self.val_size]]
 
-    def _new_model(self, x: torch.Tensor) -> torch.nn.Module:
-        unet = UNet(channels=x.shape[1], widths=tuple(self.widths))
+    def new_model(self, image_shape: tuple) -> torch.nn.Module:
+        """A fresh, untrained U-Net (with its discriminator for CPAE-G) for images of shape (C, H, W)."""
+        unet = UNet(channels=image_shape[0], widths=tuple(self.widths))
         if self.variant != "cpae-g":
             return unet
-        return PuzzleGAN(unet, Discriminator(channels=x.shape[1], size=x.shape[-1]))
+        return PuzzleGAN(unet, Discriminator(channels=image_shape[0], size=image_shape[-1]))
 
     def _optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         unet = model.unet if isinstance(model, PuzzleGAN) else model
@@ -410,7 +411,7 @@ class PuzzleAEDetector(Detector):
             colour = self.variant == "cpae"
             batch_loss = puzzle_loss(grid=self.grid, perms=perms, colour=colour, eps=self.eps, shortcut=self.shortcut)
         with seeded(self.seed):
-            self.model_ = self._new_model(x).to(self.device_)
+            self.model_ = self.new_model(tuple(x.shape[1:])).to(self.device_)
             optimizer = self._optimizer(self.model_)
             self.history_ = train(
                 self.model_,

@@ -251,7 +251,7 @@ def test_zoomed_copies_are_added_to_the_training_images(monkeypatch):
 
 def test_the_schedule_is_the_published_one_and_spares_the_discriminator():
     detector = PuzzleAEDetector(variant="cpae-g", lr_factor=0.5, lr_patience=2, **TINY)
-    optimizer = detector._optimizer(detector._new_model(images(2)))
+    optimizer = detector._optimizer(detector.new_model((1, 28, 28)))
     scheduler = detector._scheduler(optimizer)
     for loss in [1.0, 1.0, 1.0]:  # two epochs without progress: still patient
         scheduler.step(loss)

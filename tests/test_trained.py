@@ -1,0 +1,96 @@
+"""Trained models for readers (anomaly_edu.trained): a stored detector scores as
+the fitted one did, and a truncated, changed or missing file is refused."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from anomaly_edu import methods, models, trained
+from anomaly_edu.data import CorruptDataError
+from anomaly_edu.profiles import get_profile
+
+TINY = {
+    "ae": {"epochs": 1, "batch_size": 16},
+    "dsvdd": {"epochs": 1, "batch_size": 16},
+    "puzzle-ae": {"epochs": 1, "batch_size": 8, "widths": [2, 4], "val_size": 4, "variant": "cpae-g"},
+    "gt": {"epochs": 1, "batch_size": 16, "widths": [2, 4]},
+}
+
+
+def images(n=24, seed=0):
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def fitted(method):
+    settings = get_profile("quick")
+    settings[method].update(TINY[method])
+    return methods.make_detector(method, settings, device="cpu", progress=False).fit(images())
+
+
+@pytest.mark.parametrize("method", list(TINY))
+def test_a_stored_detector_scores_as_the_fitted_one(method, tmp_path):
+    detector = fitted(method)
+    entry = trained.save_detector(detector, f"{method}-tiny", tmp_path, method=method, image_shape=(1, 28, 28))
+    loaded = trained.load_detector(f"{method}-tiny", tmp_path, device="cpu")
+    x = images(6, seed=1)
+    np.testing.assert_array_equal(loaded.score(x), detector.score(x))
+    assert type(loaded) is type(detector) and loaded.history_ == pytest.approx(detector.history_, abs=1e-6)
+    data = (tmp_path / f"{method}-tiny.safetensors").read_bytes()
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
+    assert json.loads((tmp_path / "manifest.json").read_text())["models"][f"{method}-tiny"] == entry
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
+
+
+@pytest.fixture
+def stored(tmp_path):
+    trained.save_detector(fitted("ae"), "ae-tiny", tmp_path, method="ae", image_shape=(1, 28, 28))
+    trained.save_network(models.MnistCNN(), "cnn-tiny", tmp_path, settings={"width": 1})
+    return tmp_path
+
+
+def test_a_truncated_file_is_refused(stored):
+    path = stored / "ae-tiny.safetensors"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CorruptDataError, match=r"ae-tiny.safetensors has \d+ bytes but its manifest says \d+"):
+        trained.load_detector("ae-tiny", stored)
+
+
+def test_a_changed_file_of_the_same_size_is_refused(stored):
+    path = stored / "ae-tiny.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # one byte of the last weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match="does not match its manifest"):
+        trained.load_detector("ae-tiny", stored)
+    with pytest.raises(CorruptDataError, match="does not match its manifest"):
+        trained.verify(stored)
+
+
+def test_a_missing_file_and_an_unknown_name_are_clear_errors(stored):
+    (stored / "ae-tiny.safetensors").unlink()
+    with pytest.raises(CorruptDataError, match="ae-tiny.safetensors is missing"):
+        trained.load_detector("ae-tiny", stored)
+    with pytest.raises(KeyError, match="no stored model 'dae-tiny'.*the stored models are: ae-tiny, cnn-tiny"):
+        trained.load_detector("dae-tiny", stored)
+
+
+def test_a_plain_network_is_stored_and_checked(stored):
+    network = trained.load_network("cnn-tiny", models.MnistCNN(), stored)
+    assert not network.training
+    assert set(trained.verify(stored)) == {"ae-tiny", "cnn-tiny"}
+    with pytest.raises(ValueError, match="'cnn-tiny' holds a MnistCNN, not a MLPAutoencoder"):
+        trained.load_network("cnn-tiny", models.MLPAutoencoder(), stored)
+    with pytest.raises(ValueError, match="is a plain network: load it with load_network"):
+        trained.load_detector("cnn-tiny", stored)
+
+
+def test_detectors_without_a_network_are_refused(tmp_path):
+    settings = get_profile("quick")
+    ocsvm = methods.make_detector("ocsvm", settings).fit(images())
+    with pytest.raises(ValueError, match="only a fitted detector with one network can be stored"):
+        trained.save_detector(ocsvm, "ocsvm", tmp_path, method="ocsvm", image_shape=(1, 28, 28))
+    with pytest.raises(ValueError, match="a plain file name"):
+        trained.save_network(models.MnistCNN(), "../escape", tmp_path)
