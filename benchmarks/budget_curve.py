@@ -7,7 +7,7 @@ Trains each method with the quick profile's settings (only the number of epochs
 changes) on one normal class (default 8) under protocol 2, and stops at every
 epoch count of ``--at`` to score the whole test set: the AUROC, the margin over
 the ``mean-image`` baseline (printed first, with ``pca``), the output spread of
-``quick_health.py`` (0 means a constant function) and the training time so far.
+``quick_health.py`` (below 0.001, a constant function) and the training time so far.
 
 Each method trains once: the run to 20 epochs goes on from the checkpoint of the
 run to 10 (``--checkpoints`` folder, one file per method). Every finished point
