@@ -28,6 +28,7 @@ Modules follow the lectures in order:
 - ``checks``    : automatic feedback for the exercises
 - ``reproduce`` : the command that reproduces the talk's tables (Lectures 1, 4, 5 and 6)
 - ``sweep``     : many small runs (seeds, budgets, settings): resumable, in shards (Lecture 7)
+- ``trained``   : trained models shipped with the course: safetensors, a manifest, checked loading (Lecture 1)
 """
 
 __version__ = "0.1.0"
