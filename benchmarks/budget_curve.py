@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from quick_health import BASELINES, evaluate, output_spread, smoke_split  # noqa: E402
+from quick_health import BASELINES, add_run_arguments, evaluate, output_spread, smoke_split  # noqa: E402
 
 from anomaly_edu import data, methods, profiles, reproduce, results  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
@@ -71,12 +71,8 @@ def main() -> None:
     parser.add_argument("--normal-class", type=int, default=8)
     parser.add_argument("--methods", default="ae,dae,arae", help="comma-separated method names")
     parser.add_argument("--at", default="5,10,20,50,100", help="the epoch counts to score at, increasing")
-    parser.add_argument("--set", action="append", default=[], help="METHOD.KEY=VALUE: change a quick setting")
     parser.add_argument("--checkpoints", required=True, help="folder for the checkpoints and the finished points")
-    parser.add_argument("--max-train", type=int, default=None, help="the first N training images only (a smoke run)")
-    parser.add_argument("--max-test", type=int, default=None, help="N random test images only (a smoke run)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_arguments(parser)  # --set, --max-train, --max-test, --device, --seed
     parser.add_argument("--out", default=None, help="write the curve and its provenance to this JSON file")
     args = parser.parse_args()
     names = [name for name in args.methods.split(",") if name]

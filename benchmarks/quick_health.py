@@ -83,6 +83,16 @@ def puzzle_health(detector, x_train: torch.Tensor) -> dict:
     }
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options this benchmark shares with budget_curve.py: --set, the smoke-run
+    sizes, the device and the seed."""
+    parser.add_argument("--set", action="append", default=[], help="METHOD.KEY=VALUE: change a quick setting")
+    parser.add_argument("--max-train", type=int, default=None, help="the first N training images only (a smoke run)")
+    parser.add_argument("--max-test", type=int, default=None, help="N random test images only (a smoke run)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def smoke_split(split, args):
     """The split, cut to ``--max-train`` training and ``--max-test`` random test images."""
     if args.max_test is not None:
@@ -112,11 +122,7 @@ def main() -> None:
     parser.add_argument("--normal-class", type=int, default=8)
     parser.add_argument("--methods", default=",".join(DEEP_METHODS + OTHERS), help="comma-separated method names")
     parser.add_argument("--margin", type=float, default=3.0, help="AUROC points over mean-image to count as healthy")
-    parser.add_argument("--set", action="append", default=[], help="METHOD.KEY=VALUE: change a quick setting")
-    parser.add_argument("--max-train", type=int, default=None, help="the first N training images only (a smoke run)")
-    parser.add_argument("--max-test", type=int, default=None, help="N random test images only (a smoke run)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_arguments(parser)
     parser.add_argument("--out", default=None, help="write the figures and their provenance to this JSON file")
     args = parser.parse_args()
     names = [name for name in args.methods.split(",") if name]
