@@ -114,3 +114,24 @@ def test_accuracy_and_pick_device():
     assert training.accuracy(model, x, y) == 1.0
     assert training.pick_device("cpu").type == "cpu"
     assert training.pick_device(None).type in ("cpu", "cuda")
+
+
+# Run in a fresh interpreter: the setting must reach torch's worker threads, which copy it when
+# they start, so it only counts if the package set it before any parallel work.
+DENORMAL_CHECK = """
+import torch
+{before}
+torch.set_num_threads(2)
+tiny = torch.full((1_000_000,), 1e-39)  # denormal: below float32's smallest normal number
+print(float((tiny * 1.0 == 0).float().mean()))
+"""
+
+
+@pytest.mark.parametrize("before, flushed", [("import anomaly_edu", 1.0), ("", 0.0)])
+def test_importing_the_package_flushes_denormal_numbers_on_every_thread(before, flushed):
+    import subprocess
+    import sys
+
+    code = DENORMAL_CHECK.format(before=before)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert float(out) == flushed  # 1.0: every element, on both threads, rounded to zero
