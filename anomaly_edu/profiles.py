@@ -33,28 +33,34 @@ QUICK: dict[str, dict] = {
     # 81.0, 78.8; 90% of the variance (82 components) 79.7
     "mean-image": {},
     "pca": {"n_components": 16, "max_train": None},
-    # ARAE at the talk's eps with a short attack: shows what the attack does and costs
-    "arae": {"epochs": 15, "batch_size": 128, "lr": 1e-3, "eps": 0.2, "steps": 5, "gamma": 0.1},
+    # ARAE at the talk's eps with a short attack: shows what the attack does and costs. In batches
+    # of 128 its 15 epochs made a constant function (every reconstruction the same image, AUROC 80.6,
+    # the mean image's 79.1); in batches of 32, four times the steps, 87.2 (quick_health)
+    "arae": {"epochs": 15, "batch_size": 32, "lr": 1e-3, "eps": 0.2, "steps": 5, "gamma": 0.1},
     # the union variant with short attacks and 7 angles (63 spatial transforms);
     # linf and l2 are (eps, step, steps)
     "arae-union": {
         "epochs": 5,
-        "batch_size": 128,
+        "batch_size": 32,
         "lr": 1e-3,
         "gamma": 0.2,
         "n_angles": 7,
         "shifts": [-4, 0, 4],
         "linf": [0.2, 0.1, 5],
         "l2": [5.0, 2.5, 5],
-        # the course's choice, to be measured against the published "all": train on the attacked
-        # image that moves the latent code most, per image (see UnionARAEDetector)
-        "combine": "worst",
+        # the published objective, all three attacked batches; the course's "worst" (per image, the
+        # attacked image that moves the latent code most; see UnionARAEDetector) is a named setting.
+        # Digit 8, these settings: "all" 85.2, "worst" 81.0 (the mean image 79.1)
+        "combine": "all",
     },
     "cnn": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "max_train": None},
     # two epochs of PGD training, a little wider than the eps it is tested at, on a third of
     # the training images: Lecture 3 and Exercise 3 train it in under a minute on 2 CPU cores
     "adv_cnn": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "max_train": 20000, "eps": 0.15, "alpha": 0.05, "steps": 4},
-    # Puzzle-AE (Lecture 5): a narrow U-Net for a few epochs; the talk's eps for MNIST
+    # Puzzle-AE (Lecture 5): a narrow U-Net; the talk's eps for MNIST. It learns the puzzle in
+    # small batches: on 2,000 test images (the mean image 82.8), batches of 64 for 5 epochs gave
+    # 58.9 (its output near the mean image); batches of 16 gave 81.9, 85.0 and 86.4 after 10, 15
+    # and 20 epochs; batches of 32 at lr 2e-3 77.7 after 15; a wider U-Net did no better
     "puzzle-ae": {
         "variant": "pae",
         "aggregation": "avg",
@@ -62,8 +68,8 @@ QUICK: dict[str, dict] = {
         "puzzles": "all",
         "widths": [8, 16, 32, 32, 32],
         "eps": 0.1,
-        "epochs": 5,
-        "batch_size": 64,
+        "epochs": 15,
+        "batch_size": 16,
         "lr": 1e-3,
         "weight_decay": 1e-5,
         "val_size": 851,
@@ -103,7 +109,6 @@ FULL_CHANGES: dict[str, dict] = {
         "n_angles": 31,
         "linf": [0.2, 0.01, 40],
         "l2": [5.0, 0.1, 100],
-        "combine": "all",  # the published objective: all three attacked batches
     },
     "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "width": 2},
     # Madry et al. train at eps 0.3 with PGD-40 (steps of 0.01) for about 80 epochs; PGD-10
