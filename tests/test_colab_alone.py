@@ -49,7 +49,7 @@ LECTURE = "lectures/01_autoencoders.ipynb"
 # A notebook cell that prints the python running it and where it imported anomaly_edu from.
 WHICH_PYTHON = "import sys\n\nimport anomaly_edu\n\nprint(sys.executable)\nprint(anomaly_edu.__file__)"
 # Everything the wheel is built from.
-WHEEL_SOURCES = ("pyproject.toml", "README.md", "anomaly_edu", "results")
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "anomaly_edu", "results", "models")
 
 # Colab's stack: its versions, its Python, where its torch comes from, and the exercise run on it
 # (Exercise 7b: the cheapest, a few seconds; it reads stored results with pandas and scipy).
@@ -83,7 +83,7 @@ def build_wheel(folder: Path) -> Path:
     source = folder / "source"
     source.mkdir(parents=True)
     for name in WHEEL_SOURCES:
-        if (ROOT / name).is_dir():  # symlinks=True: the link stored_results stays a link
+        if (ROOT / name).is_dir():  # symlinks=True: stored_results and stored_models stay links
             shutil.copytree(ROOT / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(ROOT / name, source / name)
@@ -271,6 +271,15 @@ def test_the_wheel_carries_the_stored_results_and_the_talks_tables(wheel):
         assert f"anomaly_edu/stored_results/{path.name}" in inside
     for path in sorted((ROOT / "anomaly_edu" / "paper_tables").glob("*.csv")):
         assert f"anomaly_edu/paper_tables/{path.name}" in inside
+
+
+def test_the_wheel_carries_the_stored_models_and_their_manifest(wheel):
+    assert os.readlink(ROOT / "anomaly_edu" / "stored_models") == "../models"
+    inside = set(zipfile.ZipFile(wheel).namelist())
+    stored = sorted((ROOT / "models").glob("*.safetensors"))
+    assert stored, "models/ holds no stored model (python scripts/store_models.py)"
+    for path in [*stored, ROOT / "models" / "manifest.json"]:
+        assert f"anomaly_edu/stored_models/{path.name}" in inside
 
 
 def test_installing_the_wheel_on_colabs_stack_changes_none_of_its_versions(colab):

@@ -94,3 +94,33 @@ def test_detectors_without_a_network_are_refused(tmp_path):
         trained.save_detector(ocsvm, "ocsvm", tmp_path, method="ocsvm", image_shape=(1, 28, 28))
     with pytest.raises(ValueError, match="a plain file name"):
         trained.save_network(models.MnistCNN(), "../escape", tmp_path)
+
+
+# ---------------------------------------------------------------- the course's stored models (models/)
+
+STORED_MODELS = trained.read_manifest()
+MAX_STORED_BYTES = 25_000_000  # all of them together, shipped in the wheel
+
+
+def test_the_course_stores_models_that_match_their_manifest_within_the_size_limit():
+    assert STORED_MODELS, "models/ holds no stored model: python scripts/store_models.py"
+    assert trained.verify() == {name: entry["sha256"] for name, entry in STORED_MODELS.items()}
+    files = sorted(trained.STORED_MODELS.glob("*.safetensors"))
+    assert [f.name for f in files] == sorted(entry["file"] for entry in STORED_MODELS.values())  # no stray file
+    total = sum(f.stat().st_size for f in files)
+    assert total <= MAX_STORED_BYTES, f"the stored models take {total / 1e6:.1f} MB, more than 25 MB"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in STORED_MODELS.items() if e["kind"] == "detector"))
+def test_a_stored_detector_scores_its_test_set_as_its_manifest_says(name, mnist_root):
+    from anomaly_edu.data import load_one_class
+    from anomaly_edu.metrics import auroc
+
+    entry = STORED_MODELS[name]
+    assert entry["data"]["dataset"] == "mnist" and entry["data"]["protocol"] == 2
+    split = load_one_class("mnist", entry["data"]["normal_class"], protocol=2, root=mnist_root, device="cpu")
+    detector = trained.load_detector(name, device="cpu")
+    scored = 100 * auroc(split.y_test.numpy(), detector.score(split.x_test))
+    # the same weights on another CPU differ only in the last decimals of each score
+    assert scored == pytest.approx(entry["figures"]["auroc"], abs=0.05)
+    assert entry["figures"]["auroc"] > entry["figures"]["mean_image_auroc"]  # a stored model beats the baseline
