@@ -220,12 +220,13 @@ def files_under(folder: str) -> list[Path]:
 
 def stamp_inputs(notebook: Path) -> list[Path]:
     """Every file a notebook's outputs can depend on: the notebook itself, the
-    package (its paper_tables/ included), the stored results it may show, and
-    the pinned environment it runs in."""
+    package (its paper_tables/ included), the stored results and models it may
+    show, and the pinned environment it runs in."""
     return [
         ROOT / notebook,
         *files_under("anomaly_edu"),
         *files_under("results"),
+        *files_under("models"),
         ROOT / "requirements-ci.txt",
         ROOT / "pyproject.toml",
     ]
