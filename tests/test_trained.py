@@ -124,3 +124,42 @@ def test_a_stored_detector_scores_its_test_set_as_its_manifest_says(name, mnist_
     # the same weights on another CPU differ only in the last decimals of each score
     assert scored == pytest.approx(entry["figures"]["auroc"], abs=0.05)
     assert entry["figures"]["auroc"] > entry["figures"]["mean_image_auroc"]  # a stored model beats the baseline
+
+
+def load_store_models_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "store_models.py"
+    spec = importlib.util.spec_from_file_location("store_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_store_models_writes_a_model_that_scores_as_its_manifest_says(tmp_path, monkeypatch):
+    from anomaly_edu.data import OneClassSplit
+    from anomaly_edu.metrics import auroc
+
+    script = load_store_models_script()
+    monkeypatch.setattr(script, "MODELS", tmp_path)
+    monkeypatch.setitem(script.STORED, "ae-tiny", {"method": "ae", "changes": {"epochs": 1, "batch_size": 8}})
+    y_test = torch.tensor([0, 1] * 6)
+    x_test = images(12, seed=2) * (1 + y_test.view(-1, 1, 1, 1)) / 2  # the anomalies twice as bright
+    split = OneClassSplit(
+        x_train=images(16) / 2,
+        x_val=images(0),
+        y_val=torch.zeros(0, dtype=torch.long),
+        x_test=x_test,
+        y_test=y_test,
+        normal_classes=(8,),
+        protocol=2,
+        test_classes=y_test,
+    )
+    entry = script.store("ae-tiny", split, "cpu")
+    loaded = trained.load_detector("ae-tiny", tmp_path, device="cpu")
+    assert 100 * auroc(y_test.numpy(), loaded.score(x_test)) == pytest.approx(entry["figures"]["auroc"], abs=0.01)
+    to_mean = ((x_test - split.x_train.mean(0)) ** 2).flatten(1).mean(1).numpy()
+    assert entry["figures"]["mean_image_auroc"] == pytest.approx(100 * auroc(y_test.numpy(), to_mean), abs=0.01)
+    assert loaded.epochs == 1 and entry["settings"]["batch_size"] == 8
+    assert entry["provenance"]["settings"]["went_on_from"] is None
