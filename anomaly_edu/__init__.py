@@ -32,7 +32,3 @@ Modules follow the lectures in order:
 """
 
 __version__ = "0.1.0"
-
-# Importing the training loop makes the CPU round denormal numbers to zero before torch starts
-# its worker threads (see training.flush_denormal_numbers): without it, long CPU trainings slow down.
-from . import training as _training  # noqa: E402, F401

@@ -116,22 +116,35 @@ def test_accuracy_and_pick_device():
     assert training.pick_device(None).type in ("cpu", "cuda")
 
 
-# Run in a fresh interpreter: the setting must reach torch's worker threads, which copy it when
-# they start, so it only counts if the package set it before any parallel work.
-DENORMAL_CHECK = """
-import torch
-{before}
-torch.set_num_threads(2)
-tiny = torch.full((1_000_000,), 1e-39)  # denormal: below float32's smallest normal number
-print(float((tiny * 1.0 == 0).float().mean()))
-"""
+def test_dead_weights_are_zeroed_and_nothing_else_changes():
+    model = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1e-31, -1e-35, 0.5, 0.0], [1e-29, -2e-31, 1e-38, 3.0], [1.0] * 4]))
+    before = model.weight.clone()
+    assert training.zero_dead_weights(model) == 4  # 1e-31, -1e-35, -2e-31 and the denormal 1e-38
+    expected = before.clone()
+    expected[0, :2] = 0
+    expected[1, 1:3] = 0
+    assert torch.equal(model.weight, expected)  # 1e-29 is kept: only what cannot matter goes
+    assert training.zero_dead_weights(model) == 0
 
 
-@pytest.mark.parametrize("before, flushed", [("import anomaly_edu", 1.0), ("", 0.0)])
-def test_importing_the_package_flushes_denormal_numbers_on_every_thread(before, flushed):
-    import subprocess
-    import sys
-
-    code = DENORMAL_CHECK.format(before=before)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert float(out) == flushed  # 1.0: every element, on both threads, rounded to zero
+def test_training_with_weight_decay_leaves_no_dead_weight():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8))
+    with torch.no_grad():
+        model[0].bias[:8] = -100.0  # eight units that never fire: only weight decay moves their weights
+    x = torch.rand(64, 8)
+    training.train(
+        model,
+        x,
+        batch_loss=training.reconstruction_loss,
+        epochs=30,
+        batch_size=1,
+        lr=0.1,
+        weight_decay=0.5,
+        progress=False,
+    )
+    weights = torch.cat([p.detach().abs().flatten() for p in model.parameters()])
+    assert not ((weights > 0) & (weights < training.DEAD_WEIGHT)).any()
+    assert (model[0].weight[:8] == 0).any()  # the dead units' weights reached zero, not a denormal
