@@ -109,6 +109,7 @@ FULL_CHANGES: dict[str, dict] = {
         "n_angles": 31,
         "linf": [0.2, 0.01, 40],
         "l2": [5.0, 0.1, 100],
+        "batch_size": 128,  # the full profile's batches before the quick ones shrank to 32
     },
     "cnn": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "width": 2},
     # Madry et al. train at eps 0.3 with PGD-40 (steps of 0.01) for about 80 epochs; PGD-10
@@ -122,6 +123,7 @@ FULL_CHANGES: dict[str, dict] = {
     "puzzle-ae": {
         "widths": [64, 128, 256, 512, 512],
         "epochs": 600,
+        "batch_size": 64,  # the code's batches on MNIST, Fashion-MNIST, CIFAR-10 and COIL-100
         "variant": "cpae-g",
         "shortcut": "published",
     },

@@ -271,6 +271,9 @@ def test_the_full_profile_trains_the_published_method():
         3,
         "all",
     )
+    # the code's batches: 64 on MNIST, 8 on MVTec and medical images (the quick profile uses 16)
+    assert get_profile("full", "mnist")["puzzle-ae"]["batch_size"] == 64
+    assert full["batch_size"] == 8 and get_profile("quick", "mnist")["puzzle-ae"]["batch_size"] == 16
 
 
 def test_bad_settings_are_clear_errors():
