@@ -59,7 +59,7 @@ QUICK: dict[str, dict] = {
     "adv_cnn": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "max_train": 20000, "eps": 0.15, "alpha": 0.05, "steps": 4},
     # Puzzle-AE (Lecture 5): a narrow U-Net; the talk's eps for MNIST. It learns the puzzle in
     # small batches: on 2,000 test images (the mean image 82.8), batches of 64 for 5 epochs gave
-    # 58.9 (its output near the mean image); batches of 16 gave 81.9, 85.0 and 86.4 after 10, 15
+    # 59.1 (its output near the mean image); batches of 16 gave 81.9, 85.0 and 86.4 after 10, 15
     # and 20 epochs; batches of 32 at lr 2e-3 77.7 after 15; a wider U-Net did no better
     "puzzle-ae": {
         "variant": "pae",
