@@ -131,9 +131,10 @@ class ARAEDetector(AEDetector):
         steps: int = QUICK["arae"]["steps"],
         gamma: float = QUICK["arae"]["gamma"],
         epochs: int = QUICK["arae"]["epochs"],
+        batch_size: int = QUICK["arae"]["batch_size"],
         **training,
     ):
-        super().__init__(model, epochs=epochs, **training)  # training: AEDetector's other settings
+        super().__init__(model, epochs=epochs, batch_size=batch_size, **training)  # training: AEDetector's other settings
         if eps < 0 or steps < 1 or gamma < 0:
             raise ValueError(f"need eps >= 0, steps >= 1 and gamma >= 0; got {eps}, {steps}, {gamma}")
         self.eps, self.steps, self.gamma = eps, steps, gamma
@@ -293,9 +294,10 @@ class UnionARAEDetector(AEDetector):
         shifts=tuple(UNION["shifts"]),
         combine: str = UNION["combine"],
         epochs: int = UNION["epochs"],
+        batch_size: int = UNION["batch_size"],
         **training,
     ):
-        super().__init__(model, epochs=epochs, **training)  # training: AEDetector's other settings
+        super().__init__(model, epochs=epochs, batch_size=batch_size, **training)  # training: AEDetector's other settings
         if gamma < 0 or n_angles < 1 or len(linf) != 3 or len(l2) != 3:
             raise ValueError(
                 "need gamma >= 0, n_angles >= 1, and linf and l2 as (eps, step, steps); "
