@@ -39,9 +39,11 @@ def zero_dead_weights(model: torch.nn.Module) -> int:
 
     Weight decay shrinks the weights of a dead ReLU unit towards zero without
     end. Products with such tiny weights are "denormal" floats, which x86 CPUs
-    compute many times slower than normal ones: the quick Puzzle-AE's epochs
-    took several times longer after 10 epochs than at the start. Zeroed, the weights
-    stay at zero (a dead unit gets no gradient) and change no output.
+    compute many times slower than normal ones. Training runs with denormals
+    flushed to zero (:func:`flushed_denormals`), but scoring and attacks do
+    not: a trained U-Net with weights below 1e-30 took three times as long per
+    step. Zeroed, the weights stay at zero (a dead unit gets no gradient) and
+    change no output.
     """
     count = 0
     for parameter in model.parameters():
@@ -49,6 +51,32 @@ def zero_dead_weights(model: torch.nn.Module) -> int:
         count += int(dead.sum())
         parameter.masked_fill_(dead, 0.0)
     return count
+
+
+def denormals_flush() -> bool:
+    """Whether the CPU now rounds denormal floats to zero (see :func:`flushed_denormals`). Lecture 1."""
+    return (torch.tensor([1e-37]) * 0.01).item() == 0.0  # 1e-39 is a denormal float32
+
+
+@contextlib.contextmanager
+def flushed_denormals() -> Iterator[None]:
+    """Inside the block, the CPU rounds denormal floats (below about 1e-38) to
+    zero; after it, the setting is what it was. The training loop runs inside
+    one. Lecture 1.
+
+    Within an epoch, weight decay shrinks thousands of dead ReLU units'
+    weights through the denormal range, where x86 CPUs compute many times
+    slower: without the flush, the quick Puzzle-AE's fifth and sixth epochs
+    took twice as long as its first. It is not switched on for the whole
+    process: Python's and NumPy's own floats (and libraries such as hypothesis)
+    need denormals, so it lasts only as long as training.
+    """
+    was_on = denormals_flush()
+    torch.set_flush_denormal(True)  # False (and nothing changes) on a CPU that cannot
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_on)
 
 
 def set_seed(seed: int) -> None:
@@ -206,25 +234,26 @@ def run_epochs(
     bar = tqdm(
         total=epochs * steps_per_epoch, initial=done * steps_per_epoch, desc=desc, disable=not progress, unit="batch"
     )
-    for epoch in range(done, epochs):
-        # The epoch's loss is summed on the device and read once, after the epoch: reading it
-        # every batch (loss.item()) would make the CPU wait for the GPU each time. In float64,
-        # the sum is exactly the one Python's floats would give.
-        total, weights = 0.0, 0.0
-        for x_batch, y_batch, weight in epoch_batches():
-            loss = batch_loss(model, x_batch, y_batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total, weights = total + loss.detach().double() * weight, weights + weight
-            bar.update(1)
-        history.append(float(total) / weights)
-        zero_dead_weights(model)
-        if scheduler is not None:
-            scheduler.step(history[-1])
-        bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.4g}")
-        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-            save_checkpoint(checkpoint, model, optimizer, history, settings, generators, scheduler)
+    with flushed_denormals():  # see flushed_denormals: weight decay makes denormal weights
+        for epoch in range(done, epochs):
+            # The epoch's loss is summed on the device and read once, after the epoch: reading it
+            # every batch (loss.item()) would make the CPU wait for the GPU each time. In float64,
+            # the sum is exactly the one Python's floats would give.
+            total, weights = 0.0, 0.0
+            for x_batch, y_batch, weight in epoch_batches():
+                loss = batch_loss(model, x_batch, y_batch)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total, weights = total + loss.detach().double() * weight, weights + weight
+                bar.update(1)
+            history.append(float(total) / weights)
+            zero_dead_weights(model)
+            if scheduler is not None:
+                scheduler.step(history[-1])
+            bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.4g}")
+            if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+                save_checkpoint(checkpoint, model, optimizer, history, settings, generators, scheduler)
     bar.close()
     model.eval()
     return history

@@ -148,3 +148,23 @@ def test_training_with_weight_decay_leaves_no_dead_weight():
     weights = torch.cat([p.detach().abs().flatten() for p in model.parameters()])
     assert not ((weights > 0) & (weights < training.DEAD_WEIGHT)).any()
     assert (model[0].weight[:8] == 0).any()  # the dead units' weights reached zero, not a denormal
+
+
+def test_training_flushes_denormals_and_restores_them_afterwards():
+    seen = []
+
+    def loss_that_looks(model, x, y=None):
+        seen.append(training.denormals_flush())
+        return training.reconstruction_loss(model, x)
+
+    assert not training.denormals_flush()  # Python, NumPy and hypothesis need denormals
+    can_flush = torch.set_flush_denormal(True)  # x86 can; a CPU that cannot answers False
+    torch.set_flush_denormal(False)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    training.train(model, torch.rand(8, 4), batch_loss=loss_that_looks, epochs=2, batch_size=4, progress=False)
+    assert seen == [can_flush] * 4  # every step of training ran with denormals flushed
+    assert not training.denormals_flush()
+    assert (torch.tensor([1e-37]) * 0.01).item() > 0  # a denormal float32 again
+    with pytest.raises(RuntimeError, match="stop"), training.flushed_denormals():
+        raise RuntimeError("stop")
+    assert not training.denormals_flush()  # restored after an error too
