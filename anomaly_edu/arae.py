@@ -134,7 +134,8 @@ class ARAEDetector(AEDetector):
         batch_size: int = QUICK["arae"]["batch_size"],
         **training,
     ):
-        super().__init__(model, epochs=epochs, batch_size=batch_size, **training)  # training: AEDetector's other settings
+        # training: AEDetector's other settings
+        super().__init__(model, epochs=epochs, batch_size=batch_size, **training)
         if eps < 0 or steps < 1 or gamma < 0:
             raise ValueError(f"need eps >= 0, steps >= 1 and gamma >= 0; got {eps}, {steps}, {gamma}")
         self.eps, self.steps, self.gamma = eps, steps, gamma
@@ -297,7 +298,8 @@ class UnionARAEDetector(AEDetector):
         batch_size: int = UNION["batch_size"],
         **training,
     ):
-        super().__init__(model, epochs=epochs, batch_size=batch_size, **training)  # training: AEDetector's other settings
+        # training: AEDetector's other settings
+        super().__init__(model, epochs=epochs, batch_size=batch_size, **training)
         if gamma < 0 or n_angles < 1 or len(linf) != 3 or len(l2) != 3:
             raise ValueError(
                 "need gamma >= 0, n_angles >= 1, and linf and l2 as (eps, step, steps); "
