@@ -53,7 +53,7 @@ def zero_dead_weights(model: torch.nn.Module) -> int:
     return count
 
 
-def denormals_flush() -> bool:
+def denormals_are_flushed() -> bool:
     """Whether the CPU now rounds denormal floats to zero (see :func:`flushed_denormals`). Lecture 1."""
     return (torch.tensor([1e-37]) * 0.01).item() == 0.0  # 1e-39 is a denormal float32
 
@@ -71,7 +71,7 @@ def flushed_denormals() -> Iterator[None]:
     process: Python's and NumPy's own floats (and libraries such as hypothesis)
     need denormals, so it lasts only as long as training.
     """
-    was_on = denormals_flush()
+    was_on = denormals_are_flushed()
     torch.set_flush_denormal(True)  # False (and nothing changes) on a CPU that cannot
     try:
         yield

@@ -154,17 +154,17 @@ def test_training_flushes_denormals_and_restores_them_afterwards():
     seen = []
 
     def loss_that_looks(model, x, y=None):
-        seen.append(training.denormals_flush())
+        seen.append(training.denormals_are_flushed())
         return training.reconstruction_loss(model, x)
 
-    assert not training.denormals_flush()  # Python, NumPy and hypothesis need denormals
+    assert not training.denormals_are_flushed()  # Python, NumPy and hypothesis need denormals
     can_flush = torch.set_flush_denormal(True)  # x86 can; a CPU that cannot answers False
     torch.set_flush_denormal(False)
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
     training.train(model, torch.rand(8, 4), batch_loss=loss_that_looks, epochs=2, batch_size=4, progress=False)
     assert seen == [can_flush] * 4  # every step of training ran with denormals flushed
-    assert not training.denormals_flush()
+    assert not training.denormals_are_flushed()
     assert (torch.tensor([1e-37]) * 0.01).item() > 0  # a denormal float32 again
     with pytest.raises(RuntimeError, match="stop"), training.flushed_denormals():
         raise RuntimeError("stop")
-    assert not training.denormals_flush()  # restored after an error too
+    assert not training.denormals_are_flushed()  # restored after an error too
