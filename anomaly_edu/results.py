@@ -176,3 +176,19 @@ def describe_provenance(result: dict) -> str:
         f"made by commit {prov['commit'][:10]} on {prov['device']}, {prov['date']}, in {took} of computing; "
         f"torch {prov['versions']['torch']}"
     )
+
+
+def describe_budget_curve(curve: dict) -> str:
+    """One line per method of a stored budget curve (``benchmarks/budget_curve.py``):
+    its AUROC at the first and last number of epochs, its best, and the spread of
+    its outputs at first (about 0: a constant function). Lectures 4 and 5."""
+    lines = []
+    for name, points in curve["results"].items():
+        first, last = points[0], points[-1]
+        best = max(points, key=lambda point: point["auroc"])
+        lines.append(
+            f"{name.upper():>9}: AUROC {first['auroc']:.1f} after {first['epochs']} epochs, "
+            f"{last['auroc']:.1f} after {last['epochs']}; best {best['auroc']:.1f} after {best['epochs']}; "
+            f"spread of its outputs at first {first['spread']:.4f}"
+        )
+    return "\n".join(lines)

@@ -17,6 +17,10 @@ it works), and says which is which.
   network (the classifiers of Lectures 2 and 3);
 - :func:`verify` checks every file of a folder against its manifest.
 
+``precision="float16"`` stores the weights at half precision, half the bytes
+(the wheel carries every stored model); they are loaded back as float32, and
+the figures in the manifest are measured on the model as loaded.
+
 The course's models live in ``models/`` of the repository; like the stored
 results, the package reaches them through a link (``anomaly_edu/stored_models``)
 and a wheel carries a copy.
@@ -53,16 +57,32 @@ def read_manifest(folder: str | os.PathLike = STORED_MODELS) -> dict:
     return json.loads(path.read_text())["models"] if path.exists() else {}
 
 
-def _write(name: str, tensors: dict[str, torch.Tensor], entry: dict, folder) -> dict:
-    """Write ``NAME.safetensors`` and its manifest entry, each atomically."""
+PRECISIONS = {"float32": torch.float32, "float16": torch.float16}
+
+
+def _write(name: str, tensors: dict[str, torch.Tensor], entry: dict, folder, precision: str = "float32") -> dict:
+    """Write ``NAME.safetensors`` (its floating-point tensors at ``precision``) and
+    its manifest entry, each atomically."""
     if not name or Path(name).name != name or name.startswith("."):
         raise ValueError(f"a model's name is a plain file name such as 'ae-digit8', got {name!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    data = save_tensors({key: value.detach().cpu().contiguous() for key, value in tensors.items()})
+    stored = {}
+    for key, value in tensors.items():
+        value = value.detach().cpu().contiguous()
+        stored[key] = value.to(PRECISIONS[precision]) if value.is_floating_point() else value
+    data = save_tensors(stored)
     with atomic_file(folder / f"{name}.safetensors", "wb") as f:
         f.write(data)
-    entry = {"file": f"{name}.safetensors", "sha256": sha256_of(data), "bytes": len(data), **entry}
+    entry = {
+        "file": f"{name}.safetensors",
+        "sha256": sha256_of(data),
+        "bytes": len(data),
+        "precision": precision,
+        **entry,
+    }
     write_json_atomically({"models": {**read_manifest(folder), name: entry}}, folder / MANIFEST)
     return entry
 
@@ -90,9 +110,11 @@ def _read(name: str, folder) -> tuple[dict, dict[str, torch.Tensor]]:
             f"{entry['sha256'][:12]}...): the file was changed; restore it or reinstall the package"
         )
     try:
-        return entry, load_tensors(data)
+        tensors = load_tensors(data)
     except SafetensorError as err:  # only a manifest written for a broken file gets here
         raise CorruptDataError(f"{path} is not a readable safetensors file: {err}") from err
+    # weights stored at half precision are used as float32, like the networks they go into
+    return entry, {key: value.float() if value.dtype == torch.float16 else value for key, value in tensors.items()}
 
 
 def verify(folder: str | os.PathLike = STORED_MODELS) -> dict[str, str]:
@@ -103,11 +125,11 @@ def verify(folder: str | os.PathLike = STORED_MODELS) -> dict[str, str]:
 # ---------------------------------------------------------------- plain networks (Lectures 2 and 3)
 
 
-def save_network(network: torch.nn.Module, name: str, folder, **about) -> dict:
+def save_network(network: torch.nn.Module, name: str, folder, *, precision: str = "float32", **about) -> dict:
     """Store a plain network's weights with ``about`` (its settings, figures and
     provenance, as JSON-able values) in the manifest. Lecture 1."""
     state = {NETWORK + key: value for key, value in network.state_dict().items()}
-    return _write(name, state, {"kind": "network", "class": type(network).__name__, **about}, folder)
+    return _write(name, state, {"kind": "network", "class": type(network).__name__, **about}, folder, precision)
 
 
 def load_network(name: str, network: torch.nn.Module, folder=STORED_MODELS) -> torch.nn.Module:
@@ -134,7 +156,9 @@ def _network_attribute(detector) -> str:
     return names[0]
 
 
-def save_detector(detector, name: str, folder, *, method: str, image_shape: tuple, **about) -> dict:
+def save_detector(
+    detector, name: str, folder, *, method: str, image_shape: tuple, precision: str = "float32", **about
+) -> dict:
     """Store a fitted detector of the registry's ``method`` (the name
     ``make_detector`` takes): its network's weights, its fitted tensors (e.g.
     Puzzle-AE's normalisers), its settings and training losses, and ``about``
@@ -160,7 +184,7 @@ def save_detector(detector, name: str, folder, *, method: str, image_shape: tupl
             f"{name!r}: a detector whose settings are not plain values (e.g. a network given as model=...) "
             f"cannot be rebuilt from the manifest ({err})"
         ) from None
-    return _write(name, tensors, entry, folder)
+    return _write(name, tensors, entry, folder, precision)
 
 
 def load_detector(name: str, folder=STORED_MODELS, device=None):

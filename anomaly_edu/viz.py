@@ -3,6 +3,7 @@ control. Introduced in Lecture 1; Lecture 6 adds defect overlays
 (:func:`overlay`, :func:`picture_grid`) and PRO curves (:func:`pro_figure`);
 Lecture 7 adds AUROC under attack (:func:`attack_figure`), the spread over
 seeds (:func:`spread_figure`) and AUROC against a setting (:func:`sweep_figure`).
+Lectures 4 and 5 draw a stored budget curve (:func:`budget_curve_figure`).
 
 Call :func:`setup_notebook` once at the top of a notebook: it selects a
 plotly renderer that embeds plotly.js in the notebook (so figures show in the
@@ -387,6 +388,37 @@ def sweep_figure(
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="AUROC (%)", height=450)
     if log_x:
         fig.update_xaxes(type="log")
+    return fig
+
+
+def budget_curve_figure(curve: dict) -> go.Figure:
+    """Test AUROC (%) after each number of epochs, one line per method, and the
+    baselines as dotted lines: ``curve`` is a file written by
+    ``benchmarks/budget_curve.py`` (e.g. ``results.read_stored("budget_curve_digit8.json")``).
+    Lectures 4 and 5."""
+    fig = go.Figure()
+    for i, (name, points) in enumerate(curve["results"].items()):
+        fig.add_trace(
+            go.Scatter(
+                x=[point["epochs"] for point in points],
+                y=[point["auroc"] for point in points],
+                mode="lines+markers",
+                name=name.upper(),
+                line=dict(color=_COLOURS[i % len(_COLOURS)]),
+                showlegend=True,  # also for a curve of one method
+            )
+        )
+    for name, baseline in curve["baselines"].items():
+        fig.add_hline(y=baseline["auroc"], line_dash="dot", line_color="grey", annotation_text=f"{name} (baseline)")
+    normal_class = curve["provenance"]["settings"]["normal_class"]
+    fig.update_layout(
+        title=f"Digit {normal_class}: test AUROC after each number of epochs (the quick settings otherwise)",
+        xaxis_title="epochs (log scale)",
+        yaxis_title="AUROC (%)",
+        height=450,
+    )
+    epochs = sorted({point["epochs"] for points in curve["results"].values() for point in points})
+    fig.update_xaxes(type="log", tickvals=epochs)  # ticks at the stored points only
     return fig
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anomaly_edu import data
+from anomaly_edu import data, results, viz
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,6 +87,27 @@ def test_budget_curve_goes_on_from_its_checkpoints(mnist_root, tmp_path):
     )
     assert refused.returncode == 2 and "holds the checkpoints of another run (its methods differ)" in refused.stderr
     assert np.isfinite(curve["results"]["ae"][0]["spread"])
+
+
+def test_a_stored_budget_curve_is_drawn_and_described_point_by_point():
+    """Lectures 4 and 5 draw the stored curves: one line per method through its
+    stored points, and one dotted line per baseline at its AUROC."""
+    curve = results.read_stored("budget_curve_digit8.json")
+    figure = viz.budget_curve_figure(curve)
+    assert [trace.name for trace in figure.data] == [name.upper() for name in curve["results"]]
+    for trace, points in zip(figure.data, curve["results"].values()):
+        assert list(trace.x) == [point["epochs"] for point in points]
+        assert list(trace.y) == [point["auroc"] for point in points]
+    drawn_baselines = sorted(shape.y0 for shape in figure.layout.shapes)
+    assert drawn_baselines == sorted(baseline["auroc"] for baseline in curve["baselines"].values())
+    assert figure.layout.xaxis.type == "log"
+
+    lines = results.describe_budget_curve(curve).splitlines()
+    arae = curve["results"]["arae"]
+    best = max(arae, key=lambda point: point["auroc"])
+    assert len(lines) == len(curve["results"])
+    assert f"best {best['auroc']:.1f} after {best['epochs']}" in lines[2]
+    assert f"{arae[0]['auroc']:.1f} after {arae[0]['epochs']} epochs" in lines[2]
 
 
 def test_seconds_per_epoch_never_goes_below_zero_on_a_noisy_clock(monkeypatch):

@@ -44,6 +44,21 @@ def test_a_stored_detector_scores_as_the_fitted_one(method, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
 
 
+def test_half_precision_halves_the_file_and_loads_back_as_float32(tmp_path):
+    network = models.MnistCNN()
+    full = trained.save_network(network, "cnn-32", tmp_path)
+    half = trained.save_network(network, "cnn-16", tmp_path, precision="float16")
+    assert half["precision"] == "float16" and full["precision"] == "float32"
+    assert half["bytes"] < 0.55 * full["bytes"]
+    loaded = trained.load_network("cnn-16", models.MnistCNN(), tmp_path)
+    for (key, value), original in zip(loaded.state_dict().items(), network.state_dict().values()):
+        assert value.dtype == torch.float32, key
+        assert torch.equal(value, original.half().float()), key  # exactly the rounded weights
+    with pytest.raises(ValueError, match="precision 'float8': choose one of float32, float16"):
+        trained.save_network(network, "cnn-8", tmp_path, precision="float8")
+    assert not (tmp_path / "cnn-8.safetensors").exists()
+
+
 @pytest.fixture
 def stored(tmp_path):
     trained.save_detector(fitted("ae"), "ae-tiny", tmp_path, method="ae", image_shape=(1, 28, 28))
@@ -126,6 +141,24 @@ def test_a_stored_detector_scores_its_test_set_as_its_manifest_says(name, mnist_
     assert entry["figures"]["auroc"] > entry["figures"]["mean_image_auroc"]  # a stored model beats the baseline
 
 
+@pytest.mark.parametrize("name", sorted(n for n, e in STORED_MODELS.items() if e["kind"] == "network"))
+def test_a_stored_classifier_measures_as_its_manifest_says(name, mnist_root):
+    from anomaly_edu.data import load_dataset
+    from anomaly_edu.robust import robust_accuracy
+    from anomaly_edu.training import accuracy
+
+    entry = STORED_MODELS[name]
+    figures, attack = entry["figures"], entry["figures"]["pgd"]
+    network = trained.load_network(name, models.MnistCNN(width=entry["settings"].get("width", 1)))
+    x_test, y_test = load_dataset("mnist", False, root=mnist_root)
+    # one test image is 0.01 points of accuracy: another CPU may flip a borderline image or two
+    assert 100 * accuracy(network, x_test, y_test) == pytest.approx(figures["accuracy"], abs=0.05)
+    n = attack["n_images"]
+    attacked = robust_accuracy(network, x_test[:n], y_test[:n], eps=attack["eps"], steps=attack["steps"])
+    assert 100 * attacked == pytest.approx(figures["pgd_accuracy"], abs=0.5)
+    assert figures["accuracy"] > 98  # a stored classifier works
+
+
 def load_store_models_script():
     import importlib.util
     from pathlib import Path
@@ -163,3 +196,26 @@ def test_store_models_writes_a_model_that_scores_as_its_manifest_says(tmp_path, 
     assert entry["figures"]["mean_image_auroc"] == pytest.approx(100 * auroc(y_test.numpy(), to_mean), abs=0.01)
     assert loaded.epochs == 1 and entry["settings"]["batch_size"] == 8
     assert entry["provenance"]["settings"]["went_on_from"] is None
+
+
+def test_store_models_measures_a_classifier_as_its_file_gives_it_back(tmp_path, monkeypatch):
+    from anomaly_edu import data
+    from anomaly_edu.training import accuracy
+
+    script = load_store_models_script()
+    monkeypatch.setattr(script, "MODELS", tmp_path)
+    monkeypatch.setattr(script, "PGD_CHECK", {"eps": 0.1, "steps": 2, "n_images": 8})
+    tiny = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "max_train": None}
+    monkeypatch.setitem(script.profiles.PROFILES["quick"], "cnn-tiny", tiny)
+    monkeypatch.setitem(
+        script.STORED_NETWORKS, "cnn-tiny", {"profile": "quick", "entry": "cnn-tiny", "adversarial": False}
+    )
+    x, y = images(32), torch.arange(32) % 10
+    monkeypatch.setattr(data, "load_dataset", lambda name, train, device=None: (x, y) if train else (x[:16], y[:16]))
+
+    entry = script.store_network("cnn-tiny", "cpu")
+    loaded = trained.load_network("cnn-tiny", models.MnistCNN(), tmp_path)
+    assert entry["precision"] == "float16" and entry["settings"] == tiny
+    assert entry["figures"]["accuracy"] == round(100 * accuracy(loaded, x[:16], y[:16]), 2)
+    assert len(entry["history"]) == 1 and entry["provenance"]["settings"]["entry"] == "cnn-tiny"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn-tiny.safetensors", "manifest.json"]
