@@ -1225,6 +1225,16 @@ def check_remove_shortcut(remove_shortcut) -> None:
             f"|change| ranges from {delta.abs().min():.3f} to {delta.abs().max():.3f}. Take the gradient at "
             f"the random start (not at x_puzzled), step by eps from the random start, then project"
         )
+    # ... and that direction is random, pixel by pixel: the gradient at the random start points
+    # away from x_puzzled, so about half the pixels go up and half go down
+    moved_up = (delta > 0).float().mean().item()
+    if not 0.1 < moved_up < 0.9:
+        raise AssertionError(
+            f"{task}: for model(x) = x with target = x_puzzled, {100 * moved_up:.0f}% of the pixels moved up. "
+            f"The gradient at the random start points away from x_puzzled, up for some pixels and down for "
+            f"others, so the step should move about half of them each way; moving every pixel the same way "
+            f"ignores the model and its gradient"
+        )
     _passed(task)
 
 

@@ -422,6 +422,8 @@ def imports_the_shortcut(model, x_puzzled, target, eps):
         (no_random_start, "no-op.*random point"),
         (gradient_at_x_puzzled, "gradient at the random start"),
         (half_step, "ONE step of size eps"),
+        # shifts every pixel up by eps: ignores the model, its gradient and the random start
+        (lambda m, xp, t, e: (xp + e).clamp(0, 1), "ignores the model and its gradient"),
         (not_detached, "does not require gradients"),
         (lambda m, xp, t, e: None, "returned None"),
         (not_done, "not done yet"),
