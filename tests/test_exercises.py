@@ -458,13 +458,23 @@ def test_exercise4_checks_accept_the_references():
     checks.check_arae_loss(reference_arae)
 
 
+def test_the_latent_objective_may_sum_over_the_latent_units(capsys):
+    """The talk writes the objective as a squared norm: k times the mean, the same
+    signed-gradient attack. The check accepts it and says where the choice matters."""
+    checks.check_latent_objective(lambda z, c: ((z - c) ** 2).sum(1))
+    out = capsys.readouterr().out
+    assert "✓" in out and "You summed over the latent units" in out and "Task 2" in out
+    checks.check_latent_objective(reference_objective)
+    assert "summed" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "wrong, feedback",
     [
-        (lambda z, c: ((z - c) ** 2).sum(1), "MEAN"),
         (lambda z, c: ((z - c) ** 2).mean(), "one number"),
         (lambda z, c: ((z - c) ** 2).mean(1).detach(), "no gradient"),
         (lambda z, c: (z - c).abs().mean(1), "expected"),
+        (lambda z, c: ((z - c) ** 2).sum(1) / 2, "expected"),  # neither the mean nor the sum
         (not_done, "not done yet"),
     ],
 )
