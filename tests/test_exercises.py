@@ -432,6 +432,26 @@ def test_adversarial_loss_check_rejects_wrong_answers(wrong, feedback):
         checks.check_adversarial_batch_loss(wrong)
 
 
+class GradientMasked(torch.nn.Module):
+    """The standard model's decisions with a zero input gradient: PGD through its
+    own gradient cannot move it, but images attacked through another model can."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x.detach()) + 0 * x.sum()
+
+
+def test_robust_model_check_sees_through_masked_gradients(capsys):
+    robust_model, standard_model, x, y = robust_and_standard_models()
+    checks.check_robust_model(robust_model, standard_model, x, y, eps=0.1, steps=3)
+    assert "against all three" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="its gradients are masked"):
+        checks.check_robust_model(GradientMasked(standard_model), standard_model, x, y, eps=0.1, steps=3)
+
+
 def test_robust_model_check_rejects_a_missing_or_non_robust_model():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
     x, y = torch.rand(20, 1, 4, 4), torch.randint(0, 3, (20,))
