@@ -6,12 +6,14 @@
     python scripts/store_models.py ae-digit8 --checkpoints DIR   # go on from a budget curve's run
     python scripts/store_models.py --list
 
-Each detector is a method of the registry trained on MNIST with the digit 8 as the
-normal class (protocol 2), with the quick profile's settings changed as
-``STORED`` says: the budget where the budget curve (``results/budget_curve_digit8.json``)
-shows the method working. It is then scored on the whole test set, and its
-AUROC, the ``mean-image`` baseline's, the training time and the provenance go
-into ``models/manifest.json`` beside the file's SHA-256. ``tests/test_trained.py``
+Each detector is a method of the registry trained on one case of a table (by
+default MNIST with the digit 8 as the normal class, protocol 2), with the quick
+profile's settings changed as ``STORED`` says: the budget where the budget
+curve (``results/budget_curve_digit8.json``) shows the method working. It is
+then scored on the whole test set, and its AUROC, the ``mean-image``
+baseline's, the training time and the provenance go into ``models/manifest.json``
+beside the file's SHA-256. The figures are measured on the detector as its file
+gives it back (the same, unless it is stored at half precision). ``tests/test_trained.py``
 loads every stored model and checks that it still scores what the manifest says.
 
 The classifiers of Lectures 2 and 3 (``STORED_NETWORKS``) are trained with
@@ -42,7 +44,9 @@ from anomaly_edu.training import accuracy, pick_device  # noqa: E402
 
 MODELS = ROOT / "models"
 NORMAL_CLASS = 8
-# name: the registry's method, and what changes in its quick settings. The budgets come from
+# name: the registry's method, and what changes in its quick settings; "table" and "case" say
+# where it is trained (default: MNIST, the digit 8), "precision" how its weights are stored
+# (default float32). The budgets of the digit-8 models come from
 # results/budget_curve_digit8.json, which trains the AE, the DAE and ARAE for 400 epochs: all
 # three have flattened by then (the AE and the DAE after about 200, ARAE after about 200 too), and
 # --checkpoints takes their final weights from that run instead of training them again
@@ -68,9 +72,17 @@ STORED_NETWORKS: dict[str, dict] = {
 PGD_CHECK = {"eps": 0.1, "steps": 20, "n_images": 1000}
 
 
-def mnist_split(device):
-    """MNIST, the digit 8 normal, protocol 2: the split every stored model is trained and scored on."""
-    return data.load_one_class("mnist", NORMAL_CLASS, protocol=2, device=device)
+def where_trained(name: str) -> tuple[str, str]:
+    """The table and the case that the stored detector ``name`` is trained on."""
+    recipe = STORED[name]
+    return recipe.get("table", "mnist"), recipe.get("case", str(NORMAL_CLASS))
+
+
+def load_split(table: str, case: str, device):
+    """One case of a table of ``reproduce`` (MNIST: a normal digit under protocol 2;
+    the magnetic tiles; a medical set): the split a stored detector is trained and
+    scored on."""
+    return reproduce.table_splits(table, [int(case)] if table == "mnist" else None, device=device)[case]
 
 
 def store(name: str, split, device, seed: int = 0, checkpoints: Path | None = None) -> dict:
@@ -79,25 +91,37 @@ def store(name: str, split, device, seed: int = 0, checkpoints: Path | None = No
     ``checkpoints/METHOD.pt``: a checkpoint of as many epochs trains no more,
     and one of other settings is refused."""
     recipe = STORED[name]
-    method = recipe["method"]
-    settings = reproduce.apply_changes(profiles.get_profile("quick", "mnist"), {method: recipe["changes"]})
+    method, precision = recipe["method"], recipe.get("precision", "float32")
+    table, case = where_trained(name)
+    dataset = reproduce.get_table(table).dataset
+    settings = reproduce.apply_changes(profiles.get_profile("quick", dataset), {method: recipe["changes"]})
     started, code_state = time.perf_counter(), results.git_state()
     detector = methods.make_detector(method, settings, seed=seed, device=device)
     reproduce.fit_with_checkpoint(detector, split, checkpoints, method)
     training_seconds = time.perf_counter() - started
-    y = split.y_test.cpu().numpy()
-    figures = {
-        "auroc": round(100 * auroc(y, detector.score(split.x_test)), 2),
-        "mean_image_auroc": round(
-            100 * auroc(y, methods.make_detector("mean-image", settings).fit(split.x_train).score(split.x_test)), 2
-        ),
-        # with --checkpoints, the time of this run only (the budget curve's file has the rest)
-        "training_seconds": round(training_seconds, 1),
-    }
+    image_shape = tuple(split.x_train.shape[1:])
+    with tempfile.TemporaryDirectory() as scratch:  # score the detector as its file gives it back
+        trained.save_detector(detector, name, scratch, method=method, image_shape=image_shape, precision=precision)
+        loaded = trained.load_detector(name, scratch, device=device)
+        y = split.y_test.cpu().numpy()
+        figures = {
+            "auroc": round(100 * auroc(y, loaded.score(split.x_test)), 2),
+            "mean_image_auroc": round(
+                100 * auroc(y, methods.make_detector("mean-image", settings).fit(split.x_train).score(split.x_test)),
+                2,
+            ),
+            # with --checkpoints, the time of this run only (the budget curve's file has the rest)
+            "training_seconds": round(training_seconds, 1),
+        }
+    if table == "mnist":
+        described = f"MNIST's {case}s (protocol 2)"
+        where = {"dataset": "mnist", "normal_class": int(case), "protocol": 2}
+    else:
+        described = f"the {table} table's case {case!r} (protocol {split.protocol})"
+        where = {"table": table, "case": case, "protocol": split.protocol}
     about = {
-        "description": f"{method} trained on MNIST's {NORMAL_CLASS}s (protocol 2): the quick settings "
-        f"with {recipe['changes']}",
-        "data": {"dataset": "mnist", "normal_class": NORMAL_CLASS, "protocol": 2, "n_train": len(split.x_train)},
+        "description": f"{method} trained on {described}: the quick settings with {recipe['changes']}",
+        "data": {**where, "n_train": len(split.x_train)},
         "figures": figures,
         "provenance": results.provenance(
             settings={
@@ -112,7 +136,7 @@ def store(name: str, split, device, seed: int = 0, checkpoints: Path | None = No
         ),
     }
     return trained.save_detector(
-        detector, name, MODELS, method=method, image_shape=tuple(split.x_train.shape[1:]), **about
+        detector, name, MODELS, method=method, image_shape=image_shape, precision=precision, **about
     )
 
 
@@ -206,12 +230,12 @@ def main() -> None:
             f"sha256 {entry['sha256'][:12]}...",
             flush=True,
         )
-    detectors = [name for name in names if name in STORED]
-    if detectors:
-        split = mnist_split(device)
-        print(f"digit {NORMAL_CLASS}: {split.describe()}")
-    for name in detectors:
-        entry = store(name, split, device, checkpoints=args.checkpoints)
+    splits = {}  # each table's case is loaded once
+    for name in [name for name in names if name in STORED]:
+        if where_trained(name) not in splits:
+            splits[where_trained(name)] = load_split(*where_trained(name), device)
+            print(f"{' '.join(where_trained(name))}: {splits[where_trained(name)].describe()}")
+        entry = store(name, splits[where_trained(name)], device, checkpoints=args.checkpoints)
         f = entry["figures"]
         print(
             f"{name}: AUROC {f['auroc']:.2f} (mean image {f['mean_image_auroc']:.2f}), trained in "
