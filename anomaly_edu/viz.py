@@ -386,8 +386,8 @@ def sweep_figure(
             )
         )
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="AUROC (%)", height=450)
-    if log_x:
-        fig.update_xaxes(type="log")
+    if log_x:  # ticks at the values swept (plotly's own log ticks label 20, 30, ... as "2", "3", ...)
+        fig.update_xaxes(type="log", tickvals=sorted({x for trace in fig.data for x in trace.x}))
     return fig
 
 
