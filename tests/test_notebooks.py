@@ -214,12 +214,18 @@ NUMBER = re.compile(r"(?<![\w.\\])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w])")
 NUMBERS_FROM_ELSEWHERE = {
     "lectures/01_autoencoders.ipynb": {"784": "MNIST's 28 x 28 pixels: the talk's network's input"},
     "lectures/02_adversarial_examples.ipynb": {"0.005": "the talk's pig example: 0.005 times a noise pattern"},
-    "lectures/03_pgd_adversarial_training.ipynb": {"100,000": "Madry et al.'s MNIST training: 100,000 steps"},
+    "lectures/03_pgd_adversarial_training.ipynb": {
+        "100,000": "Madry et al.'s MNIST training: 100,000 steps",
+        "87": "Madry et al.'s robust CIFAR-10 network: 87% clean accuracy",
+        "95": "Madry et al.'s standard CIFAR-10 network: about 95% clean accuracy",
+    },
     "lectures/04_arae.ipynb": {"279": "the published union variant: 31 angles x 9 shifts (profiles: arae-union)"},
     "lectures/05_puzzle_ae.ipynb": {"362,879": "9! - 1 permutations of a 3 x 3 puzzle other than the identity"},
     "lectures/06_industrial_evaluation.ipynb": {
         "4.9": "MVTec AD's download, 4.9 GB",
         "72": "the GT paper's 72 transformations",
+        "1.05": "the Puzzle-AE code's MVTec augmentation: a random zoom between 1.05 and 1.2",
+        "1.2": "the Puzzle-AE code's MVTec augmentation: a random zoom between 1.05 and 1.2",
     },
 }
 
