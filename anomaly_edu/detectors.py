@@ -98,9 +98,14 @@ class MeanImageDetector(Detector):
 
     def score(self, x: torch.Tensor) -> np.ndarray:
         """Squared distance of each image to the mean image; higher = more anomalous."""
+        with torch.no_grad():
+            return self.differentiable_score(check_images(x)).cpu().numpy()
+
+    def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The score of :meth:`score` as a tensor that gradients flow through
+        (for attacks on the detector, Lecture 7)."""
         self._check_fitted("mean_")
-        x = check_images(x)
-        return ((x - self.mean_.to(x.device)) ** 2).flatten(1).sum(1).cpu().numpy()
+        return ((x - self.mean_.to(x.device)) ** 2).flatten(1).sum(1)
 
 
 class PCADetector(Detector):
@@ -156,6 +161,16 @@ class PCADetector(Detector):
         features = check_images(x).flatten(1).cpu().double().numpy()
         reconstructed = self.pca_.inverse_transform(self.pca_.transform(features))
         return ((features - reconstructed) ** 2).sum(1)
+
+    def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The score of :meth:`score` computed in torch, so that gradients flow
+        through it (for attacks on the detector, Lecture 7): the part of the
+        centred image that the components do not span, squared and summed."""
+        self._check_fitted("pca_")
+        components = torch.as_tensor(self.pca_.components_, dtype=x.dtype, device=x.device)
+        centred = x.flatten(1) - torch.as_tensor(self.pca_.mean_, dtype=x.dtype, device=x.device)
+        residual = centred - (centred @ components.T) @ components
+        return (residual**2).sum(1)
 
 
 def reconstruction_error(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:

@@ -142,3 +142,40 @@ def test_both_run_through_the_registry_with_the_quick_profile(name):
     anomalies = images(5, (1, 8, 8), seed=1).clamp(0.9, 1)  # bright images, far from the training ones
     scores = detector.fit(train).score(torch.cat([train[:5], anomalies]))
     assert scores.shape == (10,) and scores[5:].min() > scores[:5].max()
+
+
+# ------------------------------------------------------------------ under attack (Lecture 7)
+
+
+def test_the_mean_images_differentiable_score_has_the_gradient_two_times_the_difference():
+    train, test = images(30), images(5, seed=1)
+    detector = MeanImageDetector().fit(train)
+    x = test.clone().requires_grad_(True)
+    scores = detector.differentiable_score(x)
+    (gradient,) = torch.autograd.grad(scores.sum(), x)
+    assert np.allclose(scores.detach().numpy(), detector.score(test))
+    assert torch.allclose(gradient, 2 * (test - train.mean(0)), atol=1e-6)
+
+
+def test_pcas_differentiable_score_is_scikit_learns_error_and_its_gradient_is_the_residual():
+    train, test = images(40), images(5, seed=1)
+    detector = PCADetector(n_components=3, max_train=None).fit(train)
+    x = test.clone().requires_grad_(True)
+    scores = detector.differentiable_score(x)
+    assert np.allclose(scores.detach().numpy(), sklearn_error(train, test, 3), rtol=1e-5)
+    (gradient,) = torch.autograd.grad(scores.sum(), x)
+    pca = PCA(n_components=3).fit(flat(train))
+    centred = flat(test) - pca.mean_
+    residual = centred - centred @ pca.components_.T @ pca.components_
+    assert np.allclose(gradient.flatten(1).numpy(), 2 * residual, atol=1e-5)
+
+
+@pytest.mark.parametrize("detector", [MeanImageDetector(), PCADetector(n_components=2)])
+def test_an_attack_raises_a_baselines_score_on_normal_images(detector):
+    from anomaly_edu.stress import attack_scores
+
+    train, test = images(30), images(6, seed=1)
+    detector.fit(train)
+    attacked = attack_scores(detector, test, torch.zeros(6, dtype=torch.long), eps=0.05, steps=5)
+    assert (attacked - test).abs().max() <= 0.05 + 1e-6
+    assert (detector.score(attacked) > detector.score(test)).all()
