@@ -311,13 +311,21 @@ def pro_figure(curves: dict, max_fpr: float = 0.3, title: str = "PRO curves") ->
     return fig
 
 
-def attack_figure(attack: dict[str, dict], title: str = "AUROC under a test-time attack") -> go.Figure:
+def attack_figure(
+    attack: dict[str, dict],
+    title: str = "AUROC under a test-time attack",
+    baselines: tuple[str, ...] = ("mean-image", "pca"),
+) -> go.Figure:
     """AUROC (%) against eps, one colour per detector: ``attack`` maps a name to
     :func:`~anomaly_edu.stress.auroc_under_attack`'s numbers; a solid line with
-    only the normal images attacked, a dashed one with both kinds. Lecture 7."""
+    only the normal images attacked, a dashed one with both kinds. The names in
+    ``baselines`` are drawn in grey, with thinner lines. Lecture 7."""
     fig = go.Figure()
-    for i, (name, numbers) in enumerate(attack.items()):
-        colour = _COLOURS[i % len(_COLOURS)]
+    greys = iter(_GREYS * len(attack))
+    models = iter(_COLOURS * len(attack))
+    for name, numbers in attack.items():
+        is_baseline = name in baselines
+        colour = next(greys) if is_baseline else next(models)
         for kind, dash, label in (("normal", "solid", "normal attacked"), ("both", "dash", "both attacked")):
             eps = [float(e) for e in numbers[kind]]
             fig.add_trace(
@@ -325,8 +333,8 @@ def attack_figure(attack: dict[str, dict], title: str = "AUROC under a test-time
                     x=eps,
                     y=list(numbers[kind].values()),
                     mode="lines+markers",
-                    name=f"{name}, {label}",
-                    line=dict(color=colour, dash=dash),
+                    name=f"{name}{' (baseline)' if is_baseline else ''}, {label}",
+                    line=dict(color=colour, dash=dash, width=1.5 if is_baseline else 2.5),
                 )
             )
     fig.add_hline(y=50, line_dash="dot", line_color="grey", annotation_text="chance")
@@ -424,3 +432,4 @@ def budget_curve_figure(curve: dict) -> go.Figure:
 
 # plotly's default colours, so that a detector keeps its colour in every figure of a lecture
 _COLOURS = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]
+_GREYS = ["#555555", "#999999"]  # the trivial baselines

@@ -10,6 +10,7 @@ one drawn), math typeset by MathJax and a widget drawn by the widget manager.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -192,6 +193,25 @@ def test_every_lecture_and_exercise_is_in_the_toc():
     assert not missing, f"add these pages to _toc.yml: {missing}"
 
 
+def lecture_of(exercise: Path) -> Path:
+    """The lecture an exercise goes with: ex05b_shortcut -> lectures/05_*.ipynb."""
+    (lecture,) = ROOT.glob(f"lectures/{exercise.name[2:4]}_*.ipynb")
+    return lecture
+
+
+def markdown_links(notebook: Path) -> set[str]:
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return set(re.findall(r"\]\(([^)#]+)\)", text))
+
+
+@pytest.mark.parametrize("exercise", sorted(ROOT.glob("exercises/ex*.ipynb")), ids=lambda p: p.stem)
+def test_each_exercise_links_to_its_lecture_and_the_lecture_back_to_it(exercise):
+    lecture = lecture_of(exercise)
+    assert f"../lectures/{lecture.name}" in markdown_links(exercise), f"{exercise.name} has no link to {lecture.name}"
+    assert f"../exercises/{exercise.name}" in markdown_links(lecture), f"{lecture.name} has no link to {exercise.name}"
+
+
 # --- the rendered lectures -----------------------------------------------------
 def test_plotly_figure_is_drawn(lecture_1_dom):
     figures = [e for e in lecture_1_dom if e.tag == "svg" and "main-svg" in e.classes and e.inside("plotly-graph-div")]
@@ -348,3 +368,19 @@ def test_run_statistics_page_lists_every_notebook(book_html):
     notebooks = build_course.find_notebooks(build_course.EXECUTE_CHECKED + build_course.EXECUTE_AS_STUDENT)
     for notebook in notebooks:
         assert notebook.as_posix() in text, f"the run statistics do not list {notebook}"
+
+
+def test_the_built_pages_link_each_exercise_and_its_lecture_both_ways(book_html):
+    for exercise in sorted(ROOT.glob("exercises/ex*.ipynb")):
+        lecture = lecture_of(exercise)
+        pages = {
+            "exercise": (book_html / "exercises" / f"{exercise.stem}.html", f"../lectures/{lecture.stem}.html"),
+            "lecture": (book_html / "lectures" / f"{lecture.stem}.html", f"../exercises/{exercise.stem}.html"),
+        }
+        for page, target in pages.values():
+            links = {
+                e.attrs.get("href", "").split("#")[0]
+                for e in elements(page.read_text(encoding="utf-8"))
+                if e.tag == "a"
+            }
+            assert target in links, f"{page.name} does not link to {target} in the built book"
