@@ -212,6 +212,17 @@ def test_each_exercise_links_to_its_lecture_and_the_lecture_back_to_it(exercise)
     assert f"../exercises/{exercise.name}" in markdown_links(lecture), f"{lecture.name} has no link to {exercise.name}"
 
 
+@pytest.mark.parametrize("lecture", sorted(ROOT.glob("lectures/*.ipynb")), ids=lambda p: p.stem)
+def test_each_lecture_cites_its_sources_and_every_key_is_in_the_bibliography(lecture):
+    keys = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text(encoding="utf-8"), re.M))
+    cells = json.loads(lecture.read_text(encoding="utf-8"))["cells"]
+    text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    cited = set(re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text))
+    cited = {key.strip() for group in cited for key in group.split(",")}
+    assert cited, f"{lecture.name} cites nothing: cite the papers and code it relies on ({{cite:p}}`key`)"
+    assert cited <= keys, f"{lecture.name} cites keys that book/references.bib lacks: {sorted(cited - keys)}"
+
+
 # --- the rendered lectures -----------------------------------------------------
 def test_plotly_figure_is_drawn(lecture_1_dom):
     figures = [e for e in lecture_1_dom if e.tag == "svg" and "main-svg" in e.classes and e.inside("plotly-graph-div")]
