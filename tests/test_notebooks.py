@@ -232,7 +232,7 @@ NUMBERS_FROM_ELSEWHERE = {
 
 def prose(markdown: str) -> str:
     """A markdown cell without its headings, code, math and link targets."""
-    for pattern in (r"```.*?```", r"`[^`]*`", r"\$\$.*?\$\$", r"\$[^$]*\$", r"\]\([^)]*\)", r"^#+ .*$"):
+    for pattern in (r"<!--.*?-->", r"```.*?```", r"`[^`]*`", r"\$\$.*?\$\$", r"\$[^$]*\$", r"\]\([^)]*\)", r"^#+ .*$"):
         markdown = re.sub(pattern, " ", markdown, flags=re.S | re.M)
     return markdown
 
@@ -289,6 +289,81 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
         f"(cell, number): {typed}; print them from the run or the stored file, or list their source "
         "in NUMBERS_FROM_ELSEWHERE"
     )
+
+
+# Claims about which method is ahead where. A sentence that ranks methods row by row
+# carries a claim in an HTML comment (not rendered), which names the table it reads:
+#   <!-- claim: mvtec_image_auc.csv AE_L2 > Puzzle-AE on metal_nut, tile -->
+# A talk table (paper_tables/*.csv: a row per method) or a stored result (results/*.json:
+# each method's "auc" per case); "on" lists every case where the comparison holds, or
+# "every", "none" or "every but A, B". The test recomputes that list from the table, and checks that the
+# cell's prose names each listed case, so that text and table cannot drift apart.
+CLAIM = re.compile(r"<!-- claim: (\S+) (\S+) ([<>]) (\S+) on (.*?) -->")
+
+
+def claim_table(source: str) -> dict[str, dict[str, float]]:
+    """{method: {case: value}} of a talk table or a stored result."""
+    if source.endswith(".csv"):
+        lines = (ROOT / "anomaly_edu" / "paper_tables" / source).read_text().strip().splitlines()
+        header = lines[0].split(",")
+        rows = [line.split(",") for line in lines[1:]]
+        return {r[0]: {c: float(v) for c, v in zip(header[1:], r[1:]) if c != "mean"} for r in rows}
+    stored = json.loads((ROOT / "results" / source).read_text())["results"]
+    return {method: numbers["auc"] for method, numbers in stored.items()}
+
+
+def claimed_cases(listed: str, cases: list[str]) -> tuple[list[str], list[str]]:
+    """The cases a claim's "on" part lists, and those its sentence must name:
+    "every", "none", "every but 8, 9" (the text names the exceptions) or a list."""
+    if listed in ("every", "none"):
+        return (cases if listed == "every" else []), []
+    if listed.startswith("every but "):
+        excluded = [c.strip() for c in listed.removeprefix("every but ").split(",")]
+        return [c for c in cases if c not in excluded], excluded
+    names = [c.strip() for c in listed.split(",")]
+    return names, names
+
+
+def claim_errors(cell_text: str) -> list[str]:
+    """What is wrong with each claim of a markdown cell (empty: all hold)."""
+    errors = []
+    for source, a, op, b, listed in CLAIM.findall(cell_text):
+        table = claim_table(source)
+        missing = [m for m in (a, b) if m not in table]
+        if missing:
+            errors.append(f"{source} has no row {missing}")
+            continue
+        cases = [c for c in table[a] if c in table[b]]
+        holds = [c for c in cases if (table[a][c] > table[b][c] if op == ">" else table[a][c] < table[b][c])]
+        names, named = claimed_cases(listed.strip(), cases)
+        if sorted(names) != sorted(holds):
+            errors.append(f"{source}: {a} {op} {b} on {sorted(holds)}, the claim says {sorted(names)}")
+        text = prose(cell_text).lower()
+        unnamed = [c for c in named if not re.search(rf"\b{re.escape(c.replace('_', ' ').lower())}\b", text)]
+        if unnamed:
+            errors.append(f"the text around the claim {a} {op} {b} does not name {unnamed}")
+    return errors
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=str)
+def test_every_ranking_claim_in_a_lecture_holds_in_its_table(path):
+    cells = nbformat.read(ROOT / path, as_version=4).cells
+    errors = [(i, e) for i, c in enumerate(cells) if c.cell_type == "markdown" for e in claim_errors(c.source)]
+    assert not errors, f"{path}: ranking claims that their tables contradict (cell, problem): {errors}"
+
+
+def test_the_claim_check_fails_a_sentence_that_names_the_wrong_method_or_rows():
+    right = "AE_L2 is ahead on grid and tile.\n<!-- claim: mvtec_image_auc.csv AE_L2 > AE_SSIM on grid, tile -->"
+    table = claim_table("mvtec_image_auc.csv")
+    ahead = [c for c in table["AE_L2"] if table["AE_L2"][c] > table["AE_SSIM"][c]]
+    listed = ", ".join(ahead)
+    sentence = f"AE_L2 is ahead of AE_SSIM on {listed.replace('_', ' ')}."
+    assert claim_errors(f"{sentence}\n<!-- claim: mvtec_image_auc.csv AE_L2 > AE_SSIM on {listed} -->") == []
+    assert claim_errors(right), "a claim listing too few cases must fail"
+    swapped = f"{sentence}\n<!-- claim: mvtec_image_auc.csv AE_SSIM > AE_L2 on {listed} -->"
+    assert claim_errors(swapped), "a claim naming the wrong method ahead must fail"
+    unnamed = f"AE_L2 is ahead.\n<!-- claim: mvtec_image_auc.csv AE_L2 > AE_SSIM on {listed} -->"
+    assert claim_errors(unnamed), "a claim whose cases the sentence does not name must fail"
 
 
 def test_the_number_scan_reads_the_prose_only_and_spells_sources_as_quoted():
