@@ -9,7 +9,7 @@ tests/test_localisation_metrics.py) on maps resized here."""
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import f1_score, roc_auc_score, roc_curve
 
 from anomaly_edu import reproduce
 from anomaly_edu.metrics import au_pro
@@ -26,6 +26,16 @@ def as_array(values) -> np.ndarray:
 def sklearn_auroc(labels, scores) -> float:
     """scikit-learn's AUROC, in %."""
     return 100 * roc_auc_score(as_array(labels).ravel(), as_array(scores).ravel())
+
+
+def sklearn_fpr_at_tpr(labels, scores, target: float) -> float:
+    """In %, the smallest FPR at which scikit-learn's ROC curve, drawn as straight
+    lines between its points, reaches the TPR ``target``."""
+    fpr, tpr, _ = roc_curve(as_array(labels), as_array(scores), drop_intermediate=False)
+    i = int(np.argmax(tpr >= target - 1e-12))
+    if i == 0 or tpr[i] == tpr[i - 1]:
+        return 100 * float(fpr[i])
+    return 100 * float(fpr[i - 1] + (target - tpr[i - 1]) / (tpr[i] - tpr[i - 1]) * (fpr[i] - fpr[i - 1]))
 
 
 def assert_rounds_to(reported: float, exact: float, what: str = "") -> None:
@@ -53,6 +63,8 @@ def check_evaluation(detector, split, numbers: dict, what: str = "") -> None:
     """Every number of one ``evaluate`` call, recomputed from a fresh scoring."""
     scores = as_array(detector.score(split.x_test))
     assert_rounds_to(numbers["auc"], sklearn_auroc(split.y_test, scores), f"{what} AUROC")
+    if "fpr_995" in numbers:  # protocol 2: the talk's Figure 3
+        assert_rounds_to(numbers["fpr_995"], sklearn_fpr_at_tpr(split.y_test, scores, 0.995), f"{what} FPR")
     if "f1" in numbers:  # protocol 1: the threshold is chosen on validation
         val_labels, val_scores = as_array(split.y_val), as_array(detector.score(split.x_val))
         best = max(f1_score(val_labels, val_scores >= t) for t in np.unique(val_scores))
