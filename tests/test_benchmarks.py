@@ -127,6 +127,28 @@ def test_union_ablation_writes_its_aurocs_with_provenance(mnist_root, mnist, tmp
     assert settings["variants"]["without rotations and shifts"]["n_angles"] == 1
 
 
+def test_test_time_cost_writes_each_detectors_cost_per_image_and_its_ratio_to_the_ae(mnist_root, tmp_path):
+    out = tmp_path / "cost.json"
+    args = ["--methods", "mean-image,ae,puzzle-ae", "--images", 40, "--train", 40, "--repeats", 2, "--out", out]
+    printed = run_benchmark("test_time_cost", *args, data_root=mnist_root).stdout
+    written = json.loads(out.read_text())
+    figures = written["results"]
+    assert list(figures) == ["mean-image", "ae", "puzzle-ae"]
+    for method, numbers in figures.items():
+        assert len(numbers["runs_ms"]) == 2 and numbers["ms_per_image"] > 0
+        assert numbers["ms_per_image"] == pytest.approx(np.median(numbers["runs_ms"]), abs=1e-3)
+        assert numbers["ratio_to_ae"] == pytest.approx(
+            numbers["ms_per_image"] / figures["ae"]["ms_per_image"], abs=0.01
+        )
+        assert re.search(rf"^{method} +[0-9.]+ +{numbers['ratio_to_ae']:.2f}$", printed, re.MULTILINE), printed
+    # 23 puzzles through a U-Net cost more than one pass through the small autoencoder
+    assert figures["puzzle-ae"]["ratio_to_ae"] > 1
+    settings = check_provenance(written, "test_time_cost")
+    assert (settings["images"], settings["train_images"], settings["methods"]["ae"]["epochs"]) == (40, 40, 1)
+    refused = run_benchmark("test_time_cost", "--methods", "pca", data_root=mnist_root, check=False)
+    assert refused.returncode == 2 and "must include ae" in refused.stderr
+
+
 @pytest.mark.parametrize(
     "benchmark, bad, message",
     [("arae_budget", ".", "is a folder"), ("union_ablation", "a_file/x.json", "is a file, not a folder")],
