@@ -430,6 +430,29 @@ def budget_curve_figure(curve: dict) -> go.Figure:
     return fig
 
 
+def method_bars(
+    result: dict,
+    title: str = "Mean AUROC per method",
+    baselines: tuple[str, ...] = ("mean-image", "pca"),
+) -> go.Figure:
+    """One bar per method of a stored table (a file written by ``reproduce``):
+    its mean AUROC over the table's cases, the ``baselines`` in grey and the
+    better of them also as a dotted line, so that a glance says which methods
+    beat it. Lectures 1, 5, 6 and 7 open with one."""
+    names = list(result["results"])
+    means = [result["results"][name]["mean"] for name in names]
+    greys = iter(_GREYS * len(names))
+    colours = [next(greys) if name in baselines else _COLOURS[i % len(_COLOURS)] for i, name in enumerate(names)]
+    fig = go.Figure(go.Bar(x=names, y=means, marker_color=colours, text=[f"{m:.1f}" for m in means]))
+    best = max((result["results"][name]["mean"] for name in names if name in baselines), default=None)
+    if best is not None:
+        fig.add_hline(y=best, line_dash="dot", line_color="grey", annotation_text="the better baseline")
+    low = min(means)
+    fig.update_layout(title=title, yaxis_title="mean AUROC (%)", height=400, showlegend=False)
+    fig.update_yaxes(range=[max(0.0, low - 10), 100])
+    return fig
+
+
 # plotly's default colours, so that a detector keeps its colour in every figure of a lecture
 _COLOURS = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]
 _GREYS = ["#555555", "#999999"]  # the trivial baselines

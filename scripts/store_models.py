@@ -60,6 +60,15 @@ STORED: dict[str, dict] = {
         "method": "puzzle-ae",
         "changes": {"variant": "cpae-g", "shortcut": "published", "epochs": 60},
     },
+    # Lecture 6: the one detector of results/magnetic_tile.json that beats both baselines (the
+    # SSIM autoencoder, quick settings: 30 epochs); at half precision
+    "ae-ssim-magnetic-tile": {
+        "method": "ae-ssim",
+        "changes": {},
+        "table": "magnetic-tile",
+        "case": "magnetic-tile",
+        "precision": "float16",
+    },
 }
 
 # name: the profile and its entry (robust.train_classifier's settings), standard or adversarial

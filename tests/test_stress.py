@@ -8,7 +8,6 @@ import pytest
 import torch
 from test_data import make_fake_mnist
 
-from anomaly_edu import viz
 from anomaly_edu.anomaly_maps import MapAEDetector
 from anomaly_edu.detectors import AEDetector, OCSVMDetector
 from anomaly_edu.puzzle_ae import PuzzleAEDetector
@@ -128,24 +127,3 @@ def test_the_mnist_attack_table_attacks_each_detector_and_prints_figure_10(tmp_p
     assert "Figure 10 prints no numbers" in text and "mean over the cases shown" not in text
     with pytest.raises(ValueError, match="ocsvm has none: leave it out"):
         run_table("mnist-attack", ["ae", "ocsvm"], None, root=tmp_path)
-
-
-def test_the_attack_figure_draws_each_detectors_numbers_and_the_baselines_in_grey():
-    numbers = {
-        "mean-image": {"normal": {"0": 80.0, "0.1": 40.0}, "both": {"0": 80.0, "0.1": 10.0}},
-        "ae": {"normal": {"0": 90.0, "0.1": 60.0}, "both": {"0": 90.0, "0.1": 20.0}},
-    }
-    figure = viz.attack_figure(numbers)
-    traces = {trace.name: trace for trace in figure.data}
-    assert set(traces) == {
-        "mean-image (baseline), normal attacked",
-        "mean-image (baseline), both attacked",
-        "ae, normal attacked",
-        "ae, both attacked",
-    }
-    assert list(traces["ae, both attacked"].y) == [90.0, 20.0]
-    assert list(traces["ae, both attacked"].x) == [0.0, 0.1]
-    assert traces["ae, both attacked"].line.dash == "dash"
-    grey = traces["mean-image (baseline), normal attacked"].line.color
-    assert grey == traces["mean-image (baseline), both attacked"].line.color
-    assert grey != traces["ae, normal attacked"].line.color and grey.startswith("#") and len(set(grey[1:])) == 1
