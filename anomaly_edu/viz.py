@@ -441,8 +441,8 @@ def method_bars(
     beat it. Lectures 1, 5, 6 and 7 open with one."""
     names = list(result["results"])
     means = [result["results"][name]["mean"] for name in names]
-    greys = iter(_GREYS * len(names))
-    colours = [next(greys) if name in baselines else _COLOURS[i % len(_COLOURS)] for i, name in enumerate(names)]
+    greys, models = iter(_GREYS * len(names)), iter(_COLOURS * len(names))
+    colours = [next(greys) if name in baselines else next(models) for name in names]
     fig = go.Figure(go.Bar(x=names, y=means, marker_color=colours, text=[f"{m:.1f}" for m in means]))
     best = max((result["results"][name]["mean"] for name in names if name in baselines), default=None)
     if best is not None:
