@@ -295,7 +295,7 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
 # carries a claim in an HTML comment (not rendered), which names the table it reads:
 #   <!-- claim: mvtec_image_auc.csv AE_L2 > Puzzle-AE on metal_nut, tile -->
 # A talk table (paper_tables/*.csv: a row per method) or a stored result (results/*.json:
-# each method's "auc" per case); "on" lists every case where the comparison holds, or
+# each method's "auc" per case; FILE#normal or FILE#both: Figure 10's AUROC per eps); "on" lists every case where the comparison holds, or
 # "every", "none" or "every but A, B". The test recomputes that list from the table, and checks that the
 # cell's prose names each listed case, so that text and table cannot drift apart.
 CLAIM = re.compile(r"<!-- claim: (\S+) (\S+) ([<>]) (\S+) on (.*?) -->")
@@ -308,7 +308,10 @@ def claim_table(source: str) -> dict[str, dict[str, float]]:
         header = lines[0].split(",")
         rows = [line.split(",") for line in lines[1:]]
         return {r[0]: {c: float(v) for c, v in zip(header[1:], r[1:]) if c != "mean"} for r in rows}
+    source, _, attacked = source.partition("#")  # e.g. mnist_attack_quick.json#normal: AUROC per eps
     stored = json.loads((ROOT / "results" / source).read_text())["results"]
+    if attacked:
+        return {method: next(iter(numbers["attack"].values()))[attacked] for method, numbers in stored.items()}
     return {method: numbers["auc"] for method, numbers in stored.items()}
 
 
