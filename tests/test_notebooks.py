@@ -213,7 +213,10 @@ def test_lecture7_attacks_live_and_shows_the_stored_stress_tests(executed):
 NUMBER = re.compile(r"(?<![\w.\\])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w])")
 NUMBERS_FROM_ELSEWHERE = {
     "lectures/01_autoencoders.ipynb": {"784": "MNIST's 28 x 28 pixels: the talk's network's input"},
-    "lectures/02_adversarial_examples.ipynb": {"0.005": "the talk's pig example: 0.005 times a noise pattern"},
+    "lectures/02_adversarial_examples.ipynb": {
+        "0.005": "the talk's pig example: 0.005 times a noise pattern",
+        "784": "MNIST's 28 x 28 pixels",
+    },
     "lectures/03_pgd_adversarial_training.ipynb": {
         "100,000": "Madry et al.'s MNIST training: 100,000 steps",
         "87": "Madry et al.'s robust CIFAR-10 network: 87% clean accuracy",
