@@ -446,7 +446,13 @@ def method_bars(
     fig = go.Figure(go.Bar(x=names, y=means, marker_color=colours, text=[f"{m:.1f}" for m in means]))
     best = max((result["results"][name]["mean"] for name in names if name in baselines), default=None)
     if best is not None:
-        fig.add_hline(y=best, line_dash="dot", line_color="grey", annotation_text="the better baseline")
+        fig.add_hline(
+            y=best,
+            line_dash="dot",
+            line_color="grey",
+            annotation_text="the better baseline",
+            annotation_position="top left",
+        )
     low = min(means)
     fig.update_layout(title=title, yaxis_title="mean AUROC (%)", height=400, showlegend=False)
     fig.update_yaxes(range=[max(0.0, low - 10), 100])
