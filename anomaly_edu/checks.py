@@ -268,7 +268,8 @@ def _check_signed_attack(task: str, attack, cases: list[_AttackCase], mistakes: 
     if not torch.allclose(again, outputs[0], atol=1e-6):
         raise AssertionError(
             f"{task}: two calls with the same arguments gave different images: your attack draws random "
-            f"numbers (a random start?). This attack starts at x itself, so that its answer is fixed"
+            f"numbers (a random start of your own?). This attack draws none: it starts where it is told, so that its "
+            f"answer is fixed"
         )
 
     def matches(mistake) -> bool:
@@ -716,6 +717,72 @@ def check_latent_objective(latent_objective) -> None:
             f"{task}: expected {expected.detach().numpy().round(5)}, got {got.detach().numpy().round(5)}"
         )
     _passed(task)
+
+
+def _latent_attack_cases() -> list[tuple]:
+    """(description, model, x, start, eps, alpha, steps) of Exercise 4.1b's check."""
+    model = _TinyAutoencoder()
+    x, _ = _tiny_images()
+    x[0, 0, 0, 0], x[1, 0, 1, 1] = 0.0, 1.0  # pixels at the ends of [0, 1]
+    cases = []
+    for number, (eps, alpha, steps) in enumerate([(0.2, 0.05, 5), (0.1, 0.15, 3), (0.3, 0.1, 1)]):
+        start = torch.empty_like(x).uniform_(-eps, eps, generator=torch.Generator().manual_seed(40 + number))
+        cases.append((f"eps {eps}, alpha {alpha}, {steps} step(s)", model, x, start, eps, alpha, steps))
+    return cases
+
+
+def _mean_code_distance(model, clean_codes):
+    """The latent objective as a score of the attacked images: mean over latent units."""
+    return lambda x_adv: ((model.encode(x_adv) - clean_codes) ** 2).mean(1)
+
+
+def check_latent_attack(latent_attack) -> None:
+    """Exercise 4.1b: ``latent_attack(model, x, start, eps, alpha, steps,
+    objective)`` starts at x + start (clamped to [0, 1]) and takes ``steps``
+    steps x_adv + alpha * sign(grad of objective(model.encode(x_adv), z).sum()),
+    z = model.encode(x) held fixed, each projected onto the L-inf ball of
+    radius eps around x and clamped to [0, 1]; it returns new images and leaves
+    x alone."""
+    task = "Exercise 4.1b (the latent attack)"
+    objective = lambda codes, clean_codes: ((codes - clean_codes) ** 2).mean(1)  # noqa: E731
+    mistakes = {
+        "stuck at start": (
+            "your attack never moved from its start. Push the code away from the CLEAN code z = model.encode(x), "
+            "computed once before the loop: the distance of a code to itself is always zero, and so is its gradient"
+        )
+    }
+    mistakes |= {m: text.replace("step_size", "alpha") for m, text in _RAISE_SCORE_MISTAKES.items()}
+    mistakes["descent"] = (
+        "your attack pulls the code TOWARDS the clean code (x_adv - alpha * sign(grad)); the attack looks for the "
+        "perturbation that moves the code the most: ADD alpha * sign(grad)"
+    )
+    mistakes["no start"] = (
+        "you start at x itself; there the distance to the clean code is at its minimum and its gradient is exactly "
+        "zero, so the attack never moves. Start at x + start, clamped to [0, 1]"
+    )
+    cases = []
+    for description, model, x, start, eps, alpha, steps in _latent_attack_cases():
+        with torch.no_grad():
+            clean_codes = model.encode(x)
+        score = _mean_code_distance(model, clean_codes)
+        cases.append(
+            _AttackCase(
+                description,
+                x,
+                eps,
+                lambda x_in, m=model, st=start, e=eps, a=alpha, n=steps: (m, x_in, st.clone(), e, a, n, objective),
+                lambda mistake, f=score, x=x, e=eps, n=steps, a=alpha, st=start: _raise_score_answer(
+                    f, x, e, n, a, mistake, start=st
+                ),
+            )
+        )
+    recipe = (
+        "Hold z = model.encode(x) fixed; start at (x + start).clamp(0, 1); in each step take the gradient of "
+        "objective(model.encode(x_adv), z).sum() with respect to x_adv, add alpha * its sign, clamp to "
+        "[x - eps, x + eps], then to [0, 1]"
+    )
+    attack = functools.partial(_call_refusing_the_package, task, latent_attack)
+    _check_signed_attack(task, attack, cases, mistakes, recipe, 400)
 
 
 def check_arae_loss(arae_batch_loss) -> None:
@@ -2070,14 +2137,15 @@ def _tiny_conv_score(channels: int, size: int, seed: int):
     return score
 
 
-def _raise_score_answer(score_fn, x: torch.Tensor, eps: float, steps: int, step_size: float, mistake=None):
+def _raise_score_answer(score_fn, x: torch.Tensor, eps: float, steps: int, step_size: float, mistake=None, start=None):
     """Exercise 7a.1's answer written in plain torch (the check does not rest on
     the package's attacks), or the answer with one ``mistake`` (a key of
-    :data:`_RAISE_SCORE_MISTAKES`)."""
+    :data:`_RAISE_SCORE_MISTAKES`). With ``start`` (Exercise 4.1b) the steps
+    begin at x + start, clamped to [0, 1], instead of at x itself."""
     x = x.detach()
-    x_adv = x.clone()
+    x_adv = x.clone() if start is None or mistake == "no start" else (x + start).clamp(0, 1)
     size = eps if mistake == "step eps" else step_size
-    for _ in range(1 if mistake == "one step" else steps):
+    for _ in range({"one step": 1, "stuck at start": 0}.get(mistake, steps)):
         at = (x if mistake == "gradient at x" else x_adv).clone().requires_grad_(True)
         with torch.enable_grad():
             (gradient,) = torch.autograd.grad(score_fn(at).sum(), at)

@@ -1,6 +1,7 @@
 """The exercise checks accept right answers, reject plausible wrong ones with
 specific feedback, and the committed student versions are current."""
 
+import functools
 import random
 import subprocess
 import sys
@@ -473,9 +474,65 @@ def reference_arae(model, x, x_adv, gamma):
     return ((model.decode(code_adv) - x) ** 2).mean() + gamma * ((code_adv - model.encode(x)) ** 2).mean()
 
 
+def reference_latent_attack(model, x, start, eps, alpha, steps, objective, mistake=None):
+    """Exercise 4.1b written out, or with one mistake."""
+    with torch.no_grad():
+        clean = model.encode(x)
+    x_adv = x.clone() if mistake == "no start" else (x + start).clamp(0, 1)
+    for _ in range(steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        target = model.encode(x_adv).detach() if mistake == "moving target" else clean
+        (gradient,) = torch.autograd.grad(objective(model.encode(x_adv), target).sum(), x_adv)
+        with torch.no_grad():
+            step = -gradient.sign() if mistake == "descent" else gradient.sign()
+            before = x_adv
+            x_adv = x_adv + alpha * step
+            centre = before if mistake == "around current" else x
+            x_adv = torch.min(torch.max(x_adv, centre - eps), centre + eps)
+            if mistake != "no clamp":
+                x_adv = x_adv.clamp(0, 1)
+    return x_adv.detach()
+
+
 def test_exercise4_checks_accept_the_references():
     checks.check_latent_objective(reference_objective)
+    checks.check_latent_attack(reference_latent_attack)
     checks.check_arae_loss(reference_arae)
+
+
+def test_the_latent_attack_may_be_written_differently(capsys):
+    """Where the clamps go, the sum or the mean of the objective and a fixed
+    clean code computed with the gradient switched on all give the same steps."""
+
+    def written_differently(model, x, start, eps, alpha, steps, objective):
+        clean = model.encode(x).detach()
+        x_adv = torch.clamp(x + start, 0, 1)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            loss = objective(model.encode(x_adv), clean).mean()  # the mean: the same signs
+            loss.backward()
+            with torch.no_grad():
+                x_adv = x_adv + alpha * x_adv.grad.sign()
+                x_adv = torch.clamp(torch.clamp(x_adv - x, -eps, eps) + x, 0, 1)
+        return x_adv
+
+    checks.check_latent_attack(written_differently)
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "mistake, feedback",
+    [
+        ("no start", "gradient is exactly zero"),
+        ("descent", "TOWARDS the clean code"),
+        ("around current", "ORIGINAL image"),
+        ("no clamp", r"\[0, 1\]"),
+        ("moving target", "never moved from its start"),
+    ],
+)
+def test_the_latent_attack_check_rejects_wrong_answers(mistake, feedback):
+    with pytest.raises(AssertionError, match=feedback):
+        checks.check_latent_attack(functools.partial(reference_latent_attack, mistake=mistake))
 
 
 def test_the_latent_objective_may_sum_over_the_latent_units(capsys):
@@ -627,9 +684,22 @@ PACKAGE_ANSWERS = {
         eps=e, alpha=a, steps=s, random_start=False
     )(m, x, y),
     "check_latent_objective": attacks.per_example_mse,
+    "check_latent_attack": lambda m, x, start, e, a, s, objective: package_latent_attack(
+        m, x, start, e, a, s, objective
+    ),
     "check_arae_loss": lambda m, x, xa, g: reference_arae_through(m, x, xa, g, arae.robust_reconstruction_loss),
     "check_occlusion_map": lambda s, im, p, f: saliency.occlusion_saliency(s, im, patch=p, fill=f),
 }
+
+
+def package_latent_attack(model, x, start, eps, alpha, steps, objective):
+    """Exercise 4.1b with the package's gradient and PGD step."""
+    clean = model.encode(x).detach()
+    x_adv = (x + start).clamp(0, 1)
+    for _ in range(steps):
+        gradient = attacks.input_gradient(arae.EncoderOnly(model), x_adv, clean, objective)
+        x_adv = attacks._pgd_step(x_adv, x, gradient, eps, alpha, "linf")
+    return x_adv
 
 
 def reference_arae_through(model, x, x_adv, gamma, make_loss):
@@ -720,6 +790,7 @@ def correct_answers():
         "check_adversarial_batch_loss": lambda: checks.check_adversarial_batch_loss(reference_adversarial_loss),
         "check_robust_model": lambda: checks.check_robust_model(robust_model, standard_model, x, y, eps=0.1, steps=3),
         "check_latent_objective": lambda: checks.check_latent_objective(reference_objective),
+        "check_latent_attack": lambda: checks.check_latent_attack(reference_latent_attack),
         "check_arae_loss": lambda: checks.check_arae_loss(reference_arae),
         **lecture5_answers(),
         **lecture6_answers(),
