@@ -297,11 +297,11 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
 # Claims about which method is ahead where. A sentence that ranks methods row by row
 # carries a claim in an HTML comment (not rendered), which names the table it reads:
 #   <!-- claim: mvtec_image_auc.csv AE_L2 > Puzzle-AE on metal_nut, tile -->
-# A talk table (paper_tables/*.csv: a row per method) or a stored result (results/*.json:
-# each method's "auc" per case; FILE#normal or FILE#both: Figure 10's AUROC per eps);
-# "on" lists every case where the comparison holds, or
-# "every", "none" or "every but A, B". The test recomputes that list from the table, and checks that the
-# cell's prose names each listed case, so that text and table cannot drift apart.
+# The table is a talk table (paper_tables/*.csv: a row per method) or a stored result
+# (results/*.json: each method's "auc" per case; FILE#normal or FILE#both: Figure 10's
+# AUROC per eps). "on" lists every case where the comparison holds, or says "every",
+# "none" or "every but A, B". The test recomputes that list from the table and checks
+# that the cell's prose names each listed case, so that text and table cannot drift apart.
 CLAIM = re.compile(r"<!-- claim: (\S+) (\S+) ([<>]) (\S+) on (.*?) -->")
 
 
