@@ -238,7 +238,7 @@ class _AttackCase(NamedTuple):
 
 def _check_signed_attack(task: str, attack, cases: list[_AttackCase], mistakes: dict, recipe: str, seed: int) -> None:
     """The check of an L-inf attack that takes signed-gradient steps from x
-    itself (Exercises 3.1 and 7a.1): x left alone, no random start, then the
+    itself (Exercise 3.1): x left alone, no random start, then the
     answer compared with the right one and with each of ``mistakes``, whose
     message is the feedback. ``recipe`` says in one sentence what to do."""
     outputs = []
@@ -515,8 +515,8 @@ def _mean_cross_entropy_per_example(model, y):
 
 
 def _pgd_answer(model, x, y, eps: float, alpha: float, steps: int, mistake: str | None = None) -> torch.Tensor:
-    """Exercise 3.1's answer in plain torch: the loop of Exercise 7a.1 on the
-    mean cross-entropy, with alpha as the step size."""
+    """Exercise 3.1's answer in plain torch: the signed-gradient ascent of
+    :func:`_raise_score_answer` on the mean cross-entropy, with alpha as the step size."""
     return _raise_score_answer(_mean_cross_entropy_per_example(model, y), x, eps, steps, alpha, mistake)
 
 
@@ -2108,38 +2108,14 @@ def check_load_pair(load_pair) -> None:
     _passed(task)
 
 
-# ---------------------------------------------------------------- Exercise 7a (Lecture 7: the score-raising attack)
-
-
-def _quadratic_score(centre: torch.Tensor, weight: torch.Tensor):
-    """score(x) = sum over pixels of weight * (x - centre)^2, one per image: the
-    sign of its gradient is sign(x - centre), so raising it moves every pixel
-    away from ``centre``, and lowering it moves every pixel towards it."""
-
-    def score(x):
-        return (weight * (x - centre) ** 2).flatten(1).sum(1)
-
-    return score
-
-
-def _tiny_conv_score(channels: int, size: int, seed: int):
-    """A small fixed network (convolution, tanh, weighted sum) as a score: its
-    gradient's signs change as the image moves, unlike the quadratic's."""
-    g = torch.Generator().manual_seed(seed)
-    kernel = torch.randn(4, channels, 3, 3, generator=g)
-    bias = 0.2 * torch.randn(4, generator=g)
-    readout = torch.randn(4, size, size, generator=g)
-
-    def score(x):
-        hidden = torch.tanh(torch.nn.functional.conv2d(x, kernel, bias, padding=1))
-        return (hidden * readout).flatten(1).sum(1) + (x**2).flatten(1).sum(1)
-
-    return score
+# ---------------------------------------------------------------- the signed-gradient attack (Exercises 3 and 4)
 
 
 def _raise_score_answer(score_fn, x: torch.Tensor, eps: float, steps: int, step_size: float, mistake=None, start=None):
-    """Exercise 7a.1's answer written in plain torch (the check does not rest on
-    the package's attacks), or the answer with one ``mistake`` (a key of
+    """Signed-gradient ascent on ``score_fn`` from x, ``steps`` steps of
+    ``step_size``, each projected onto the L-inf ball of radius ``eps`` around x
+    and clamped to [0, 1], written in plain torch (the checks of Exercises 3
+    and 4 do not rest on the package's attacks), or with one ``mistake`` (a key of
     :data:`_RAISE_SCORE_MISTAKES`). With ``start`` (Exercise 4.1b) the steps
     begin at x + start, clamped to [0, 1], instead of at x itself."""
     x = x.detach()
@@ -2197,34 +2173,6 @@ _RAISE_SCORE_MISTAKES = {
 }
 
 
-def _raise_score_cases() -> list[tuple[str, object, torch.Tensor, float, int, float]]:
-    """(description, score_fn, x, eps, steps, step_size) of Exercise 7a.1's
-    check. Together they tell every mistake of :data:`_RAISE_SCORE_MISTAKES`
-    apart (tests/test_exercises_stress.py checks that)."""
-    g = torch.Generator().manual_seed(70)
-    centre = 0.3 + 0.4 * torch.rand(1, 1, 6, 6, generator=g)
-    weight = 0.5 + torch.rand(1, 1, 6, 6, generator=g)
-    quadratic = _quadratic_score(centre, weight)
-    x = torch.rand(4, 1, 6, 6, generator=g)
-    x[0, 0, 0] = 0.0  # black and white pixels, and pixels near them: the clamp to [0, 1] binds
-    x[1, 0, 0] = 1.0
-    x[2, 0, :, 0] = 0.03
-    x[3, 0, :, -1] = 0.97
-    x = torch.where((x - centre).abs() < 0.02, x + 0.05, x)  # no gradient of zero
-    conv = _tiny_conv_score(2, 7, seed=71)
-    y = torch.rand(3, 2, 7, 7, generator=g)
-    digits = torch.where(torch.rand(3, 2, 7, 7, generator=g) < 0.6, 0.0, torch.rand(3, 2, 7, 7, generator=g))
-    square = "the score sum(w * (x - c)^2) (it grows as pixels move away from c)"
-    network = "a small fixed convolutional network's score"
-    return [
-        (f"{square}, eps 0.1, 5 steps of 0.03 (the ball binds)", quadratic, x, 0.1, 5, 0.03),
-        (f"{square}, eps 0.2, 3 steps of 0.02 (the ball does not bind)", quadratic, x, 0.2, 3, 0.02),
-        (f"{square}, eps 0.05, 3 steps of 0.08 (steps longer than eps)", quadratic, x, 0.05, 3, 0.08),
-        (f"{network}, eps 0.08, 6 steps of 0.03", conv, y, 0.08, 6, 0.03),
-        (f"{network}, mostly black images, eps 0.3, 4 steps of 0.1", conv, digits, 0.3, 4, 0.1),
-    ]
-
-
 def _as_images(task: str, got, like: torch.Tensor) -> torch.Tensor:
     if not isinstance(got, torch.Tensor):
         raise AssertionError(f"{task}: return a torch tensor of attacked images, got {type(got).__name__}")
@@ -2235,29 +2183,149 @@ def _as_images(task: str, got, like: torch.Tensor) -> torch.Tensor:
     return got.detach().to(like.dtype)
 
 
-def check_raise_score(raise_score) -> None:
-    """Exercise 7a.1: ``raise_score(score_fn, x, eps, steps, step_size)`` starts
-    at x itself and takes ``steps`` steps x_adv + step_size * sign(grad of
-    score_fn(x_adv).sum()), each projected onto the L-inf ball of radius eps
-    around the original x, then clamped to [0, 1]; it returns new images and
-    leaves x alone."""
-    task = "Exercise 7a.1 (the score-raising attack)"
-    _refuse_the_package(task, raise_score)
-    cases = [
-        _AttackCase(
-            description,
-            x,
-            eps,
-            lambda x_in, f=score_fn, e=eps, n=steps, a=step_size: (f, x_in, e, n, a),
-            lambda mistake, case=(score_fn, x, eps, steps, step_size): _raise_score_answer(*case, mistake=mistake),
-        )
-        for description, score_fn, x, eps, steps, step_size in _raise_score_cases()
+# ---------------------------------------------------------------- Exercise 7a (Lecture 7: attacking Puzzle-AE's score)
+
+
+class _TinyPuzzleSolver(torch.nn.Module):
+    """A small fixed network in Puzzle-AE's place (image in, image out): a
+    convolution, tanh, and a convolution back to the image's channels."""
+
+    def __init__(self, channels: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.first = torch.nn.Parameter(0.5 * torch.randn(4, channels, 3, 3, generator=g))
+        self.second = torch.nn.Parameter(0.5 * torch.randn(channels, 4, 3, 3, generator=g))
+
+    def forward(self, x):
+        hidden = torch.tanh(torch.nn.functional.conv2d(x, self.first, padding=1))
+        return torch.sigmoid(torch.nn.functional.conv2d(hidden, self.second, padding=1))
+
+
+def _puzzle_errors_answer(network, x, perms, grid, normalisers, mistake=None) -> torch.Tensor:
+    """Exercise 7a.1's answer in plain torch (one puzzle at a time, so that it
+    does not rest on the batched route students write), or the answer with one
+    ``mistake`` (a key of :data:`_PUZZLE_ERROR_MISTAKES`)."""
+    columns = []
+    for perm in perms:
+        puzzled = apply_permutation(x, perm, grid)
+        target = puzzled if mistake == "puzzled target" else x
+        squared = (network(puzzled) - target) ** 2
+        columns.append(squared.flatten(1).sum(1) if mistake == "sum" else squared.flatten(1).mean(1))
+    errors = torch.stack(columns, dim=1)  # (N, P)
+    if mistake == "puzzle-major":  # the network's N * P answers read back as (P, N)
+        restored = torch.stack([network(apply_permutation(x, perm, grid)) for perm in perms], dim=1)
+        wrong = restored.flatten(0, 1).view(len(perms), len(x), *x.shape[1:]).transpose(0, 1)
+        errors = (wrong - x.unsqueeze(1)).pow(2).flatten(2).mean(2)
+    if mistake == "not normalised":
+        return errors
+    return errors * normalisers if mistake == "times" else errors / normalisers
+
+
+_PUZZLE_ERROR_MISTAKES = {
+    "puzzled target": (
+        "you compare the network's answer with the PUZZLED image; Puzzle-AE's task is to solve the puzzle, so its "
+        "error is measured against the ORIGINAL image x (this is the mutant that issue 23's tests catch: a "
+        "network that copies its input would score zero)"
+    ),
+    "sum": "you SUM the squared errors over the pixels; take their MEAN, as Puzzle-AE's score does",
+    "not normalised": "your errors are not normalised: divide each puzzle's column by its normaliser",
+    "times": "you MULTIPLIED by the normalisers; divide by them",
+    "puzzle-major": (
+        "your errors belong to the wrong (image, puzzle) pairs: the network's answers come back in the order "
+        "you put the puzzled images in. If you flattened (N, P, C, H, W) to (N * P, C, H, W), view the answers "
+        "as (N, P, C, H, W) again, not as (P, N, ...)"
+    ),
+}
+
+
+def _puzzle_error_cases() -> list[tuple[str, torch.nn.Module, torch.Tensor, torch.Tensor, int, torch.Tensor]]:
+    """(description, network, x, perms, grid, normalisers) of Exercise 7a.1's
+    check. Together they tell every mistake of :data:`_PUZZLE_ERROR_MISTAKES`
+    apart (tests/test_exercises_stress.py checks that)."""
+    g = torch.Generator().manual_seed(77)
+    grey = torch.rand(4, 1, 8, 8, generator=g)
+    perms_2 = torch.stack([torch.randperm(4, generator=g) for _ in range(5)])
+    perms_2[0] = torch.tensor([1, 0, 2, 3])  # a swap of two tiles
+    colour = torch.rand(3, 3, 6, 6, generator=g)
+    perms_3 = torch.stack([torch.randperm(9, generator=g) for _ in range(2)])
+    return [
+        (
+            "4 grey 8x8 images, 5 puzzles of a 2x2 grid",
+            _TinyPuzzleSolver(1, seed=78),
+            grey,
+            perms_2,
+            2,
+            0.05 + torch.rand(5, generator=g),
+        ),
+        (
+            "3 colour 6x6 images, 2 puzzles of a 3x3 grid",
+            _TinyPuzzleSolver(3, seed=79),
+            colour,
+            perms_3,
+            3,
+            torch.tensor([0.2, 3.0]),
+        ),
     ]
-    recipe = (
-        "Start at x itself; in each step take the gradient of score_fn(x_adv).sum() with respect to x_adv, add "
-        "step_size * its sign, clamp to [x - eps, x + eps], then to [0, 1]"
-    )
-    _check_signed_attack(task, raise_score, cases, _RAISE_SCORE_MISTAKES, recipe, seed=700)
+
+
+def check_puzzle_errors(puzzle_errors) -> None:
+    """Exercise 7a.1: ``puzzle_errors(network, x, perms, grid, normalisers)``
+    returns the (N, P) normalised errors of Puzzle-AE's score: for every image
+    and every puzzle, the mean squared error between the network's answer to
+    the puzzled image and the ORIGINAL image, divided by that puzzle's
+    normaliser, as a tensor that gradients flow through back to ``x``. The
+    puzzles may come from ``puzzles.apply_permutations`` (Lecture 5); the rest
+    of the package is off limits."""
+    task = "Exercise 7a.1 (Puzzle-AE's errors, differentiable)"
+    allowed = ("apply_permutations", "apply_permutation")
+    for description, network, x, perms, grid, normalisers in _puzzle_error_cases():
+        where = f"on {description}"
+        n, p = len(x), len(perms)
+        x_in = x.clone().requires_grad_(True)
+        got = _call_refusing_the_package(task, puzzle_errors, network, x_in, perms, grid, normalisers, allowed=allowed)
+        if not isinstance(got, torch.Tensor):
+            raise AssertionError(
+                f"{task}: {where} you returned a {type(got).__name__}; return a torch tensor, so that the attack "
+                "can take its gradient (no .numpy(), .item() or .tolist())"
+            )
+        if not torch.equal(x_in.detach(), x):
+            raise AssertionError(f"{task}: {where} your function changed x in place; leave the images as they were")
+        if got.shape == (p, n) and n != p:
+            raise AssertionError(
+                f"{task}: {where} you returned shape ({p}, {n}): one row per puzzle. Return one row per image, "
+                f"one column per puzzle: shape ({n}, {p})"
+            )
+        if got.shape != (n, p):
+            raise AssertionError(f"{task}: {where} expected shape ({n}, {p}) (images, puzzles), got {tuple(got.shape)}")
+        with torch.no_grad():
+            expected = _puzzle_errors_answer(network, x, perms, grid, normalisers)
+            if not torch.allclose(got.detach(), expected, rtol=1e-4, atol=1e-7):
+                for mistake, hint in _PUZZLE_ERROR_MISTAKES.items():
+                    answer = _puzzle_errors_answer(network, x, perms, grid, normalisers, mistake)
+                    if answer.shape == got.shape and torch.allclose(got.detach(), answer, rtol=1e-4, atol=1e-7):
+                        raise AssertionError(f"{task}: {where} {hint}")
+                raise AssertionError(
+                    f"{task}: {where} expected {expected.numpy().round(4)}, got {got.detach().numpy().round(4)}. "
+                    "For each image and each puzzle: puzzle the image, run the network, take the mean squared "
+                    "error against the original image, divide by that puzzle's normaliser"
+                )
+        if not got.requires_grad:
+            raise AssertionError(
+                f"{task}: {where} your errors carry no gradient (computed under torch.no_grad(), or detached): the "
+                "attack needs the gradient of the score with respect to the images, so compute them with gradients on"
+            )
+        weights = torch.linspace(0.5, 1.5, n * p).view(n, p)  # every entry counts, each by its own weight
+        (gradient,) = torch.autograd.grad((got * weights).sum(), x_in, allow_unused=True)
+        x_ref = x.clone().requires_grad_(True)
+        (expected_gradient,) = torch.autograd.grad(
+            (_puzzle_errors_answer(network, x_ref, perms, grid, normalisers) * weights).sum(), x_ref
+        )
+        if gradient is None or not torch.allclose(gradient, expected_gradient, rtol=1e-3, atol=1e-6):
+            raise AssertionError(
+                f"{task}: {where} the values are right but the gradient with respect to x is not: gradients must "
+                "reach x through both the puzzled input and the target (x itself), so do not detach either"
+            )
+    _passed(task, "Your errors match, and their gradient reaches the images through the puzzle and the target.")
 
 
 # ---------------------------------------------------------------- Exercise 7b (Lecture 7: does one beat another?)
