@@ -65,7 +65,7 @@ def sweep_runs(sweep: dict) -> list[dict]:
         raise ValueError(f"the sweep needs {', '.join(missing)}")
     table, methods = sweep["table"], list(sweep["methods"])
     spec = get_table(table)
-    if table in ("generality", "cifar10-ablation"):
+    if table in ("generality", "cifar10-ablation", "mnist-ablation"):
         raise ValueError(f"a sweep runs one method at a time; the {table} table cannot be swept")
     check_methods(methods, spec.image_shape, where=f"the {table} table")
     seeds = [int(s) for s in sweep["seeds"]]

@@ -1,13 +1,15 @@
-"""The talk's Table 9 (cifar10-ablation): Puzzle-AE's variants and aggregations (Lecture 5)."""
+"""The talk's Table 9 (cifar10-ablation), and the same on MNIST (mnist-ablation): Puzzle-AE's variants
+and aggregations (Lecture 5)."""
 
 import copy
 import json
 
 import pytest
+import torch
 from recomputed import assert_rounds_to, sklearn_auroc
-from test_data import make_fake_cifar10
+from test_data import make_fake_cifar10, make_fake_mnist
 
-from anomaly_edu import reproduce
+from anomaly_edu import profiles, reproduce
 from anomaly_edu.__main__ import main
 from anomaly_edu.puzzle_ae import PuzzleAEDetector
 
@@ -161,3 +163,31 @@ def test_the_command_line_runs_the_table_and_its_parts_merge(ablation, cifar_roo
     for name, row in merged["results"].items():
         parts = class0["results"][name]["auc"]["0"], ablation[0]["results"][name]["auc"]["1"]
         assert row["auc"] == {"0": parts[0], "1": parts[1]} and row["mean"] == pytest.approx(sum(parts) / 2, abs=0.01)
+
+
+def test_the_mnist_ablation_runs_the_same_table_on_mnist(tmp_path, capsys):
+    """The course's ablation where CIFAR-10 is absent: MNIST's splits, MNIST's
+    settings, every row recomputed, and no talk rows beside it (the talk has none)."""
+    make_fake_mnist(tmp_path)
+    kept = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PuzzleAEDetector, "permutation_scores", keeping(PuzzleAEDetector.permutation_scores, kept))
+        result = reproduce.run_table(
+            "mnist-ablation", ["puzzle-ae"], [1], root=tmp_path, device="cpu", progress=False, changes=TINY
+        )
+    assert result["table"] == "mnist-ablation" and set(result["results"]) == ROWS
+    used = result["provenance"]["settings"]
+    assert used["dataset"] == "mnist" and used["classes"] == [1]
+    assert used["methods"]["puzzle-ae"]["eps"] == profiles.get_profile("quick", "mnist")["puzzle-ae"]["eps"]
+    split = reproduce.table_splits("mnist", [1], root=tmp_path)["1"]
+    for variant, (images, errors) in zip(("PAE", "CPAE", "CPAE-G"), kept):
+        assert images.shape == split.x_test.shape == (30, 1, 28, 28) and torch.equal(images, split.x_test)
+        for aggregation, one_score in ONE_SCORE.items():
+            auc = result["results"][f"{variant} {aggregation}"]["auc"]["1"]
+            assert_rounds_to(auc, sklearn_auroc(split.y_test, one_score(errors)), f"{variant} {aggregation}")
+    text = reproduce.format_comparison(result)
+    assert "(talk)" not in text and "CPAE-G avg (ours)" in text, text
+    with pytest.raises(ValueError, match="not --seeds"):
+        reproduce.run_seeds("mnist-ablation", ["puzzle-ae"], [0, 1], [1])
+    with pytest.raises(ValueError, match="ablation tables are"):
+        reproduce.run_puzzle_ablation([1], table="mnist")
