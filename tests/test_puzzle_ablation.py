@@ -187,6 +187,7 @@ def test_the_mnist_ablation_runs_the_same_table_on_mnist(tmp_path, capsys):
             assert_rounds_to(auc, sklearn_auroc(split.y_test, one_score(errors)), f"{variant} {aggregation}")
     text = reproduce.format_comparison(result)
     assert "(talk)" not in text and "CPAE-G avg (ours)" in text, text
+    assert "the talk has no mnist-ablation table" in text and "seed talk's table" not in text
     with pytest.raises(ValueError, match="not --seeds"):
         reproduce.run_seeds("mnist-ablation", ["puzzle-ae"], [0, 1], [1])
     with pytest.raises(ValueError, match="ablation tables are"):
