@@ -43,7 +43,7 @@ from pathlib import Path
 
 from .methods import check_methods
 from .profiles import get_profile
-from .reproduce import apply_changes, get_table, parse_changes, run_table
+from .reproduce import PUZZLE_ABLATIONS, apply_changes, get_table, parse_changes, run_table
 from .results import write_json_atomically
 
 SWEEP_KEYS = {"table", "classes", "methods", "seeds", "profile", "grid", "n_train"}
@@ -65,7 +65,7 @@ def sweep_runs(sweep: dict) -> list[dict]:
         raise ValueError(f"the sweep needs {', '.join(missing)}")
     table, methods = sweep["table"], list(sweep["methods"])
     spec = get_table(table)
-    if table in ("generality", "cifar10-ablation", "mnist-ablation"):
+    if table in ("generality", *PUZZLE_ABLATIONS):
         raise ValueError(f"a sweep runs one method at a time; the {table} table cannot be swept")
     check_methods(methods, spec.image_shape, where=f"the {table} table")
     seeds = [int(s) for s in sweep["seeds"]]
