@@ -33,7 +33,7 @@ from .metrics import au_pro, auroc, choose_threshold, f1_at_threshold, fpr_at_tp
 from .mvtec import MVTEC_CATEGORIES, MVTEC_TEXTURES, available_mvtec, mvtec_split
 from .profiles import get_profile
 from .puzzle_ae import AGGREGATIONS, VARIANTS, aggregate
-from .results import git_state, provenance, write_json_atomically
+from .results import git_state, provenance, same_code_at, write_json_atomically
 from .stress import attack_numbers
 from .training import pick_device
 
@@ -712,10 +712,14 @@ def fit_with_checkpoint(detector, split: OneClassSplit, folder, name: str, check
 def merge_results(parts: list[dict]) -> dict:
     """One table from runs of the same command on different normal classes (for
     example ``--classes 0-4`` and ``--classes 5-9`` on two cores or in two GPU
-    sessions). The parts must come from the same commit, table, profile, seed,
-    methods and settings, and must not share a class; means are recomputed over
-    all classes, ``wall_time_s`` is the parts' wall times added up, and each
-    part's device, date and time are kept under ``parts``. Lecture 4."""
+    sessions). The parts must come from the same table, profile, seed, methods
+    and settings, and from the same code: one commit, or commits at which the
+    package's files are the same (git checks; the merged provenance then lists
+    them under ``commits``). They must not share a class. Every per-class
+    number (AUROC, and the FPR or F1 where the parts have them) is joined,
+    means are recomputed over all classes, ``wall_time_s`` is the parts' wall
+    times added up, and each part's device, date and time are kept under
+    ``parts``. Lecture 4."""
     if len(parts) < 2:
         raise ValueError("merging needs at least two result files")
     if not all(isinstance(part, dict) and {"table", "results", "provenance"} <= set(part) for part in parts):
@@ -727,14 +731,25 @@ def merge_results(parts: list[dict]) -> dict:
 
     def same_run(prov):  # everything that must match, i.e. the settings without the classes
         used = {k: v for k, v in prov["settings"].items() if k not in ("classes", "cases", "stacked_training")}
-        return prov["commit"], prov.get("uncommitted_changes"), used
+        return prov.get("uncommitted_changes"), used
 
     for part in parts[1:]:
         if part["table"] != parts[0]["table"] or same_run(part["provenance"]) != same_run(first):
             raise ValueError(
-                "the parts are not runs of the same command: their table, commit, profile, seed, "
-                "methods or settings differ; rerun the odd one out at the same commit and settings"
+                "the parts are not runs of the same command: their table, profile, seed, "
+                "methods or settings differ, or one had uncommitted changes; rerun the odd one out "
+                "at the same commit and settings"
             )
+    commits = sorted({c for part in parts for c in part["provenance"].get("commits", [part["provenance"]["commit"]])})
+    if len(commits) > 1 and (
+        any(part["provenance"].get("uncommitted_changes") for part in parts) or not same_code_at(commits)
+    ):
+        short = ", ".join(commit[:10] for commit in commits)
+        raise ValueError(
+            f"the parts come from commits {short}, whose package code differs (or that git here cannot "
+            f"compare); rerun the odd one out at the others' commit, e.g. from `git worktree add ../parts "
+            f"{commits[0][:10]}`"
+        )
     classes = [c for part in parts for c in part["provenance"]["settings"]["classes"]]
     shared = sorted({c for c in classes if classes.count(c) > 1})
     if shared:
@@ -742,11 +757,16 @@ def merge_results(parts: list[dict]) -> dict:
     classes = sorted(classes)
     results = {}
     for method in parts[0]["results"]:
-        auc = {}
-        for part in parts:
-            auc.update(part["results"][method]["auc"])
-        auc = {str(c): auc[str(c)] for c in classes}
-        results[method] = {"auc": auc, "mean": round(float(np.mean(list(auc.values()))), 2)}
+        results[method] = {}
+        for metric in [key for key in METRIC_NAMES if all(key in part["results"][method] for part in parts)]:
+            joined = {}
+            for part in parts:
+                joined.update(part["results"][method][metric])
+            missing = [c for c in classes if str(c) not in joined]
+            if missing:
+                raise ValueError(f"no {metric} of {method} for class(es) {missing} in the parts: is one edited?")
+            results[method][metric] = {str(c): joined[str(c)] for c in classes}
+        results[method]["mean"] = round(float(np.mean(list(results[method]["auc"].values()))), 2)
     stacked = sorted({m for part in parts for m in part["provenance"]["settings"].get("stacked_training", [])})
     merged_settings = {**first["settings"], "classes": classes}
     if "stacked_training" in merged_settings:  # cifar10-ablation has none
@@ -760,6 +780,8 @@ def merge_results(parts: list[dict]) -> dict:
         "wall_time_s": round(sum(part["provenance"]["wall_time_s"] for part in parts), 1),
         "parts": [piece for part in parts for piece in _pieces(part["provenance"])],
     }
+    if len(commits) > 1:
+        merged["commits"] = commits  # the same package code at each (checked above)
     devices = {part["provenance"]["device"] for part in parts}
     if len(devices) > 1:
         merged["device"] = " + ".join(sorted(devices))

@@ -50,6 +50,27 @@ def git_state() -> dict:
     }
 
 
+def same_code_at(commits: list[str], folder: str | Path = Path(__file__).parent) -> bool | None:
+    """Whether the files under ``folder`` (by default the package) are the same
+    at every one of ``commits``: True, False, or None where git cannot tell (no
+    git, not a checkout, or a commit this checkout does not have). Parts of a
+    table made at different commits may be merged when the code that made them
+    is the same. Lecture 4."""
+    first, *others = commits
+    for other in others:
+        try:
+            done = subprocess.run(
+                ["git", "diff", "--quiet", first, other, "--", "."], capture_output=True, timeout=30, cwd=folder
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if done.returncode not in (0, 1):  # 128: not a repository, or an unknown commit
+            return None
+        if done.returncode == 1:
+            return False
+    return True
+
+
 def describe_device(device) -> str:
     """A GPU's name, or the CPU's model and the number of threads torch uses. Lecture 1."""
     import torch

@@ -459,6 +459,39 @@ def method_bars(
     return fig
 
 
+def fpr_by_class_figure(
+    result: dict,
+    title: str = "FPR at TPR 99.5% per normal class (the talk's Figure 3, right)",
+    baselines: tuple[str, ...] = ("mean-image", "pca"),
+) -> go.Figure:
+    """Grouped bars of a protocol-2 table that holds the false-positive rate at
+    a true-positive rate of 99.5% (``fpr_995``, written by ``reproduce``): one
+    group per normal class, one bar per method, the ``baselines`` in grey. Lower
+    is better: the share of normal test images flagged when 99.5% of the
+    anomalies are caught. Lecture 4."""
+    names = [name for name in result["results"] if "fpr_995" in result["results"][name]]
+    if not names:
+        raise ValueError(
+            "this table holds no FPR at TPR 99.5% (fpr_995): make it again with the current "
+            "`reproduce` (protocol 2 records it beside AUROC)"
+        )
+    greys, models = iter(_GREYS * len(names)), iter(_COLOURS * len(names))
+    fig = go.Figure()
+    for name in names:
+        values = result["results"][name]["fpr_995"]
+        colour = next(greys) if name in baselines else next(models)
+        fig.add_bar(x=list(values), y=list(values.values()), name=name, marker_color=colour)
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        xaxis_title="normal class",
+        yaxis_title="FPR at TPR 99.5% (%), lower is better",
+        height=420,
+    )
+    fig.update_xaxes(type="category")
+    return fig
+
+
 # plotly's default colours, so that a detector keeps its colour in every figure of a lecture
 _COLOURS = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]
 _GREYS = ["#555555", "#999999"]  # the trivial baselines

@@ -1,6 +1,7 @@
 import copy
 import functools
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -179,7 +180,11 @@ def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch
 
     third = copy.deepcopy(second)  # a merged file merges again, keeping every run it was made of
     third["provenance"]["settings"]["classes"], third["results"]["ae"]["auc"] = [7], {"7": 90.0}
+    with pytest.raises(ValueError, match=r"no fpr_995 of ae for class\(es\) \[7\]"):
+        reproduce.merge_results([merged, third])  # its FPR still names class 4
+    third["results"]["ae"]["fpr_995"] = {"7": 5.0}
     again = reproduce.merge_results([merged, third])
+    assert again["results"]["ae"]["fpr_995"] == {**merged["results"]["ae"]["fpr_995"], "7": 5.0}
     assert [p["classes"] for p in again["provenance"]["parts"]] == [[4], [1], [7]]
     assert again["results"]["ae"]["mean"] == round(np.mean([*merged["results"]["ae"]["auc"].values(), 90.0]), 2)
 
@@ -202,6 +207,57 @@ def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch
     assert json.loads(out.read_text())["results"] == merged["results"]
     (tmp_path / "bad.json").write_text("{}")
     assert main(["merge", str(paths[0]), str(tmp_path / "bad.json"), "--out", str(out)]) == 2
+
+
+def test_merge_joins_every_per_class_number_and_parts_of_other_commits_with_the_same_code(monkeypatch):
+    def part(cls, commit):
+        settings = {"table": "mnist", "protocol": 2, "classes": [cls], "cases": [str(cls)], "methods": {"ae": {}}}
+        numbers = {"auc": {str(cls): 90.0 + cls}, "fpr_995": {str(cls): 10.0 + cls}, "mean": 90.0 + cls}
+        prov = {"commit": commit, "uncommitted_changes": False, "settings": settings, "device": "cpu"}
+        prov |= {"date": "2026-12-07T00:00:00+00:00", "wall_time_s": 1.0}
+        return {"table": "mnist", "metric": "AUROC (%)", "results": {"ae": numbers}, "provenance": prov}
+
+    asked = []
+    monkeypatch.setattr(reproduce, "same_code_at", lambda commits: asked.append(commits) or True)
+    merged = reproduce.merge_results([part(0, "a" * 40), part(1, "b" * 40)])
+    assert merged["results"]["ae"] == {"auc": {"0": 90.0, "1": 91.0}, "fpr_995": {"0": 10.0, "1": 11.0}, "mean": 90.5}
+    assert asked == [["a" * 40, "b" * 40]] and merged["provenance"]["commits"] == ["a" * 40, "b" * 40]
+    again = reproduce.merge_results([merged, part(2, "c" * 40)])  # a merged part brings its commits along
+    assert again["provenance"]["commits"] == ["a" * 40, "b" * 40, "c" * 40]
+    same = reproduce.merge_results([part(0, "a" * 40), part(1, "a" * 40)])
+    assert "commits" not in same["provenance"] and len(asked) == 2  # one commit: nothing to compare
+    monkeypatch.setattr(reproduce, "same_code_at", lambda commits: False)
+    with pytest.raises(ValueError, match="package code differs.*git worktree add"):
+        reproduce.merge_results([part(0, "a" * 40), part(1, "b" * 40)])
+    monkeypatch.setattr(reproduce, "same_code_at", lambda commits: None)  # git cannot tell
+    with pytest.raises(ValueError, match="package code differs"):
+        reproduce.merge_results([part(0, "a" * 40), part(1, "b" * 40)])
+
+
+def test_same_code_at_compares_only_the_packages_folder(tmp_path):
+    def git(*args):
+        done = subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    (tmp_path / "package").mkdir()
+    (tmp_path / "package" / "code.py").write_text("x = 1\n")
+    (tmp_path / "notes.md").write_text("one\n")
+    git("add", "-A")
+    git("commit", "-qm", "one")
+    first = git("rev-parse", "HEAD")
+    (tmp_path / "notes.md").write_text("two\n")  # outside the package
+    git("commit", "-qam", "two")
+    second = git("rev-parse", "HEAD")
+    (tmp_path / "package" / "code.py").write_text("x = 2\n")
+    git("commit", "-qam", "three")
+    third = git("rev-parse", "HEAD")
+    package = tmp_path / "package"
+    assert results.same_code_at([first, second], package) is True
+    assert results.same_code_at([first, second, third], package) is False
+    assert results.same_code_at([first, "0" * 40], package) is None  # a commit this checkout lacks
 
 
 def test_coil100_table_runs_on_a_generated_tree(tmp_path, monkeypatch):

@@ -1,5 +1,7 @@
 """Figures of the lectures that read stored results: each draws the numbers it is given."""
 
+import pytest
+
 from anomaly_edu import viz
 
 
@@ -41,3 +43,22 @@ def test_method_bars_draw_each_mean_with_the_baselines_in_grey_and_the_better_on
     assert not any(len(set(c[1:])) == 1 for c in colours[2:])
     (line,) = figure.layout.shapes
     assert line.y0 == line.y1 == 86.0
+
+
+def test_the_fpr_figure_draws_each_methods_fpr_per_class_with_the_baselines_in_grey():
+    result = {
+        "results": {
+            "mean-image": {"auc": {"0": 96.8, "1": 98.7}, "fpr_995": {"0": 35.1, "1": 18.8}, "mean": 97.7},
+            "arae": {"auc": {"0": 99.9, "1": 99.9}, "fpr_995": {"0": 2.8, "1": 1.2}, "mean": 99.9},
+            "ocsvm": {"auc": {"0": 99.5, "1": 99.9}, "mean": 99.7},  # a method without the FPR is left out
+        }
+    }
+    figure = viz.fpr_by_class_figure(result)
+    assert [bars.name for bars in figure.data] == ["mean-image", "arae"]
+    baseline, arae = figure.data
+    assert list(baseline.x) == ["0", "1"] and list(baseline.y) == [35.1, 18.8]
+    assert list(arae.y) == [2.8, 1.2]
+    assert len(set(baseline.marker.color[1:])) == 1 and len(set(arae.marker.color[1:])) > 1  # grey, colour
+    assert figure.layout.barmode == "group" and "lower is better" in figure.layout.yaxis.title.text
+    with pytest.raises(ValueError, match="no FPR at TPR 99.5%"):
+        viz.fpr_by_class_figure({"results": {"ae": {"auc": {"0": 99.0}, "mean": 99.0}}})
