@@ -856,14 +856,14 @@ def format_comparison(result: dict) -> str:
         lines.append(f"ours, {table}: mean over {covered}")
     if result["table"] == "mnist-attack":
         lines.append("talk: its Figure 10 prints no numbers, only its reading (Puzzle-AE degrades least)")
-    if result["table"] == "medical" and "fpr_995" in metrics:
-        lines.append("talk: its medical FPR does not say at which TPR; ours is at TPR 99.5% (its Figure 3's)")
     elif get_table(result["table"]).talk_csv is None and (
         result["table"] in PUZZLE_ABLATIONS or not talk_summary(result["table"])
     ):
         lines.append(f"the talk has no {result['table']} table: these are our numbers only")
     else:
         lines.append("talk: the seed talk's table; mean over the cases shown")
+    if result["table"] == "medical" and "fpr_995" in metrics:
+        lines.append("talk: its medical FPR does not say at which TPR; ours is at TPR 99.5% (its Figure 3's)")
     if "seeds" in used:
         lines.append(f"ours: mean over seeds {used['seeds']}; ± is the standard deviation over them")
     if result["table"] == "coil100":
