@@ -19,6 +19,8 @@ Puzzle-AE's map (its per-pixel error averaged over the puzzles) is
 
 from __future__ import annotations
 
+__lecture__ = 6
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -138,12 +140,12 @@ class MapAEDetector(AEDetector):
             return predict_in_batches(lambda b: squared_error_map(b, self.model_(b)), x, 256)
         return predict_in_batches(lambda b: ssim_error_map(b, self.model_(b), self.window), x, 256)
 
-    def score(self, x: torch.Tensor) -> np.ndarray:
+    def anomaly_score(self, x: torch.Tensor) -> np.ndarray:
         """The mean (or maximum) of each image's anomaly map; higher = more anomalous."""
         return image_scores(self.anomaly_map(x), self.image_score)
 
     def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
-        """The score of :meth:`score` as a tensor that gradients flow through
+        """The score of :meth:`anomaly_score` as a tensor that gradients flow through
         (for attacks on the detector, Lecture 7)."""
         self._check_fitted("model_")
         self.model_.eval()
@@ -155,7 +157,7 @@ class MapAEDetector(AEDetector):
         return maps.flatten(1).mean(1) if self.image_score == "mean" else maps.flatten(1).amax(1)
 
     def score_and_map(self, x: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
-        """:meth:`score` and :meth:`anomaly_map` of ``x``, from one reconstruction."""
+        """:meth:`anomaly_score` and :meth:`anomaly_map` of ``x``, from one reconstruction."""
         maps = self.anomaly_map(x)
         return image_scores(maps, self.image_score), maps
 

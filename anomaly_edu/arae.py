@@ -13,6 +13,8 @@ clean input.
 
 from __future__ import annotations
 
+__lecture__ = 4
+
 import math
 
 import torch

@@ -28,6 +28,8 @@ Conventions shared by all attacks
 
 from __future__ import annotations
 
+__lecture__ = 2
+
 import contextlib
 import math
 import numbers

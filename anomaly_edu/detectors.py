@@ -6,9 +6,15 @@ Every detector of the course (here, and ARAE in Lecture 4) follows :class:`Detec
   profile's (:mod:`anomaly_edu.profiles`);
 - ``fit(x_normal)`` trains a fresh model on normal images only, every time it
   is called, and returns the detector;
-- ``score(x)`` returns one **anomaly score** per image as a NumPy array:
-  **higher means more anomalous**. (scikit-learn's ``score_samples`` has the
-  opposite sign; the course never uses it.)
+- ``anomaly_score(x)`` returns one **anomaly score** per image as a NumPy
+  array: **higher means more anomalous**.
+
+Why ``anomaly_score`` and not a scikit-learn name: in scikit-learn, ``score(X, y)``
+is one number for a whole data set (how well a model fits it), and both
+``score_samples`` and ``decision_function`` of its outlier detectors give
+*higher* values to *more normal* samples (PyOD's ``decision_function`` means
+the opposite). Each of those names would say something else to a reader who
+knows one of the libraries; ``anomaly_score`` says what it returns.
 
 The detectors here:
 
@@ -19,10 +25,12 @@ The detectors here:
 - :class:`OCSVMDetector`: scikit-learn's one-class SVM on raw pixels
 - :class:`DeepSVDDDetector`: distance to a centre in a learned feature space
 
-:mod:`anomaly_edu.methods` lists them (and the later lectures' detectors) by name.
+:mod:`anomaly_edu.experiments.methods` lists them (and the later lectures' detectors) by name.
 """
 
 from __future__ import annotations
+
+__lecture__ = 1
 
 import abc
 import copy
@@ -50,7 +58,7 @@ class Detector(abc.ABC):
         """Train a fresh model on normal images ``x`` (N, C, H, W) in [0, 1]; return ``self``."""
 
     @abc.abstractmethod
-    def score(self, x: torch.Tensor) -> np.ndarray:
+    def anomaly_score(self, x: torch.Tensor) -> np.ndarray:
         """One anomaly score per image of ``x``; higher = more anomalous."""
 
     @classmethod
@@ -96,13 +104,13 @@ class MeanImageDetector(Detector):
         self.mean_ = check_images(x, "training images").mean(0)
         return self
 
-    def score(self, x: torch.Tensor) -> np.ndarray:
+    def anomaly_score(self, x: torch.Tensor) -> np.ndarray:
         """Squared distance of each image to the mean image; higher = more anomalous."""
         with torch.no_grad():
             return self.differentiable_score(check_images(x)).cpu().numpy()
 
     def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
-        """The score of :meth:`score` as a tensor that gradients flow through
+        """The score of :meth:`anomaly_score` as a tensor that gradients flow through
         (for attacks on the detector, Lecture 7)."""
         self._check_fitted("mean_")
         return ((x - self.mean_.to(x.device)) ** 2).flatten(1).sum(1)
@@ -155,7 +163,7 @@ class PCADetector(Detector):
         self.pca_ = PCA(n_components=self.n_components, random_state=self.seed).fit(features)
         return self
 
-    def score(self, x: torch.Tensor) -> np.ndarray:
+    def anomaly_score(self, x: torch.Tensor) -> np.ndarray:
         """Squared error of the projection on the components; higher = more anomalous."""
         self._check_fitted("pca_")
         features = check_images(x).flatten(1).cpu().double().numpy()
@@ -163,7 +171,7 @@ class PCADetector(Detector):
         return ((features - reconstructed) ** 2).sum(1)
 
     def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
-        """The score of :meth:`score` computed in torch, so that gradients flow
+        """The score of :meth:`anomaly_score` computed in torch, so that gradients flow
         through it (for attacks on the detector, Lecture 7): the part of the
         centred image that the components do not span, squared and summed."""
         self._check_fitted("pca_")
@@ -245,13 +253,13 @@ class AEDetector(Detector):
         self._check_fitted("model_")
         return predict_in_batches(self.model_, check_images(x).to(self.device_))
 
-    def score(self, x: torch.Tensor) -> np.ndarray:
+    def anomaly_score(self, x: torch.Tensor) -> np.ndarray:
         """Reconstruction error per image; higher = more anomalous."""
         self._check_fitted("model_")
         return reconstruction_error(self.model_, check_images(x).to(self.device_)).cpu().numpy()
 
     def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
-        """The score of :meth:`score` as a tensor that gradients flow through
+        """The score of :meth:`anomaly_score` as a tensor that gradients flow through
         (for attacks on the detector, Lecture 7); ``x`` is on the detector's device."""
         self._check_fitted("model_")
         self.model_.eval()
@@ -302,7 +310,7 @@ class OCSVMDetector(Detector):
             self.svm_ = OneClassSVM(kernel=self.kernel, nu=self.nu, gamma=self.gamma).fit(features)
         return self
 
-    def score(self, x: torch.Tensor) -> np.ndarray:
+    def anomaly_score(self, x: torch.Tensor) -> np.ndarray:
         """Minus the SVM's signed distance to its boundary; higher = more anomalous."""
         self._check_fitted("svm_")
         return -self.svm_.decision_function(check_images(x).flatten(1).cpu().numpy())
@@ -394,7 +402,7 @@ class DeepSVDDDetector(Detector):
         self.center_ = center
         return self
 
-    def score(self, x: torch.Tensor) -> np.ndarray:
+    def anomaly_score(self, x: torch.Tensor) -> np.ndarray:
         """Squared distance of each image's code to the centre; higher = more anomalous."""
         self._check_fitted("center_")
         codes = predict_in_batches(self.net_, self._preprocess(x))

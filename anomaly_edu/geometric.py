@@ -24,6 +24,8 @@ distribution to the softmax outputs of normal images, which we leave out.
 
 from __future__ import annotations
 
+__lecture__ = 6
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -246,7 +248,7 @@ class GTDetector(Detector):
         (columns, in the order of :data:`GEOMETRIC_TRANSFORMS`): shape (N, 8)."""
         return self._log_probabilities(x).exp().cpu().numpy()
 
-    def score(self, x: torch.Tensor, scoring: str | None = None) -> np.ndarray:
+    def anomaly_score(self, x: torch.Tensor, scoring: str | None = None) -> np.ndarray:
         """:func:`gt_score` per image of ``x`` (``scoring`` defaults to the
         detector's); higher = more anomalous."""
         scoring = check_scoring(scoring or self.scoring)  # refused before any work

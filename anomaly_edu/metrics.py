@@ -22,6 +22,8 @@ map and one ground-truth mask per test image (images may differ in size):
 
 from __future__ import annotations
 
+__lecture__ = 1
+
 import numpy as np
 from scipy import ndimage
 from scipy.stats import rankdata

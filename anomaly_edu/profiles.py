@@ -8,6 +8,8 @@ Introduced in Lecture 1.
 
 from __future__ import annotations
 
+__lecture__ = 1
+
 import copy
 
 # Lecture 6's convolutional autoencoder, for 64x64 images; the image score is the mean of its map.
@@ -160,7 +162,7 @@ DATASET_SETTINGS: dict[str, dict] = {
             "puzzle-ae": {"eps": 10 / 255, **OTHER_SCHEDULE},
         },
     },
-    # 60 training images (see anomaly_edu.medical): small batches, more epochs; the talk does not
+    # 60 training images (see anomaly_edu.data.medical): small batches, more epochs; the talk does not
     # give Puzzle-AE's medical budget, so the full profile's 1,000 epochs are the course's choice
     "medical": {
         "quick": {

@@ -43,6 +43,8 @@ code unless a line here says otherwise):
 
 from __future__ import annotations
 
+__lecture__ = 5
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -441,13 +443,13 @@ class PuzzleAEDetector(Detector):
         errors = permutation_errors(self.model_, x, self.permutations().to(self.device_), self.grid)
         return errors / self.normalisers_
 
-    def score(self, x: torch.Tensor, aggregation: str | None = None) -> np.ndarray:
+    def anomaly_score(self, x: torch.Tensor, aggregation: str | None = None) -> np.ndarray:
         """The aggregated normalised error per image (``aggregation`` defaults to
         the detector's); higher = more anomalous."""
         return aggregate(self.permutation_scores(x), aggregation or self.aggregation).cpu().numpy()
 
     def differentiable_score(self, x: torch.Tensor, aggregation: str | None = None) -> torch.Tensor:
-        """The whole score of :meth:`score` (all puzzles, each error divided by
+        """The whole score of :meth:`anomaly_score` (all puzzles, each error divided by
         its normaliser, then aggregated) as a tensor that gradients flow
         through, for attacks on the detector (Lecture 7); ``x`` is on the
         detector's device. All puzzles of all of ``x`` go through the network
@@ -461,7 +463,7 @@ class PuzzleAEDetector(Detector):
         return aggregate(errors, aggregation or self.aggregation)
 
     def score_and_map(self, x: torch.Tensor, aggregation: str | None = None) -> tuple[np.ndarray, torch.Tensor]:
-        """:meth:`score` and :meth:`anomaly_map` of ``x`` from one pass over the
+        """:meth:`anomaly_score` and :meth:`anomaly_map` of ``x`` from one pass over the
         puzzles (it costs one scoring instead of two). Lecture 6."""
         self._check_fitted("normalisers_")
         x = check_images(x).to(self.device_)

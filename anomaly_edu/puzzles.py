@@ -17,6 +17,8 @@ tile's colour or content, so that the network must restore it.
 
 from __future__ import annotations
 
+__lecture__ = 5
+
 import itertools
 
 import torch

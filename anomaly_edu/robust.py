@@ -8,6 +8,8 @@ attacked images, which the loop minimises.
 
 from __future__ import annotations
 
+__lecture__ = 3
+
 import torch
 import torch.nn.functional as F
 

@@ -4,6 +4,8 @@ are covered. The talk's "occlusion-1" covers one pixel at a time. Lecture 4.
 
 from __future__ import annotations
 
+__lecture__ = 4
+
 from typing import Callable
 
 import numpy as np
@@ -18,7 +20,7 @@ def occlusion_saliency(
     """Map of how much the anomaly score of ``image`` (C, H, W) changes when a
     ``patch`` x ``patch`` square starting at each pixel is set to ``fill``:
     ``score(occluded) - score(image)``, shape (H, W). ``score`` maps a batch of
-    images to one score per image (e.g. a detector's ``score`` method). All
+    images to one score per image (e.g. a detector's ``anomaly_score`` method). All
     occluded copies are scored in one batch. Lecture 4."""
     check_images(image[None], "image")
     if patch < 1:

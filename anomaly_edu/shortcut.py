@@ -21,6 +21,8 @@ the blank margins of an MNIST digit end up in the middle of the image.
 
 from __future__ import annotations
 
+__lecture__ = 5
+
 import torch
 import torch.nn.functional as F
 

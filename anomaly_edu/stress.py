@@ -8,7 +8,7 @@ attack is PGD (:func:`anomaly_edu.attacks.pgd`) on the detector's own score:
   radius ``eps`` around each image, in pixel units of [0, 1], ``steps`` signed
   gradient steps of size 2.5 eps / steps from a random start in the ball;
 - the attack goes through the detector's **whole score**, exactly as
-  :meth:`score` computes it (for Puzzle-AE: every puzzle, each error divided
+  :meth:`anomaly_score` computes it (for Puzzle-AE: every puzzle, each error divided
   by its normaliser, the aggregation), via the detector's
   ``differentiable_score``; a detector without one, or whose score does not
   depend on the image through gradients, is refused with a clear error rather
@@ -23,6 +23,8 @@ attack is PGD (:func:`anomaly_edu.attacks.pgd`) on the detector's own score:
 """
 
 from __future__ import annotations
+
+__lecture__ = 7
 
 import numpy as np
 import torch
@@ -149,12 +151,12 @@ def auroc_under_attack(
     One attack serves both: each image is attacked on its own score, so a
     normal image's attack does not depend on the others. Lecture 7."""
     labels = torch.as_tensor(labels)
-    clean = detector.score(x)
+    clean = detector.anomaly_score(x)
     numbers = {"normal": {"0": round(100 * auroc(labels, clean), 2)}}
     numbers["both"] = dict(numbers["normal"])
     normal = (labels == 0).cpu().numpy()
     for eps in tqdm(eps_values, desc=f"attacking {type(detector).__name__}", unit="eps", disable=not progress):
-        attacked = detector.score(attack_scores(detector, x, labels, eps=eps, steps=steps, seed=seed))
+        attacked = detector.anomaly_score(attack_scores(detector, x, labels, eps=eps, steps=steps, seed=seed))
         numbers["normal"][f"{eps:g}"] = round(100 * auroc(labels, np.where(normal, attacked, clean)), 2)
         numbers["both"][f"{eps:g}"] = round(100 * auroc(labels, attacked), 2)
     return numbers

@@ -9,6 +9,8 @@ Introduced in Lecture 1.
 
 from __future__ import annotations
 
+__lecture__ = 1
+
 import contextlib
 import json
 import random
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .results import atomic_file
+from .data.files import atomic_file
 
 BatchLoss = Callable[[torch.nn.Module, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 

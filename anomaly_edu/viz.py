@@ -12,6 +12,8 @@ rendered book and offline) and does not load MathJax from the internet.
 
 from __future__ import annotations
 
+__lecture__ = 1
+
 import base64
 
 import numpy as np
@@ -378,7 +380,7 @@ def sweep_figure(
 ) -> go.Figure:
     """Mean AUROC (%) against a setting, one line per detector, with error bars
     of one standard deviation over seeds where there are several: ``groups`` is
-    :func:`~anomaly_edu.sweep.aurocs_by`'s ``{name: {value: [AUROC, ...]}}``;
+    :func:`~anomaly_edu.experiments.sweep.aurocs_by`'s ``{name: {value: [AUROC, ...]}}``;
     ``names`` relabels values (e.g. None -> the full training set's size). Lecture 7."""
     fig = go.Figure()
     for i, (name, by_value) in enumerate(groups.items()):

@@ -41,9 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from anomaly_edu import data, methods, profiles, reproduce, results  # noqa: E402
+from anomaly_edu import data, profiles  # noqa: E402
 from anomaly_edu.arae import ARAEDetector, latent_attack, robust_reconstruction_loss  # noqa: E402
+from anomaly_edu.data import files  # noqa: E402
 from anomaly_edu.detectors import AEDetector  # noqa: E402
+from anomaly_edu.experiments import methods, results, tables  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
 from anomaly_edu.training import pick_device, seeded, train  # noqa: E402
 
@@ -66,7 +68,7 @@ def parse_variant(text: str, settings: dict, seed: int) -> tuple[str, dict, int,
         else:  # a setting of the profile, checked as reproduce --set checks it
             profile_changes.append(f"{method}.{change}")
     try:
-        values = reproduce.apply_changes(settings, reproduce.parse_changes(profile_changes))[method]
+        values = tables.apply_changes(settings, tables.parse_changes(profile_changes))[method]
     except ValueError as err:
         raise SystemExit(
             f"cannot read the variant {text!r}: {err} (seed=N and, for arae, attack=batch|epoch are also allowed)"
@@ -149,7 +151,7 @@ def fit_and_report(
                     progress=False,
                 )
             done += chunk
-            auc = 100 * auroc(split.y_test, detector.score(split.x_test))
+            auc = 100 * auroc(split.y_test, detector.anomaly_score(split.x_test))
             spread = code_spread(detector.model_, x, detector.seed)
             seconds = time.perf_counter() - start
             print(f"  epoch {done:5d}  AUROC {auc:5.1f}  code spread {spread:6.3f}  ({seconds:6.0f} s)", flush=True)
@@ -182,7 +184,7 @@ def main() -> None:
         parser.error("--epochs, --every and --max-train must be at least 1")
     if args.out:
         try:
-            results.check_writable(args.out)  # fail now, not after the training
+            files.check_writable(args.out)  # fail now, not after the training
         except OSError as err:
             parser.error(str(err))
 
@@ -215,7 +217,7 @@ def main() -> None:
             "n_train": len(split.x_train),
             "variants": used,
         }
-        results.write_json_atomically(
+        files.write_json_atomically(
             {
                 "benchmark": "arae_budget",
                 "command": shlex.join(["python", "benchmarks/arae_budget.py", *sys.argv[1:]]),

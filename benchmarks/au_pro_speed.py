@@ -25,7 +25,7 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from anomaly_edu.magnetic_tile import magnetic_tile_split  # noqa: E402
+from anomaly_edu.data.magnetic_tile import magnetic_tile_split  # noqa: E402
 from anomaly_edu.metrics import au_pro, pixel_auroc  # noqa: E402
 
 GOAL_S = 10.0

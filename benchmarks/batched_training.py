@@ -5,7 +5,7 @@
 
 For each method, trains one detector per normal class (protocol 2) twice with the
 same settings and seed: one by one, as ``reproduce --stacked no`` does, and side by
-side as one stacked model (``anomaly_edu.batched``). Prints both wall times, their
+side as one stacked model (``anomaly_edu.experiments.batched``). Prints both wall times, their
 ratio (the speed-up of stacking) and the AUCs of both runs with their largest
 difference. It asserts nothing: ``tests/test_batched.py`` checks the equivalence.
 """
@@ -21,10 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from anomaly_edu import batched, data, profiles  # noqa: E402
-from anomaly_edu.methods import METHODS, make_detector  # noqa: E402
+from anomaly_edu import data, profiles  # noqa: E402
+from anomaly_edu.experiments import batched  # noqa: E402
+from anomaly_edu.experiments.methods import METHODS, make_detector  # noqa: E402
+from anomaly_edu.experiments.tables import parse_classes  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
-from anomaly_edu.reproduce import parse_classes  # noqa: E402
 from anomaly_edu.training import pick_device  # noqa: E402
 
 STACKABLE = [name for name, method in METHODS.items() if method.stackable]  # what fit_stacked can train
@@ -79,8 +80,8 @@ def main() -> None:
         synchronize(device)
         stacked_s = time.perf_counter() - start
 
-        auc_alone = [100 * auroc(s.y_test, d.score(s.x_test)) for d, s in zip(one_by_one, splits)]
-        auc_stacked = [100 * auroc(s.y_test, d.score(s.x_test)) for d, s in zip(stacked, splits)]
+        auc_alone = [100 * auroc(s.y_test, d.anomaly_score(s.x_test)) for d, s in zip(one_by_one, splits)]
+        auc_stacked = [100 * auroc(s.y_test, d.anomaly_score(s.x_test)) for d, s in zip(stacked, splits)]
         largest = max(abs(a - b) for a, b in zip(auc_alone, auc_stacked))
         print(f"\n{method} ({settings[method]})")
         print(

@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from quick_health import BASELINES, add_run_arguments, evaluate, output_spread, smoke_split  # noqa: E402
 
-from anomaly_edu import data, methods, profiles, reproduce, results  # noqa: E402
+from anomaly_edu import data, profiles  # noqa: E402
+from anomaly_edu.data import files  # noqa: E402
+from anomaly_edu.experiments import checkpoints, methods, results, tables  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
 from anomaly_edu.training import pick_device  # noqa: E402
 
@@ -53,8 +55,8 @@ def train_to(name: str, settings: dict, epochs: int, split, folder: Path, device
     settings = {name: {**settings[name], "epochs": epochs}}
     detector = methods.make_detector(name, settings, seed=seed, device=device, progress=True)
     started = time.perf_counter()
-    reproduce.fit_with_checkpoint(detector, split, folder, name, checkpoint_every=5)
-    scores = detector.score(split.x_test)
+    checkpoints.fit_with_checkpoint(detector, split, folder, name, checkpoint_every=5)
+    scores = detector.anomaly_score(split.x_test)
     spread, kind = output_spread(detector, split.x_test[:500])
     return {
         "epochs": epochs,
@@ -79,9 +81,9 @@ def main() -> None:
     try:
         points = parse_points(args.at)
         methods.check_methods(names, image_shape=(1, 28, 28), where="MNIST")
-        settings = reproduce.apply_changes(profiles.get_profile("quick", "mnist"), reproduce.parse_changes(args.set))
+        settings = tables.apply_changes(profiles.get_profile("quick", "mnist"), tables.parse_changes(args.set))
         if args.out:
-            results.check_writable(args.out)  # fail now, not after the training
+            files.check_writable(args.out)  # fail now, not after the training
     except (ValueError, OSError) as err:
         parser.error(str(err))
 
@@ -96,7 +98,7 @@ def main() -> None:
     }
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        finished = reproduce.open_checkpoints(folder, run)  # {method: {epochs: figures}} done before
+        finished = checkpoints.open_checkpoints(folder, run)  # {method: {epochs: figures}} done before
     except ValueError as err:
         parser.error(str(err))
     started, code_state = time.perf_counter(), results.git_state()
@@ -109,7 +111,7 @@ def main() -> None:
 
     def write_out() -> None:
         if args.out:
-            results.write_json_atomically(
+            files.write_json_atomically(
                 {
                     "benchmark": "budget_curve",
                     "command": shlex.join(["python", "benchmarks/budget_curve.py", *sys.argv[1:]]),
@@ -136,7 +138,7 @@ def main() -> None:
                 row = train_to(name, settings, epochs, split, folder, device, args.seed)
                 row["margin"] = round(row["auroc"] - level, 2)
                 finished.setdefault(name, {})[str(epochs)] = row
-                reproduce.record_finished(folder, finished)
+                checkpoints.record_finished(folder, finished)
                 write_out()
             print(
                 f"  epoch {epochs:5d}  AUROC {row['auroc']:6.2f} ({row['margin']:+6.2f} over mean-image)  "

@@ -8,7 +8,7 @@ The full table trains, for each of AE, DAE and ARAE, one detector per normal
 class of MNIST (protocol 2) with the full profile's settings (AE and DAE 100
 epochs, ARAE 1,600 epochs with a 40-step attack; batches of 256). On a GPU,
 ``reproduce`` trains the ten models of a method side by side as one stacked
-model (``anomaly_edu.batched.fit_stacked``); this benchmark times that same
+model (``anomaly_edu.experiments.batched.fit_stacked``); this benchmark times that same
 call. Per method: a warm-up fit of one epoch (not timed), a timed fit of one
 epoch and a timed fit of 1 + ``--epochs`` epochs; their difference, divided by
 ``--epochs``, is the time of one epoch without the setting up of a fit (when the
@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from anomaly_edu import profiles  # noqa: E402
-from anomaly_edu.batched import fit_stacked  # noqa: E402
 from anomaly_edu.data import OneClassSplit  # noqa: E402
-from anomaly_edu.methods import make_detector  # noqa: E402
-from anomaly_edu.reproduce import evaluate, table_splits  # noqa: E402
+from anomaly_edu.experiments.batched import fit_stacked  # noqa: E402
+from anomaly_edu.experiments.methods import make_detector  # noqa: E402
+from anomaly_edu.experiments.reproduce import evaluate, table_splits  # noqa: E402
 from anomaly_edu.training import pick_device  # noqa: E402
 
 METHODS = ["ae", "dae", "arae"]  # the stackable methods of the MNIST table

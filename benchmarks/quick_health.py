@@ -39,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from anomaly_edu import data, methods, profiles, reproduce, results  # noqa: E402
+from anomaly_edu import data, profiles  # noqa: E402
+from anomaly_edu.data import files  # noqa: E402
+from anomaly_edu.experiments import methods, results, tables  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
 from anomaly_edu.training import pick_device, predict_in_batches  # noqa: E402
 
@@ -63,7 +65,7 @@ def output_spread(detector, x: torch.Tensor) -> tuple[float, str]:
     elif hasattr(detector, "net_"):  # Deep SVDD: the code
         outputs, kind = predict_in_batches(detector.net_, detector._preprocess(x)), "code"
     else:
-        outputs, kind = torch.as_tensor(detector.score(x)), "score"
+        outputs, kind = torch.as_tensor(detector.anomaly_score(x)), "score"
     return outputs.flatten(1).std(0).mean().item() if outputs.ndim > 1 else outputs.std().item(), kind
 
 
@@ -107,7 +109,7 @@ def evaluate(name: str, settings: dict, split, device, seed: int) -> dict:
     started = time.perf_counter()
     detector = methods.make_detector(name, settings, seed=seed, device=device, progress=False)
     detector.fit(split.x_train)
-    scores = detector.score(split.x_test)
+    scores = detector.anomaly_score(split.x_test)
     figures = {"auroc": round(100 * auroc(split.y_test.cpu().numpy(), scores), 2)}
     figures["seconds"] = round(time.perf_counter() - started, 1)
     spread, kind = output_spread(detector, split.x_test[:SPREAD_IMAGES])
@@ -129,12 +131,12 @@ def main() -> None:
     methods.check_methods(names + BASELINES, image_shape=(1, 28, 28), where="MNIST")
     if args.out:
         try:
-            results.check_writable(args.out)  # fail now, not after the training
+            files.check_writable(args.out)  # fail now, not after the training
         except OSError as err:
             parser.error(str(err))
 
     try:  # --set follows the rules of `python -m anomaly_edu reproduce --set`
-        settings = reproduce.apply_changes(profiles.get_profile("quick", "mnist"), reproduce.parse_changes(args.set))
+        settings = tables.apply_changes(profiles.get_profile("quick", "mnist"), tables.parse_changes(args.set))
     except ValueError as err:
         parser.error(str(err))
     started, code_state = time.perf_counter(), results.git_state()
@@ -175,7 +177,7 @@ def main() -> None:
             "n_test": len(split.x_test),
             "methods": used,
         }
-        results.write_json_atomically(
+        files.write_json_atomically(
             {
                 "benchmark": "quick_health",
                 "command": shlex.join(["python", "benchmarks/quick_health.py", *sys.argv[1:]]),

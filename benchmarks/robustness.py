@@ -20,7 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomaly_edu import data, profiles, results, robust  # noqa: E402
+from anomaly_edu import data, profiles, robust  # noqa: E402
+from anomaly_edu.data import files  # noqa: E402
+from anomaly_edu.experiments import results  # noqa: E402
 from anomaly_edu.training import accuracy, pick_device  # noqa: E402
 
 
@@ -33,7 +35,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the figures and their provenance to this JSON file")
     args = parser.parse_args()
     if args.out:
-        results.check_writable(args.out)  # fail now, not after the training
+        files.check_writable(args.out)  # fail now, not after the training
 
     started, code_state = time.perf_counter(), results.git_state()
     device = pick_device(args.device)
@@ -88,7 +90,7 @@ def main() -> None:
             }
             for name, r in accuracies.items()
         }
-        results.write_json_atomically(
+        files.write_json_atomically(
             {
                 "benchmark": "robustness",
                 "results": figures,

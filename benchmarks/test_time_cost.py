@@ -2,7 +2,7 @@
 
 The talk counts test-time efficiency among a detector's properties. This
 script fits every MNIST method of the quick profile on the normal digit and
-times its ``score`` on the test images (``--images``, 2,000 by default),
+times its ``anomaly_score`` on the test images (``--images``, 2,000 by default),
 ``--repeats`` times after a warm-up, and prints the median time per image and
 its ratio to the plain autoencoder's, measured in the same run. The cost does
 not depend on how long a model trained, so each deep model trains for one
@@ -26,8 +26,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from anomaly_edu import data, profiles, results  # noqa: E402
-from anomaly_edu.methods import make_detector  # noqa: E402
+from anomaly_edu import data, profiles  # noqa: E402
+from anomaly_edu.data import files  # noqa: E402
+from anomaly_edu.experiments import results  # noqa: E402
+from anomaly_edu.experiments.methods import make_detector  # noqa: E402
 from anomaly_edu.training import pick_device  # noqa: E402
 
 METHODS = ["mean-image", "pca", "ae", "dae", "arae", "ocsvm", "dsvdd", "puzzle-ae", "gt"]
@@ -36,13 +38,13 @@ REFERENCE = "ae"
 
 def seconds_per_image(detector, x: torch.Tensor, repeats: int, device) -> list[float]:
     """Each run's wall time of scoring ``x``, divided by the number of images."""
-    detector.score(x[:64])  # warm-up
+    detector.anomaly_score(x[:64])  # warm-up
     runs = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        detector.score(x)
+        detector.anomaly_score(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
         runs.append((time.perf_counter() - start) / len(x))
@@ -66,7 +68,7 @@ def main() -> None:
         parser.error("--images, --train and --repeats must be at least 1")
     if args.out:
         try:
-            results.check_writable(args.out)  # fail now, not after the timing
+            files.check_writable(args.out)  # fail now, not after the timing
         except OSError as err:
             parser.error(str(err))
 
@@ -111,7 +113,7 @@ def main() -> None:
         )
         command = shlex.join(["python", "benchmarks/test_time_cost.py", *sys.argv[1:]])
         written = {"benchmark": "test_time_cost", "command": command, "results": figures, "provenance": prov}
-        results.write_json_atomically(written, args.out)
+        files.write_json_atomically(written, args.out)
         print(f"wrote {args.out}")
 
 

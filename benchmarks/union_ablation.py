@@ -25,8 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomaly_edu import data, profiles, results  # noqa: E402
+from anomaly_edu import data, profiles  # noqa: E402
 from anomaly_edu.arae import UnionARAEDetector  # noqa: E402
+from anomaly_edu.data import files  # noqa: E402
+from anomaly_edu.experiments import results  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
 from anomaly_edu.training import pick_device  # noqa: E402
 
@@ -44,7 +46,7 @@ def main() -> None:
         parser.error("--epochs and --max-train must be at least 1")
     if args.out:
         try:
-            results.check_writable(args.out)  # fail now, not after the training
+            files.check_writable(args.out)  # fail now, not after the training
         except OSError as err:
             parser.error(str(err))
 
@@ -66,7 +68,7 @@ def main() -> None:
         start = time.perf_counter()
         detector = UnionARAEDetector(**{**quick, **change}, seed=args.seed, device=device, progress=False)
         detector.fit(split.x_train)
-        auc = 100 * auroc(split.y_test, detector.score(split.x_test))
+        auc = 100 * auroc(split.y_test, detector.anomaly_score(split.x_test))
         seconds = time.perf_counter() - start
         print(f"  {name:<42} AUROC {auc:5.1f}   ({seconds:.0f} s)", flush=True)
         figures[name] = {"auroc": round(auc, 2), "seconds": round(seconds, 1)}
@@ -80,7 +82,7 @@ def main() -> None:
             "n_train": len(split.x_train),
             "variants": {name: {**quick, **change} for name, change in variants.items()},
         }
-        results.write_json_atomically(
+        files.write_json_atomically(
             {
                 "benchmark": "union_ablation",
                 "command": shlex.join(["python", "benchmarks/union_ablation.py", *sys.argv[1:]]),

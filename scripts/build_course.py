@@ -43,7 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, before any installed copy
 sys.path.insert(1, str(Path(__file__).resolve().parent))  # the nbval plugins beside this script
-from anomaly_edu.results import cpu_name, write_json_atomically  # noqa: E402
+from anomaly_edu.data.files import write_json_atomically  # noqa: E402
+from anomaly_edu.experiments.results import cpu_name  # noqa: E402
 
 BUILD = ROOT / "_build"
 EXECUTED = BUILD / "executed"

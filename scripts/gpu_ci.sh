@@ -59,8 +59,8 @@ fi
 RANGES=${RANGES:-0-4 5-9}
 DATASETS=${DATASETS:-mnist magnetic-tile head-ct}
 
-# Where the magnetic tiles and head CT come from (see anomaly_edu/magnetic_tile.py and
-# anomaly_edu/medical.py). The repository's name ends with a full stop, hence "..git".
+# Where the magnetic tiles and head CT come from (see anomaly_edu/data/magnetic_tile.py and
+# anomaly_edu/data/medical.py). The repository's name ends with a full stop, hence "..git".
 MAGNETIC_TILE_GIT=https://github.com/abin24/Magnetic-tile-defect-datasets..git
 HEAD_CT_KAGGLE=https://www.kaggle.com/api/v1/datasets/download/felipekitamura/head-ct-hemorrhage
 
@@ -159,8 +159,8 @@ cmd_data() {
   "$PY" - "$root" <<'PYTHON'
 import sys
 
-from anomaly_edu.magnetic_tile import available_magnetic_tiles
-from anomaly_edu.medical import available_medical
+from anomaly_edu.data.magnetic_tile import available_magnetic_tiles
+from anomaly_edu.data.medical import available_medical
 
 root = sys.argv[1]
 print(f"magnetic tiles: {'present' if available_magnetic_tiles(root) else 'missing'}")

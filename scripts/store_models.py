@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train the course's stored models and write them to ``models/`` (read with ``anomaly_edu.trained``).
+"""Train the course's stored models and write them to ``models/`` (read with ``anomaly_edu.experiments.trained``).
 
     python scripts/store_models.py              # every model of STORED that is not stored yet
     python scripts/store_models.py ae-digit8 --force
@@ -37,7 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from anomaly_edu import data, methods, profiles, reproduce, results, robust, trained  # noqa: E402
+from anomaly_edu import data, profiles, robust  # noqa: E402
+from anomaly_edu.experiments import methods, reproduce, results, tables, trained  # noqa: E402
+from anomaly_edu.experiments.checkpoints import fit_with_checkpoint  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
 from anomaly_edu.models import MnistCNN  # noqa: E402
 from anomaly_edu.training import accuracy, pick_device  # noqa: E402
@@ -102,11 +104,11 @@ def store(name: str, split, device, seed: int = 0, checkpoints: Path | None = No
     recipe = STORED[name]
     method, precision = recipe["method"], recipe.get("precision", "float32")
     table, case = where_trained(name)
-    dataset = reproduce.get_table(table).dataset
-    settings = reproduce.apply_changes(profiles.get_profile("quick", dataset), {method: recipe["changes"]})
+    dataset = tables.get_table(table).dataset
+    settings = tables.apply_changes(profiles.get_profile("quick", dataset), {method: recipe["changes"]})
     started, code_state = time.perf_counter(), results.git_state()
     detector = methods.make_detector(method, settings, seed=seed, device=device)
-    reproduce.fit_with_checkpoint(detector, split, checkpoints, method)
+    fit_with_checkpoint(detector, split, checkpoints, method)
     training_seconds = time.perf_counter() - started
     image_shape = tuple(split.x_train.shape[1:])
     with tempfile.TemporaryDirectory() as scratch:  # score the detector as its file gives it back
@@ -114,9 +116,12 @@ def store(name: str, split, device, seed: int = 0, checkpoints: Path | None = No
         loaded = trained.load_detector(name, scratch, device=device)
         y = split.y_test.cpu().numpy()
         figures = {
-            "auroc": round(100 * auroc(y, loaded.score(split.x_test)), 2),
+            "auroc": round(100 * auroc(y, loaded.anomaly_score(split.x_test)), 2),
             "mean_image_auroc": round(
-                100 * auroc(y, methods.make_detector("mean-image", settings).fit(split.x_train).score(split.x_test)),
+                100
+                * auroc(
+                    y, methods.make_detector("mean-image", settings).fit(split.x_train).anomaly_score(split.x_test)
+                ),
                 2,
             ),
             # with --checkpoints, the time of this run only (the budget curve's file has the rest)

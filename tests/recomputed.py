@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve
 
-from anomaly_edu import reproduce
+from anomaly_edu.experiments import reproduce
 from anomaly_edu.metrics import au_pro
 
 ROUNDING = 0.005 + 1e-9  # a run writes 100 * metric rounded to two decimals
@@ -61,12 +61,12 @@ def record_evaluations(monkeypatch) -> list[tuple]:
 
 def check_evaluation(detector, split, numbers: dict, what: str = "") -> None:
     """Every number of one ``evaluate`` call, recomputed from a fresh scoring."""
-    scores = as_array(detector.score(split.x_test))
+    scores = as_array(detector.anomaly_score(split.x_test))
     assert_rounds_to(numbers["auc"], sklearn_auroc(split.y_test, scores), f"{what} AUROC")
     if "fpr_995" in numbers:  # protocol 2: the talk's Figure 3
         assert_rounds_to(numbers["fpr_995"], sklearn_fpr_at_tpr(split.y_test, scores, 0.995), f"{what} FPR")
     if "f1" in numbers:  # protocol 1: the threshold is chosen on validation
-        val_labels, val_scores = as_array(split.y_val), as_array(detector.score(split.x_val))
+        val_labels, val_scores = as_array(split.y_val), as_array(detector.anomaly_score(split.x_val))
         best = max(f1_score(val_labels, val_scores >= t) for t in np.unique(val_scores))
         optimal = [t for t in np.unique(val_scores) if f1_score(val_labels, val_scores >= t) == best]
         f1s = {round(100 * f1_score(as_array(split.y_test), scores >= t), 2) for t in optimal}

@@ -83,11 +83,11 @@ def test_map_detectors_score_by_the_mean_or_max_of_their_map(detector_class):
     detector.fit(x)
     maps = detector.anomaly_map(x[:5])
     assert maps.shape == (5, 16, 16) and (maps >= -1e-6).all()
-    assert np.allclose(detector.score(x[:5]), maps.flatten(1).mean(1).numpy(), atol=1e-6)
+    assert np.allclose(detector.anomaly_score(x[:5]), maps.flatten(1).mean(1).numpy(), atol=1e-6)
     scores, same_maps = detector.score_and_map(x[:5])
-    assert torch.allclose(same_maps, maps) and np.allclose(scores, detector.score(x[:5]))
+    assert torch.allclose(same_maps, maps) and np.allclose(scores, detector.anomaly_score(x[:5]))
     detector.image_score = "max"
-    assert np.allclose(detector.score(x[:5]), maps.flatten(1).amax(1).numpy(), atol=1e-6)
+    assert np.allclose(detector.anomaly_score(x[:5]), maps.flatten(1).amax(1).numpy(), atol=1e-6)
 
 
 def test_the_l2_map_is_the_squared_error_of_the_reconstruction():
@@ -122,8 +122,8 @@ def test_puzzle_ae_map_averages_to_its_avg_score():
     detector = PuzzleAEDetector(widths=[2, 4], epochs=1, val_size=6, progress=False, device="cpu").fit(x)
     scores, maps = detector.score_and_map(x[:4])
     assert maps.shape == (4, 16, 16)
-    assert np.allclose(maps.flatten(1).mean(1).numpy(), detector.score(x[:4], aggregation="avg"), rtol=1e-5)
-    assert np.allclose(scores, detector.score(x[:4]), rtol=1e-5)
+    assert np.allclose(maps.flatten(1).mean(1).numpy(), detector.anomaly_score(x[:4], aggregation="avg"), rtol=1e-5)
+    assert np.allclose(scores, detector.anomaly_score(x[:4]), rtol=1e-5)
     assert torch.allclose(detector.anomaly_map(x[:4]), maps)
     max_scores, _ = detector.score_and_map(x[:4], aggregation="max")
-    assert np.allclose(max_scores, detector.score(x[:4], aggregation="max"), rtol=1e-5)
+    assert np.allclose(max_scores, detector.anomaly_score(x[:4], aggregation="max"), rtol=1e-5)

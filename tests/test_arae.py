@@ -92,7 +92,7 @@ def test_arae_detector_trains_and_scores():
     torch.manual_seed(0)
     x = torch.rand(64, 1, 28, 28)
     detector = arae.ARAEDetector(epochs=1, batch_size=32, eps=0.1, steps=2, progress=False).fit(x)
-    assert detector.score(x[:5]).shape == (5,)
+    assert detector.anomaly_score(x[:5]).shape == (5,)
     with pytest.raises(ValueError, match="eps"):
         arae.ARAEDetector(eps=-0.1)
 

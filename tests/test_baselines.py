@@ -7,7 +7,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from anomaly_edu.detectors import MeanImageDetector, PCADetector
-from anomaly_edu.methods import make_detector
+from anomaly_edu.experiments.methods import make_detector
 from anomaly_edu.profiles import get_profile
 
 
@@ -33,16 +33,16 @@ def test_mean_image_scores_the_squared_distance_to_the_mean_training_image():
     mean = train.double().numpy().mean(0)
     expected = ((test.double().numpy() - mean) ** 2).reshape(7, -1).sum(1)
     detector = MeanImageDetector().fit(train)
-    scores = detector.score(test)
+    scores = detector.anomaly_score(test)
     assert isinstance(scores, np.ndarray) and scores.shape == (7,)
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
-    np.testing.assert_allclose(detector.score(train.mean(0, keepdim=True)), [0.0], atol=1e-10)
+    np.testing.assert_allclose(detector.anomaly_score(train.mean(0, keepdim=True)), [0.0], atol=1e-10)
 
 
 def test_mean_image_works_on_colour_images_and_a_refit_forgets_the_first_data():
     first, second = images(10, (3, 4, 4), seed=2), images(10, (3, 4, 4), seed=3)
     detector = MeanImageDetector().fit(first).fit(second)
-    np.testing.assert_allclose(detector.score(second.mean(0, keepdim=True)), [0.0], atol=1e-10)
+    np.testing.assert_allclose(detector.anomaly_score(second.mean(0, keepdim=True)), [0.0], atol=1e-10)
 
 
 # ------------------------------------------------------------------ PCA
@@ -63,23 +63,23 @@ def test_pca_knows_the_distance_to_a_plane_of_normal_images():
     assert all(0 <= x.min() and x.max() <= 1 for x in (normal, off_plane))
 
     detector = PCADetector(n_components=2).fit(as_images(normal))
-    np.testing.assert_allclose(detector.score(as_images(normal)), 0, atol=1e-12)
-    np.testing.assert_allclose(detector.score(as_images(off_plane)), distance**2, atol=1e-12)
+    np.testing.assert_allclose(detector.anomaly_score(as_images(normal)), 0, atol=1e-12)
+    np.testing.assert_allclose(detector.anomaly_score(as_images(off_plane)), distance**2, atol=1e-12)
     # one component is not enough: normal images off its line get a positive score
-    assert PCADetector(n_components=1).fit(as_images(normal)).score(as_images(normal)).max() > 1e-3
+    assert PCADetector(n_components=1).fit(as_images(normal)).anomaly_score(as_images(normal)).max() > 1e-3
 
 
 @pytest.mark.parametrize("n_components", [1, 5, 0.9])
 def test_pca_scores_are_scikit_learns_reconstruction_error(n_components):
     train, test = images(50, seed=0), images(9, seed=1)
-    scores = PCADetector(n_components=n_components, max_train=None, seed=4).fit(train).score(test)
+    scores = PCADetector(n_components=n_components, max_train=None, seed=4).fit(train).anomaly_score(test)
     assert isinstance(scores, np.ndarray) and scores.shape == (9,)
     np.testing.assert_allclose(scores, sklearn_error(train, test, n_components, seed=4), rtol=1e-8)
 
 
 def test_pca_with_more_components_reconstructs_better():
     train, test = images(50, seed=0), images(9, seed=1)
-    few, many = (PCADetector(n_components=k).fit(train).score(test) for k in (2, 20))
+    few, many = (PCADetector(n_components=k).fit(train).anomaly_score(test) for k in (2, 20))
     assert (many < few).all()
 
 
@@ -87,7 +87,7 @@ def test_max_train_is_a_seeded_random_subset():
     train, test = images(60, seed=0), images(9, seed=1)
 
     def scores(**settings):
-        return PCADetector(n_components=3, **settings).fit(train).score(test)
+        return PCADetector(n_components=3, **settings).fit(train).anomaly_score(test)
 
     np.testing.assert_array_equal(scores(max_train=20, seed=1), scores(max_train=20, seed=1))
     assert not np.allclose(scores(max_train=20, seed=1), scores(max_train=20, seed=2))
@@ -119,7 +119,7 @@ def test_more_components_than_training_images_says_what_to_do():
 @pytest.mark.parametrize("detector", [MeanImageDetector(), PCADetector(n_components=2)])
 def test_score_before_fit_is_refused(detector):
     with pytest.raises(RuntimeError, match="not fitted yet: call fit"):
-        detector.score(images(2))
+        detector.anomaly_score(images(2))
 
 
 @pytest.mark.parametrize("detector", [MeanImageDetector(), PCADetector(n_components=2)])
@@ -140,7 +140,7 @@ def test_both_run_through_the_registry_with_the_quick_profile(name):
     assert detector.get_params() == {**quick[name], **({"seed": 0} if name == "pca" else {})}
     train = images(40, (1, 8, 8), seed=0)
     anomalies = images(5, (1, 8, 8), seed=1).clamp(0.9, 1)  # bright images, far from the training ones
-    scores = detector.fit(train).score(torch.cat([train[:5], anomalies]))
+    scores = detector.fit(train).anomaly_score(torch.cat([train[:5], anomalies]))
     assert scores.shape == (10,) and scores[5:].min() > scores[:5].max()
 
 
@@ -153,7 +153,7 @@ def test_the_mean_images_differentiable_score_has_the_gradient_two_times_the_dif
     x = test.clone().requires_grad_(True)
     scores = detector.differentiable_score(x)
     (gradient,) = torch.autograd.grad(scores.sum(), x)
-    assert np.allclose(scores.detach().numpy(), detector.score(test))
+    assert np.allclose(scores.detach().numpy(), detector.anomaly_score(test))
     assert torch.allclose(gradient, 2 * (test - train.mean(0)), atol=1e-6)
 
 
@@ -178,4 +178,4 @@ def test_an_attack_raises_a_baselines_score_on_normal_images(detector):
     detector.fit(train)
     attacked = attack_scores(detector, test, torch.zeros(6, dtype=torch.long), eps=0.05, steps=5)
     assert (attacked - test).abs().max() <= 0.05 + 1e-6
-    assert (detector.score(attacked) > detector.score(test)).all()
+    assert (detector.anomaly_score(attacked) > detector.anomaly_score(test)).all()

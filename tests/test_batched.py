@@ -1,4 +1,4 @@
-"""Stacked training of one-class autoencoders (anomaly_edu.batched): the stacked
+"""Stacked training of one-class autoencoders (anomaly_edu.experiments.batched): the stacked
 model computes what its members compute, trains each member exactly as it would
 train alone when the training sets have equal sizes, and gives the same AUCs
 as one-by-one training on real MNIST classes (within the seed-to-seed noise)."""
@@ -6,8 +6,9 @@ as one-by-one training on real MNIST classes (within the seed-to-seed noise)."""
 import pytest
 import torch
 
-from anomaly_edu import batched, data, detectors, methods, reproduce
+from anomaly_edu import data, detectors
 from anomaly_edu.arae import UnionARAEDetector, arae_loss, latent_attack
+from anomaly_edu.experiments import batched, methods, reproduce, tables
 from anomaly_edu.metrics import auroc
 from anomaly_edu.models import MLPAutoencoder
 from anomaly_edu.training import reconstruction_loss, set_seed, train
@@ -106,8 +107,8 @@ def test_stacked_fit_gives_the_aucs_of_one_by_one_fits(mnist):
     together = batched.fit_stacked(
         [detectors.AEDetector(**settings) for _ in splits], [s.x_train for s in splits], progress=False
     )
-    auc_alone = [100 * auroc(s.y_test, d.score(s.x_test)) for s, d in zip(splits, alone)]
-    auc_together = [100 * auroc(s.y_test, d.score(s.x_test)) for s, d in zip(splits, together)]
+    auc_alone = [100 * auroc(s.y_test, d.anomaly_score(s.x_test)) for s, d in zip(splits, alone)]
+    auc_together = [100 * auroc(s.y_test, d.anomaly_score(s.x_test)) for s, d in zip(splits, together)]
     assert auc_together == pytest.approx(auc_alone, abs=0.01)  # measured: equal to 4 decimals
     assert all(len(d.history_) == 2 for d in together)
 
@@ -147,7 +148,7 @@ def test_union_detector_fits_and_scores():
     ).fit(x)
     assert detector.model_.activation == "relu"
     assert isinstance(detector.model_.decoder[-1], torch.nn.Linear)  # linear output
-    scores = detector.score(torch.rand(5, 1, 28, 28))
+    scores = detector.anomaly_score(torch.rand(5, 1, 28, 28))
     assert scores.shape == (5,) and (scores >= 0).all()
     with pytest.raises(ValueError, match="linf and l2"):
         UnionARAEDetector(linf=(0.2, 0.1))
@@ -156,16 +157,16 @@ def test_union_detector_fits_and_scores():
 
 
 def test_set_changes_one_setting_and_rejects_unknown_ones():
-    changes = reproduce.parse_changes(["arae.epochs=30", "dae.noise_std=0.1", "arae-union.linf=[0.1,0.01,5]"])
+    changes = tables.parse_changes(["arae.epochs=30", "dae.noise_std=0.1", "arae-union.linf=[0.1,0.01,5]"])
     assert changes == {"arae": {"epochs": 30}, "dae": {"noise_std": 0.1}, "arae-union": {"linf": [0.1, 0.01, 5]}}
     profile = reproduce.get_profile("full")
-    changed = reproduce.apply_changes(profile, changes)
+    changed = tables.apply_changes(profile, changes)
     assert changed["arae"]["epochs"] == 30 and profile["arae"]["epochs"] == 1600  # the profile is untouched
     with pytest.raises(ValueError, match="METHOD.KEY=VALUE"):
-        reproduce.parse_changes(["arae=30"])
+        tables.parse_changes(["arae=30"])
     with pytest.raises(ValueError, match="arae has no setting epoch"):
-        reproduce.apply_changes(profile, {"arae": {"epoch": 3}})
+        tables.apply_changes(profile, {"arae": {"epoch": 3}})
     with pytest.raises(ValueError, match="no method 'vae'"):
-        reproduce.apply_changes(profile, {"vae": {"epochs": 3}})
+        tables.apply_changes(profile, {"vae": {"epochs": 3}})
     with pytest.raises(ValueError, match="does not train"):
         reproduce.run_table("mnist", ["ae"], [8], changes={"arae": {"epochs": 3}})

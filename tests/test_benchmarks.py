@@ -194,7 +194,7 @@ def test_the_research_logs_tables_and_provenance_are_the_stored_results():
     names (AUROC to two decimals, seconds to whole seconds, code spreads as
     :func:`spread` writes them), and the provenance line of each file is on
     the page."""
-    from anomaly_edu import results
+    from anomaly_edu.experiments import results
 
     text = RESEARCH_LOG.read_text()
     rows = table_rows(text)

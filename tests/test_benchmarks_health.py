@@ -13,7 +13,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anomaly_edu import data, results, viz
+from anomaly_edu import data, viz
+from anomaly_edu.experiments import results
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import torch
 from test_data import make_fake_mnist
 
 from anomaly_edu import detectors, models, training
-from anomaly_edu.__main__ import main
+from anomaly_edu.experiments.cli import main
 
 
 class Interrupted(Exception):

@@ -41,7 +41,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from anomaly_edu import results
+from anomaly_edu.experiments import results
 
 ROOT = Path(__file__).resolve().parents[1]
 # The lecture executed alone; it prints the stored full-profile MNIST table.

@@ -8,7 +8,9 @@ import pytest
 import torch
 from recomputed import check_evaluation, record_evaluations
 
-from anomaly_edu import detectors, methods, profiles, reproduce, results
+from anomaly_edu import detectors, profiles
+from anomaly_edu.data import files
+from anomaly_edu.experiments import methods, report, reproduce, results, tables
 from anomaly_edu.metrics import auroc
 
 
@@ -37,7 +39,7 @@ def test_detectors_score_obvious_anomalies_higher(detector):
     detector.fit(normal[:250])
     test = torch.cat([normal[250:], anomalous])
     labels = np.r_[np.zeros(50), np.ones(len(anomalous))]
-    scores = detector.score(test)
+    scores = detector.anomaly_score(test)
     assert scores.shape == (len(test),)
     assert auroc(labels, scores) > 0.95
 
@@ -55,7 +57,7 @@ def test_reconstruction_error_is_the_sum_of_squared_errors():
 def test_detectors_refuse_to_score_before_fit():
     for d in (detectors.AEDetector(), detectors.OCSVMDetector(), detectors.DeepSVDDDetector()):
         with pytest.raises(RuntimeError, match="fit"):
-            d.score(torch.rand(2, 1, 28, 28))
+            d.anomaly_score(torch.rand(2, 1, 28, 28))
 
 
 def test_detectors_reject_images_out_of_range():
@@ -65,8 +67,8 @@ def test_detectors_reject_images_out_of_range():
 
 def test_same_seed_gives_the_same_scores():
     normal, _ = blobs(60)
-    a = detectors.AEDetector(epochs=2, batch_size=16, seed=3, progress=False).fit(normal).score(normal)
-    b = detectors.AEDetector(epochs=2, batch_size=16, seed=3, progress=False).fit(normal).score(normal)
+    a = detectors.AEDetector(epochs=2, batch_size=16, seed=3, progress=False).fit(normal).anomaly_score(normal)
+    b = detectors.AEDetector(epochs=2, batch_size=16, seed=3, progress=False).fit(normal).anomaly_score(normal)
     np.testing.assert_array_equal(a, b)
 
 
@@ -91,14 +93,14 @@ def test_gcn_gives_zero_mean_unit_l1_images():
 
 
 def test_parse_classes():
-    assert reproduce.parse_classes("0-9") == list(range(10))
-    assert reproduce.parse_classes("1,3,8") == [1, 3, 8]
+    assert tables.parse_classes("0-9") == list(range(10))
+    assert tables.parse_classes("1,3,8") == [1, 3, 8]
     with pytest.raises(ValueError, match="cannot read"):
-        reproduce.parse_classes("eight")
+        tables.parse_classes("eight")
 
 
 def test_talk_table_is_the_papers_table_1():
-    table = reproduce.talk_table("mnist")
+    table = tables.talk_table("mnist")
     assert table["ARAE"]["mean"] == 97.5 and table["DAE"]["8"] == 89.1
     assert np.mean([table["OCSVM"][str(c)] for c in range(10)]) == pytest.approx(96.0, abs=0.05)
 
@@ -109,7 +111,7 @@ def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, 
     small["ae"]["epochs"] = small["dae"]["epochs"] = 1
     monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
     evaluated = record_evaluations(monkeypatch)
-    from anomaly_edu.__main__ import main
+    from anomaly_edu.experiments.cli import main
 
     out = tmp_path / "r.json"
     assert (
@@ -149,9 +151,9 @@ def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, 
 
 def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
     path = tmp_path / "r.json"
-    results.write_json_atomically({"a": 1}, path)
+    files.write_json_atomically({"a": 1}, path)
     with pytest.raises(TypeError):
-        results.write_json_atomically({"a": object()}, path)
+        files.write_json_atomically({"a": object()}, path)
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
     assert path.stat().st_mode & 0o777 == 0o644  # readable by all, like any file a command writes
@@ -169,7 +171,7 @@ def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch
     monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
     run = functools.partial(reproduce.run_table, "mnist", ["ae"], device="cpu", progress=False, stacked=False)
     together, first, second = run([1, 4]), run([1]), run([4])
-    merged = reproduce.merge_results([second, first])
+    merged = report.merge_results([second, first])
     assert merged["provenance"]["settings"]["classes"] == [1, 4]
     assert merged["results"]["ae"]["auc"] == pytest.approx(together["results"]["ae"]["auc"], abs=0.02)
     assert merged["results"]["ae"]["mean"] == pytest.approx(np.mean(list(merged["results"]["ae"]["auc"].values())))
@@ -181,27 +183,27 @@ def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch
     third = copy.deepcopy(second)  # a merged file merges again, keeping every run it was made of
     third["provenance"]["settings"]["classes"], third["results"]["ae"]["auc"] = [7], {"7": 90.0}
     with pytest.raises(ValueError, match=r"no fpr_995 of ae for class\(es\) \[7\]"):
-        reproduce.merge_results([merged, third])  # its FPR still names class 4
+        report.merge_results([merged, third])  # its FPR still names class 4
     third["results"]["ae"]["fpr_995"] = {"7": 5.0}
-    again = reproduce.merge_results([merged, third])
+    again = report.merge_results([merged, third])
     assert again["results"]["ae"]["fpr_995"] == {**merged["results"]["ae"]["fpr_995"], "7": 5.0}
     assert [p["classes"] for p in again["provenance"]["parts"]] == [[4], [1], [7]]
     assert again["results"]["ae"]["mean"] == round(np.mean([*merged["results"]["ae"]["auc"].values(), 90.0]), 2)
 
     with pytest.raises(ValueError, match=r"class\(es\) \[4\]"):
-        reproduce.merge_results([second, together])
+        report.merge_results([second, together])
     longer = copy.deepcopy(second)
     longer["provenance"]["settings"]["methods"]["ae"]["epochs"] = 2
     with pytest.raises(ValueError, match="not runs of the same command"):
-        reproduce.merge_results([first, longer])
+        report.merge_results([first, longer])
     with pytest.raises(ValueError, match="at least two"):
-        reproduce.merge_results([first])
+        report.merge_results([first])
 
-    from anomaly_edu.__main__ import main
+    from anomaly_edu.experiments.cli import main
 
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
     for path, part in zip(paths, (first, second)):
-        results.write_json_atomically(part, path)
+        files.write_json_atomically(part, path)
     out = tmp_path / "all.json"
     assert main(["merge", *map(str, paths), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["results"] == merged["results"]
@@ -218,20 +220,20 @@ def test_merge_joins_every_per_class_number_and_parts_of_other_commits_with_the_
         return {"table": "mnist", "metric": "AUROC (%)", "results": {"ae": numbers}, "provenance": prov}
 
     asked = []
-    monkeypatch.setattr(reproduce, "same_code_at", lambda commits: asked.append(commits) or True)
-    merged = reproduce.merge_results([part(0, "a" * 40), part(1, "b" * 40)])
+    monkeypatch.setattr(report, "same_code_at", lambda commits: asked.append(commits) or True)
+    merged = report.merge_results([part(0, "a" * 40), part(1, "b" * 40)])
     assert merged["results"]["ae"] == {"auc": {"0": 90.0, "1": 91.0}, "fpr_995": {"0": 10.0, "1": 11.0}, "mean": 90.5}
     assert asked == [["a" * 40, "b" * 40]] and merged["provenance"]["commits"] == ["a" * 40, "b" * 40]
-    again = reproduce.merge_results([merged, part(2, "c" * 40)])  # a merged part brings its commits along
+    again = report.merge_results([merged, part(2, "c" * 40)])  # a merged part brings its commits along
     assert again["provenance"]["commits"] == ["a" * 40, "b" * 40, "c" * 40]
-    same = reproduce.merge_results([part(0, "a" * 40), part(1, "a" * 40)])
+    same = report.merge_results([part(0, "a" * 40), part(1, "a" * 40)])
     assert "commits" not in same["provenance"] and len(asked) == 2  # one commit: nothing to compare
-    monkeypatch.setattr(reproduce, "same_code_at", lambda commits: False)
+    monkeypatch.setattr(report, "same_code_at", lambda commits: False)
     with pytest.raises(ValueError, match="package code differs.*git worktree add"):
-        reproduce.merge_results([part(0, "a" * 40), part(1, "b" * 40)])
-    monkeypatch.setattr(reproduce, "same_code_at", lambda commits: None)  # git cannot tell
+        report.merge_results([part(0, "a" * 40), part(1, "b" * 40)])
+    monkeypatch.setattr(report, "same_code_at", lambda commits: None)  # git cannot tell
     with pytest.raises(ValueError, match="package code differs"):
-        reproduce.merge_results([part(0, "a" * 40), part(1, "b" * 40)])
+        report.merge_results([part(0, "a" * 40), part(1, "b" * 40)])
 
 
 def test_same_code_at_compares_only_the_packages_folder(tmp_path):
@@ -283,7 +285,7 @@ def test_coil100_table_runs_on_a_generated_tree(tmp_path, monkeypatch):
     prov = result["provenance"]["settings"]
     assert prov["protocol"] == 1 and prov["changed_from_profile"] == {"arae": {"eps": 0.1}}
     assert prov["methods"]["arae"]["eps"] == 0.1  # --set works for coil100 too
-    text = reproduce.format_comparison(result)
+    text = report.format_comparison(result)
     assert "ARAE (talk)" in text and "99.8" in text and "F1" in text
     with pytest.raises(ValueError, match="dsvdd cannot run on the coil100 table"):
         reproduce.run_table("coil100", ["dae", "dsvdd"], root=tmp_path)

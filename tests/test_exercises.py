@@ -2,6 +2,8 @@
 specific feedback, and the committed student versions are current."""
 
 import functools
+import importlib
+import pkgutil
 import random
 import subprocess
 import sys
@@ -12,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_edu import checks, detectors, metrics
+from anomaly_edu import detectors, grading, metrics
+from anomaly_edu.grading import cases, ex01, ex02, ex03, ex04, machinery
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -21,6 +24,26 @@ import make_student_versions  # noqa: E402
 
 def not_done(*args):
     raise NotImplementedError()
+
+
+def exercise_checks() -> dict:
+    """{name: check function} for every ``check_*`` that an exercise's module
+    of ``anomaly_edu.grading`` defines (ex01, ..., ex07b), found by walking the
+    package, so that a new exercise's checks are tested too."""
+    found = {}
+    for info in pkgutil.iter_modules(grading.__path__):
+        if not info.name.startswith("ex"):
+            continue
+        module = importlib.import_module(f"{grading.__name__}.{info.name}")
+        for name, value in vars(module).items():
+            if name.startswith("check_") and getattr(value, "__module__", None) == module.__name__:
+                assert name not in found, f"two exercises define {name}"
+                found[name] = value
+    return found
+
+
+def module_of_check(name: str):
+    return importlib.import_module(exercise_checks()[name].__module__)
 
 
 # ------------------------------------------------------------------ Exercise 1.1
@@ -32,7 +55,7 @@ def reconstruction_score_reference(model, x):
 
 
 def test_reconstruction_check_accepts_the_reference():
-    checks.check_reconstruction_score(reconstruction_score_reference)
+    ex01.check_reconstruction_score(reconstruction_score_reference)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +71,7 @@ def test_reconstruction_check_accepts_the_reference():
 )
 def test_reconstruction_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_reconstruction_score(wrong)
+        ex01.check_reconstruction_score(wrong)
 
 
 # ------------------------------------------------------------------ Exercise 1.2
@@ -73,7 +96,7 @@ def fpr_at_tpr_reference(labels, scores, target):
 
 
 def test_fpr_check_accepts_the_reference():
-    checks.check_fpr_at_tpr(fpr_at_tpr_reference)
+    ex01.check_fpr_at_tpr(fpr_at_tpr_reference)
 
 
 def next_point_fpr(labels, scores, target):
@@ -100,7 +123,7 @@ def point_below_fpr(labels, scores, target):
 )
 def test_fpr_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_fpr_at_tpr(wrong)
+        ex01.check_fpr_at_tpr(wrong)
 
 
 def test_fpr_check_catches_wrong_tie_handling():
@@ -115,7 +138,7 @@ def test_fpr_check_catches_wrong_tie_handling():
         return fpr[i - 1] + (target - tpr[i - 1]) / (tpr[i] - tpr[i - 1]) * (fpr[i] - fpr[i - 1])
 
     with pytest.raises(AssertionError):
-        checks.check_fpr_at_tpr(one_point_per_sample)
+        ex01.check_fpr_at_tpr(one_point_per_sample)
 
 
 # ------------------------------------------------------------------ Exercise 1.3
@@ -128,7 +151,7 @@ def pick_threshold_reference(labels, scores):
 
 
 def test_threshold_check_accepts_the_reference():
-    checks.check_validation_threshold(pick_threshold_reference)
+    ex01.check_validation_threshold(pick_threshold_reference)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +165,7 @@ def test_threshold_check_accepts_the_reference():
 )
 def test_threshold_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_validation_threshold(wrong)
+        ex01.check_validation_threshold(wrong)
 
 
 # ------------------------------------------------------------------ student versions
@@ -193,7 +216,7 @@ def fgsm_reference(model, x, y, eps):
 
 
 def test_fgsm_check_accepts_the_reference():
-    checks.check_fgsm(fgsm_reference)
+    ex02.check_fgsm(fgsm_reference)
 
 
 def fgsm_in_place(model, x, y, eps):
@@ -215,7 +238,7 @@ def fgsm_in_place(model, x, y, eps):
 )
 def test_fgsm_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_fgsm(wrong)
+        ex02.check_fgsm(wrong)
 
 
 def project_l2_reference(delta, eps):
@@ -224,7 +247,7 @@ def project_l2_reference(delta, eps):
 
 
 def test_project_l2_check_accepts_the_reference():
-    checks.check_project_l2(project_l2_reference)
+    ex02.check_project_l2(project_l2_reference)
 
 
 @pytest.mark.parametrize(
@@ -239,7 +262,7 @@ def test_project_l2_check_accepts_the_reference():
 )
 def test_project_l2_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_project_l2(wrong)
+        ex02.check_project_l2(wrong)
 
 
 # ------------------------------------------------------------------ Exercise 2.3
@@ -265,7 +288,7 @@ def signed_gradient_raw(model, x, y):
 
 
 def test_l0_check_accepts_the_reference(capsys):
-    checks.check_one_step_l0(l0_reference)
+    ex02.check_one_step_l0(l0_reference)
     assert "✓" in capsys.readouterr().out
 
 
@@ -306,7 +329,7 @@ def l0_in_place(model, x, y, k):
 )
 def test_l0_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_one_step_l0(wrong)
+        ex02.check_one_step_l0(wrong)
 
 
 def test_l0_check_names_the_wrong_end():
@@ -321,13 +344,13 @@ def test_l0_check_names_the_wrong_end():
         return out.view_as(x)
 
     with pytest.raises(AssertionError, match="LOWERS"):
-        checks.check_one_step_l0(wrong_end)
+        ex02.check_one_step_l0(wrong_end)
 
 
 def test_the_l0_reference_is_the_package_attack_with_one_step():
-    model = checks._tiny_classifier()
-    for _, x, y, k in checks._l0_cases():
-        assert torch.equal(checks._l0_answer(model, x, y, k), attacks.sparse_attack(model, x, y, k=k, steps=1))
+    model = cases.tiny_classifier()
+    for _, x, y, k in ex02._l0_cases():
+        assert torch.equal(ex02._l0_answer(model, x, y, k), attacks.sparse_attack(model, x, y, k=k, steps=1))
 
 
 # ------------------------------------------------------------------ Exercise 3
@@ -346,22 +369,22 @@ def pgd_reference(model, x, y, eps, alpha, steps):
 
 
 def test_pgd_check_accepts_the_reference(capsys):
-    checks.check_pgd(pgd_reference)
+    ex03.check_pgd(pgd_reference)
     assert "✓" in capsys.readouterr().out
 
 
 def test_the_pgd_reference_agrees_with_the_package_pgd():
-    for _, model, x, y, eps, alpha, steps in checks._pgd_cases():
+    for _, model, x, y, eps, alpha, steps in ex03._pgd_cases():
         expected = attacks.pgd(model, x, y, eps=eps, alpha=alpha, steps=steps)
-        assert torch.allclose(checks._pgd_answer(model, x, y, eps, alpha, steps), expected, atol=1e-6)
+        assert torch.allclose(ex03._pgd_answer(model, x, y, eps, alpha, steps), expected, atol=1e-6)
         assert torch.allclose(pgd_reference(model, x, y, eps, alpha, steps), expected, atol=1e-6)
 
 
 def test_every_pgd_mistake_is_told_apart_on_the_checks_cases():
-    cases = checks._pgd_cases()
+    pgd_cases = ex03._pgd_cases()
     answers = {
-        mistake: [checks._pgd_answer(*case[1:], mistake=mistake) for case in cases]
-        for mistake in [None, *checks._RAISE_SCORE_MISTAKES]
+        mistake: [ex03._pgd_answer(*case[1:], mistake=mistake) for case in pgd_cases]
+        for mistake in [None, *cases.RAISE_SCORE_MISTAKES]
     }
     for mistake, images in answers.items():
         for other, other_images in answers.items():
@@ -371,7 +394,7 @@ def test_every_pgd_mistake_is_told_apart_on_the_checks_cases():
 
 def pgd_mistake(mistake):
     def pgd(model, x, y, eps, alpha, steps):
-        return checks._pgd_answer(model, x, y, eps, alpha, steps, mistake=mistake)
+        return ex03._pgd_answer(model, x, y, eps, alpha, steps, mistake=mistake)
 
     return pgd
 
@@ -400,7 +423,7 @@ def pgd_random_start(model, x, y, eps, alpha, steps):
 )
 def test_pgd_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_pgd(wrong)
+        ex03.check_pgd(wrong)
 
 
 def reference_adversarial_loss(model, x, y, eps, alpha, steps):
@@ -408,7 +431,7 @@ def reference_adversarial_loss(model, x, y, eps, alpha, steps):
 
 
 def test_adversarial_loss_check_accepts_the_reference():
-    checks.check_adversarial_batch_loss(reference_adversarial_loss)
+    ex03.check_adversarial_batch_loss(reference_adversarial_loss)
 
 
 def adversarial_loss_with_one_fgsm_step(model, x, y, eps, alpha, steps):
@@ -430,7 +453,7 @@ def adversarial_loss_with_one_fgsm_step(model, x, y, eps, alpha, steps):
 )
 def test_adversarial_loss_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_adversarial_batch_loss(wrong)
+        ex03.check_adversarial_batch_loss(wrong)
 
 
 class GradientMasked(torch.nn.Module):
@@ -447,19 +470,19 @@ class GradientMasked(torch.nn.Module):
 
 def test_robust_model_check_sees_through_masked_gradients(capsys):
     robust_model, standard_model, x, y = robust_and_standard_models()
-    checks.check_robust_model(robust_model, standard_model, x, y, eps=0.1, steps=3)
+    ex03.check_robust_model(robust_model, standard_model, x, y, eps=0.1, steps=3)
     assert "against all three" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="its gradients are masked"):
-        checks.check_robust_model(GradientMasked(standard_model), standard_model, x, y, eps=0.1, steps=3)
+        ex03.check_robust_model(GradientMasked(standard_model), standard_model, x, y, eps=0.1, steps=3)
 
 
 def test_robust_model_check_rejects_a_missing_or_non_robust_model():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
     x, y = torch.rand(20, 1, 4, 4), torch.randint(0, 3, (20,))
     with pytest.raises(AssertionError, match="not done yet"):
-        checks.check_robust_model(None, model, x, y, eps=0.1, steps=3)
+        ex03.check_robust_model(None, model, x, y, eps=0.1, steps=3)
     with pytest.raises(AssertionError, match="only"):
-        checks.check_robust_model(model, model, x, y, eps=0.1, steps=3)
+        ex03.check_robust_model(model, model, x, y, eps=0.1, steps=3)
 
 
 # ------------------------------------------------------------------ Exercise 4
@@ -495,9 +518,9 @@ def reference_latent_attack(model, x, start, eps, alpha, steps, objective, mista
 
 
 def test_exercise4_checks_accept_the_references():
-    checks.check_latent_objective(reference_objective)
-    checks.check_latent_attack(reference_latent_attack)
-    checks.check_arae_loss(reference_arae)
+    ex04.check_latent_objective(reference_objective)
+    ex04.check_latent_attack(reference_latent_attack)
+    ex04.check_arae_loss(reference_arae)
 
 
 def test_the_latent_attack_may_be_written_differently(capsys):
@@ -516,7 +539,7 @@ def test_the_latent_attack_may_be_written_differently(capsys):
                 x_adv = torch.clamp(torch.clamp(x_adv - x, -eps, eps) + x, 0, 1)
         return x_adv
 
-    checks.check_latent_attack(written_differently)
+    ex04.check_latent_attack(written_differently)
     assert "✓" in capsys.readouterr().out
 
 
@@ -532,16 +555,16 @@ def test_the_latent_attack_may_be_written_differently(capsys):
 )
 def test_the_latent_attack_check_rejects_wrong_answers(mistake, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_latent_attack(functools.partial(reference_latent_attack, mistake=mistake))
+        ex04.check_latent_attack(functools.partial(reference_latent_attack, mistake=mistake))
 
 
 def test_the_latent_objective_may_sum_over_the_latent_units(capsys):
     """The talk writes the objective as a squared norm: k times the mean, the same
     signed-gradient attack. The check accepts it and says where the choice matters."""
-    checks.check_latent_objective(lambda z, c: ((z - c) ** 2).sum(1))
+    ex04.check_latent_objective(lambda z, c: ((z - c) ** 2).sum(1))
     out = capsys.readouterr().out
     assert "✓" in out and "You summed over the latent units" in out and "Task 2" in out
-    checks.check_latent_objective(reference_objective)
+    ex04.check_latent_objective(reference_objective)
     assert "summed" not in capsys.readouterr().out
 
 
@@ -557,7 +580,7 @@ def test_the_latent_objective_may_sum_over_the_latent_units(capsys):
 )
 def test_latent_objective_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_latent_objective(wrong)
+        ex04.check_latent_objective(wrong)
 
 
 @pytest.mark.parametrize(
@@ -598,7 +621,7 @@ def test_latent_objective_check_rejects_wrong_answers(wrong, feedback):
 )
 def test_arae_loss_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_arae_loss(wrong)
+        ex04.check_arae_loss(wrong)
 
 
 def occlusion_reference(score, image, patch, fill):
@@ -612,19 +635,19 @@ def occlusion_reference(score, image, patch, fill):
 
 
 def test_occlusion_check_accepts_the_reference(capsys):
-    checks.check_occlusion_map(occlusion_reference)
+    ex04.check_occlusion_map(occlusion_reference)
     assert "✓" in capsys.readouterr().out
 
 
 def test_the_occlusion_reference_agrees_with_the_package():
-    for _, score, image, patch, fill in checks._occlusion_cases():
+    for _, score, image, patch, fill in ex04._occlusion_cases():
         expected = saliency.occlusion_saliency(score, image, patch=patch, fill=fill)
-        assert np.allclose(checks._occlusion_answer(score, image, patch, fill), expected, atol=1e-6)
+        assert np.allclose(ex04._occlusion_answer(score, image, patch, fill), expected, atol=1e-6)
         assert np.allclose(occlusion_reference(score, image, patch, fill), expected, atol=1e-6)
 
 
 def occlusion_mistake(mistake):
-    return lambda score, image, patch, fill: checks._occlusion_answer(score, image, patch, fill, mistake=mistake)
+    return lambda score, image, patch, fill: ex04._occlusion_answer(score, image, patch, fill, mistake=mistake)
 
 
 def occlusion_rolled(score, image, patch, fill):
@@ -664,7 +687,7 @@ def occlusion_in_place(score, image, patch, fill):
 )
 def test_occlusion_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_occlusion_map(wrong)
+        ex04.check_occlusion_map(wrong)
 
 
 # ------------------------------------------------------------------ Exercises 1-4: the package is refused
@@ -710,16 +733,18 @@ def reference_arae_through(model, x, x_adv, gamma, make_loss):
 @pytest.mark.parametrize("name", sorted(PACKAGE_ANSWERS))
 def test_the_package_answer_is_right_apart_from_the_refusal(name, monkeypatch, capsys):
     monkeypatch.setattr(
-        checks, "_call_refusing_the_package", lambda task, fn, *args, allowed=(): checks._call(task, fn, *args)
+        module_of_check(name),
+        "call_refusing_the_package",
+        lambda task, fn, *args, allowed=(): machinery.call_student(task, fn, *args),
     )
-    getattr(checks, name)(PACKAGE_ANSWERS[name])
+    exercise_checks()[name](PACKAGE_ANSWERS[name])
     assert "✓" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", sorted(PACKAGE_ANSWERS))
 def test_the_checks_of_exercises_1_to_4_fail_when_the_package_is_called(name):
     with pytest.raises(AssertionError, match="from the anomaly_edu package; write it yourself"):
-        getattr(checks, name)(PACKAGE_ANSWERS[name])
+        exercise_checks()[name](PACKAGE_ANSWERS[name])
 
 
 def test_the_refusal_sees_through_a_helper_an_alias_and_an_import():
@@ -735,14 +760,14 @@ def test_the_refusal_sees_through_a_helper_an_alias_and_an_import():
 
     for answer in (helper, importing):
         with pytest.raises(AssertionError, match="anomaly_edu.attacks.pgd"):
-            checks.check_pgd(answer)
+            ex03.check_pgd(answer)
 
 
 def test_exercise_1_3_may_use_f1_at_threshold_only(capsys):
-    checks.check_validation_threshold(pick_threshold_reference)  # calls metrics.f1_at_threshold
+    ex01.check_validation_threshold(pick_threshold_reference)  # calls metrics.f1_at_threshold
     assert "✓" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="choose_threshold"):
-        checks.check_validation_threshold(lambda labels, scores: metrics.choose_threshold(labels, scores))
+        ex01.check_validation_threshold(lambda labels, scores: metrics.choose_threshold(labels, scores))
 
 
 # ------------------------------------------------------------------ no hidden global state
@@ -779,19 +804,19 @@ def correct_answers():
 
     robust_model, standard_model, x, y = robust_and_standard_models()
     return {
-        "check_reconstruction_score": lambda: checks.check_reconstruction_score(reconstruction_score_reference),
-        "check_fpr_at_tpr": lambda: checks.check_fpr_at_tpr(fpr_at_tpr_reference),
-        "check_validation_threshold": lambda: checks.check_validation_threshold(pick_threshold_reference),
-        "check_fgsm": lambda: checks.check_fgsm(fgsm_reference),
-        "check_project_l2": lambda: checks.check_project_l2(project_l2_reference),
-        "check_one_step_l0": lambda: checks.check_one_step_l0(l0_reference),
-        "check_pgd": lambda: checks.check_pgd(pgd_reference),
-        "check_occlusion_map": lambda: checks.check_occlusion_map(occlusion_reference),
-        "check_adversarial_batch_loss": lambda: checks.check_adversarial_batch_loss(reference_adversarial_loss),
-        "check_robust_model": lambda: checks.check_robust_model(robust_model, standard_model, x, y, eps=0.1, steps=3),
-        "check_latent_objective": lambda: checks.check_latent_objective(reference_objective),
-        "check_latent_attack": lambda: checks.check_latent_attack(reference_latent_attack),
-        "check_arae_loss": lambda: checks.check_arae_loss(reference_arae),
+        "check_reconstruction_score": lambda: ex01.check_reconstruction_score(reconstruction_score_reference),
+        "check_fpr_at_tpr": lambda: ex01.check_fpr_at_tpr(fpr_at_tpr_reference),
+        "check_validation_threshold": lambda: ex01.check_validation_threshold(pick_threshold_reference),
+        "check_fgsm": lambda: ex02.check_fgsm(fgsm_reference),
+        "check_project_l2": lambda: ex02.check_project_l2(project_l2_reference),
+        "check_one_step_l0": lambda: ex02.check_one_step_l0(l0_reference),
+        "check_pgd": lambda: ex03.check_pgd(pgd_reference),
+        "check_occlusion_map": lambda: ex04.check_occlusion_map(occlusion_reference),
+        "check_adversarial_batch_loss": lambda: ex03.check_adversarial_batch_loss(reference_adversarial_loss),
+        "check_robust_model": lambda: ex03.check_robust_model(robust_model, standard_model, x, y, eps=0.1, steps=3),
+        "check_latent_objective": lambda: ex04.check_latent_objective(reference_objective),
+        "check_latent_attack": lambda: ex04.check_latent_attack(reference_latent_attack),
+        "check_arae_loss": lambda: ex04.check_arae_loss(reference_arae),
         **lecture5_answers(),
         **lecture6_answers(),
         **lecture7_answers(),
@@ -808,7 +833,7 @@ def global_random_state():
     }
 
 
-@pytest.mark.parametrize("name", [name for name in dir(checks) if name.startswith("check_")])
+@pytest.mark.parametrize("name", sorted(exercise_checks()))
 def test_checks_leave_the_global_random_state_alone(name):
     answers = correct_answers()  # builds its models before the state is taken
     assert name in answers, f"add a right answer for {name} to correct_answers()"

@@ -18,13 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy import ndimage
-from test_exercises import global_random_state, not_done
+from test_exercises import exercise_checks, global_random_state, not_done
 from test_exercises_puzzle import (
     assert_the_instructor_solutions_pass_their_checks,
     assert_the_student_version_is_current_and_has_the_stubs,
 )
 
-from anomaly_edu import checks, magnetic_tile, metrics
+from anomaly_edu import metrics
+from anomaly_edu.data import magnetic_tile
+from anomaly_edu.grading import ex06a, ex06b
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,12 +94,12 @@ def test_the_reference_agrees_with_scipy():
         mask = rng.random(tuple(rng.integers(1, 12, size=2))) < 0.4
         labels, count = regions_by_union_find(mask)
         expected, n = ndimage.label(mask, structure=np.ones((3, 3)))
-        assert count == n and checks._same_regions(labels, expected)
+        assert count == n and ex06a._same_regions(labels, expected)
 
 
 @pytest.mark.parametrize("right", [regions_by_union_find, regions_by_stack])
 def test_connected_regions_check_accepts_right_answers(right, capsys):
-    checks.check_connected_regions(right)
+    ex06a.check_connected_regions(right)
     assert "✓" in capsys.readouterr().out
 
 
@@ -198,7 +200,7 @@ PACKAGE_WRAPPERS_REGIONS = [
 )
 def test_connected_regions_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_connected_regions(wrong)
+        ex06a.check_connected_regions(wrong)
 
 
 def test_watching_calls_gives_back_the_profiler():
@@ -209,7 +211,7 @@ def test_watching_calls_gives_back_the_profiler():
     sys.setprofile(profiler)
     try:
         with pytest.raises(AssertionError):
-            checks.check_connected_regions(scipy_eight)
+            ex06a.check_connected_regions(scipy_eight)
         assert sys.getprofile() is profiler
     finally:
         sys.setprofile(None)
@@ -252,14 +254,14 @@ def pro_with_scipy(masks, maps, threshold):
 def test_the_pro_reference_agrees_with_the_package():
     rng = np.random.default_rng(1)
     for _ in range(5):
-        masks, maps = checks._pro_case(rng, [(5, 7), (8, 6), (6, 6)], 0.3, defect_free=1)
+        masks, maps = ex06a._pro_case(rng, [(5, 7), (8, 6), (6, 6)], 0.3, defect_free=1)
         for t in (0.2, 0.5, 0.9):
             assert np.allclose(pro_reference(masks, maps, t), metrics.pro_at_threshold(masks, maps, t))
 
 
 @pytest.mark.parametrize("right", [pro_reference, pro_with_scipy])
 def test_pro_check_accepts_right_answers(right, capsys):
-    checks.check_pro_at_threshold(right)
+    ex06a.check_pro_at_threshold(right)
     assert "✓" in capsys.readouterr().out
 
 
@@ -375,12 +377,12 @@ def au_pro_of_the_package(masks, maps, threshold):
 )
 def test_pro_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_pro_at_threshold(wrong)
+        ex06a.check_pro_at_threshold(wrong)
 
 
 def test_every_pro_mistake_gives_its_own_number_on_the_hand_made_case():
     """The check's hand-made case tells the mistakes apart: each gives another (FPR, PRO)."""
-    masks, maps = checks._pro_hand_case()
+    masks, maps = ex06a._pro_hand_case()
     answers = [
         pro_variant()(masks, maps, 0.5),
         pro_variant(strict=True)(masks, maps, 0.5),
@@ -442,7 +444,7 @@ def pair_masks_strings(category_folder):
 
 @pytest.mark.parametrize("right", [pair_masks_reference, pair_masks_strings])
 def test_pair_masks_check_accepts_right_answers(right, capsys):
-    checks.check_pair_masks(right)
+    ex06b.check_pair_masks(right)
     assert "✓" in capsys.readouterr().out
 
 
@@ -565,7 +567,7 @@ def path_needed(category_folder):
 
 
 def imports_the_mvtec_loader(category_folder):
-    from anomaly_edu import mvtec
+    from anomaly_edu.data import mvtec
 
     return mvtec.load_mvtec(Path(category_folder).name, Path(category_folder).parent)
 
@@ -597,7 +599,7 @@ def imports_the_mvtec_loader(category_folder):
 )
 def test_pair_masks_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_pair_masks(wrong)
+        ex06b.check_pair_masks(wrong)
 
 
 # ------------------------------------------------------------------ Exercise 6b.2: loading a pair
@@ -629,7 +631,7 @@ def load_pair_scaled(image_path, mask_path):
 
 @pytest.mark.parametrize("right", [load_pair_reference, load_pair_scaled])
 def test_load_pair_check_accepts_right_answers(right, capsys):
-    checks.check_load_pair(right)
+    ex06b.check_load_pair(right)
     assert "✓" in capsys.readouterr().out
 
 
@@ -739,7 +741,7 @@ def reads_with_the_package(image_path, mask_path):
 )
 def test_load_pair_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_load_pair(wrong)
+        ex06b.check_load_pair(wrong)
 
 
 # ------------------------------------------------------------------ no hidden global state
@@ -748,16 +750,16 @@ def test_load_pair_check_rejects_wrong_answers(wrong, feedback):
 def correct_answers():
     """For every Lecture 6 check, a call with a right answer."""
     return {
-        "check_connected_regions": lambda: checks.check_connected_regions(regions_by_union_find),
-        "check_pro_at_threshold": lambda: checks.check_pro_at_threshold(pro_reference),
-        "check_pair_masks": lambda: checks.check_pair_masks(pair_masks_reference),
-        "check_load_pair": lambda: checks.check_load_pair(load_pair_reference),
+        "check_connected_regions": lambda: ex06a.check_connected_regions(regions_by_union_find),
+        "check_pro_at_threshold": lambda: ex06a.check_pro_at_threshold(pro_reference),
+        "check_pair_masks": lambda: ex06b.check_pair_masks(pair_masks_reference),
+        "check_load_pair": lambda: ex06b.check_load_pair(load_pair_reference),
     }
 
 
 def test_every_lecture6_check_is_here():
     assert set(LOCALISATION_CHECKS) == set(correct_answers())
-    assert all(hasattr(checks, name) for name in LOCALISATION_CHECKS)
+    assert set(LOCALISATION_CHECKS) <= set(exercise_checks())
 
 
 @pytest.mark.parametrize("name", LOCALISATION_CHECKS)

@@ -20,9 +20,10 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from test_exercises import global_random_state, not_done
+from test_exercises import exercise_checks, global_random_state, not_done
 
-from anomaly_edu import attacks, checks, puzzle_ae, puzzles, shortcut
+from anomaly_edu import attacks, puzzle_ae, puzzles, shortcut
+from anomaly_edu.grading import ex05a, ex05b
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -109,7 +110,7 @@ def apply_puzzle_torch(x, perm, grid):
 
 @pytest.mark.parametrize("right", [apply_puzzle_reference, apply_puzzle_torch])
 def test_apply_puzzle_check_accepts_right_answers(right, capsys):
-    checks.check_apply_puzzle(right)
+    ex05a.check_apply_puzzle(right)
     assert "✓" in capsys.readouterr().out
 
 
@@ -203,7 +204,7 @@ PACKAGE_WRAPPERS_APPLY = [
 )
 def test_apply_puzzle_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_apply_puzzle(wrong)
+        ex05a.check_apply_puzzle(wrong)
 
 
 # ------------------------------------------------------------------ Exercise 5a.1: the inverse
@@ -218,7 +219,7 @@ def test_apply_puzzle_check_rejects_wrong_answers(wrong, feedback):
     ],
 )
 def test_inverse_check_accepts_right_answers(right, capsys):
-    checks.check_inverse(right)
+    ex05a.check_inverse(right)
     assert "✓" in capsys.readouterr().out
 
 
@@ -244,7 +245,7 @@ def writes_into_perm(perm):
 )
 def test_inverse_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_inverse(wrong)
+        ex05a.check_inverse(wrong)
 
 
 # ------------------------------------------------------------------ Exercise 5a.2: the normalised score
@@ -257,7 +258,7 @@ def normalised_score_numpy(test_errors, val_errors, aggregation):
 
 @pytest.mark.parametrize("right", [normalised_score_reference, normalised_score_numpy])
 def test_normalised_score_check_accepts_right_answers(right, capsys):
-    checks.check_normalised_score(right)
+    ex05a.check_normalised_score(right)
     assert "✓" in capsys.readouterr().out
 
 
@@ -314,7 +315,7 @@ def package_aggregate_closure():
 )
 def test_normalised_score_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_normalised_score(wrong)
+        ex05a.check_normalised_score(wrong)
 
 
 # ------------------------------------------------------------------ Exercise 5b.1: removing the shortcut
@@ -338,7 +339,7 @@ def remove_shortcut_numpy_noise(model, x_puzzled, target, eps):
 
 @pytest.mark.parametrize("right", [remove_shortcut_reference, remove_shortcut_rand_like, remove_shortcut_numpy_noise])
 def test_remove_shortcut_check_accepts_right_answers(right, capsys):
-    checks.check_remove_shortcut(right)
+    ex05b.check_remove_shortcut(right)
     assert "✓" in capsys.readouterr().out
 
 
@@ -435,7 +436,7 @@ def imports_the_shortcut(model, x_puzzled, target, eps):
 )
 def test_remove_shortcut_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_remove_shortcut(wrong)
+        ex05b.check_remove_shortcut(wrong)
 
 
 def test_remove_shortcut_check_is_not_fooled_by_the_global_seed():
@@ -443,10 +444,10 @@ def test_remove_shortcut_check_is_not_fooled_by_the_global_seed():
     whatever the notebook drew before."""
     for seed in range(5):
         torch.manual_seed(seed)
-        checks.check_remove_shortcut(remove_shortcut_reference)
+        ex05b.check_remove_shortcut(remove_shortcut_reference)
         torch.manual_seed(seed)
         with pytest.raises(AssertionError, match="counted the random start twice"):
-            checks.check_remove_shortcut(counted_twice)
+            ex05b.check_remove_shortcut(counted_twice)
 
 
 # ------------------------------------------------------------------ no hidden global state
@@ -455,16 +456,16 @@ def test_remove_shortcut_check_is_not_fooled_by_the_global_seed():
 def correct_answers():
     """For every Lecture 5 check, a call with a right answer."""
     return {
-        "check_apply_puzzle": lambda: checks.check_apply_puzzle(apply_puzzle_reference),
-        "check_inverse": lambda: checks.check_inverse(inverse_reference),
-        "check_normalised_score": lambda: checks.check_normalised_score(normalised_score_reference),
-        "check_remove_shortcut": lambda: checks.check_remove_shortcut(remove_shortcut_reference),
+        "check_apply_puzzle": lambda: ex05a.check_apply_puzzle(apply_puzzle_reference),
+        "check_inverse": lambda: ex05a.check_inverse(inverse_reference),
+        "check_normalised_score": lambda: ex05a.check_normalised_score(normalised_score_reference),
+        "check_remove_shortcut": lambda: ex05b.check_remove_shortcut(remove_shortcut_reference),
     }
 
 
 def test_every_lecture5_check_is_here():
     assert set(PUZZLE_CHECKS) == set(correct_answers())
-    assert all(hasattr(checks, name) for name in PUZZLE_CHECKS)
+    assert set(PUZZLE_CHECKS) <= set(exercise_checks())
 
 
 @pytest.mark.parametrize("name", PUZZLE_CHECKS)

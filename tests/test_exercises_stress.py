@@ -22,13 +22,14 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from test_exercises import not_done
+from test_exercises import exercise_checks, not_done
 from test_exercises_puzzle import (
     assert_the_instructor_solutions_pass_their_checks,
     assert_the_student_version_is_current_and_has_the_stubs,
 )
 
-from anomaly_edu import checks, puzzle_ae, puzzles
+from anomaly_edu import puzzle_ae, puzzles
+from anomaly_edu.grading import ex07a, ex07b
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,22 +70,22 @@ def errors_puzzle_major(network, x, perms, grid, normalisers):
 
 @pytest.mark.parametrize("right", [errors_batched, errors_by_hand, errors_puzzle_major])
 def test_puzzle_errors_check_accepts_right_answers(right, capsys):
-    checks.check_puzzle_errors(right)
+    ex07a.check_puzzle_errors(right)
     assert "✓" in capsys.readouterr().out
 
 
 def test_the_puzzle_errors_reference_agrees_with_the_package():
     """The check's one-puzzle-at-a-time answer is the package's batched one."""
-    for _, network, x, perms, grid, normalisers in checks._puzzle_error_cases():
+    for _, network, x, perms, grid, normalisers in ex07a._puzzle_error_cases():
         expected = puzzle_ae.permutation_errors(network, x, perms, grid) / normalisers
-        assert torch.allclose(checks._puzzle_errors_answer(network, x, perms, grid, normalisers), expected, atol=1e-6)
+        assert torch.allclose(ex07a._puzzle_errors_answer(network, x, perms, grid, normalisers), expected, atol=1e-6)
 
 
 def test_every_puzzle_errors_mistake_gives_its_own_answer():
-    cases = checks._puzzle_error_cases()
+    cases = ex07a._puzzle_error_cases()
     answers = {
-        mistake: [checks._puzzle_errors_answer(*case[1:], mistake=mistake).detach() for case in cases]
-        for mistake in [None, *checks._PUZZLE_ERROR_MISTAKES]
+        mistake: [ex07a._puzzle_errors_answer(*case[1:], mistake=mistake).detach() for case in cases]
+        for mistake in [None, *ex07a._PUZZLE_ERROR_MISTAKES]
     }
     names = list(answers)
     for i, first in enumerate(names):
@@ -154,7 +155,7 @@ def only_the_detector_way(network, x, perms, grid, normalisers):
 )
 def test_puzzle_errors_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_puzzle_errors(wrong)
+        ex07a.check_puzzle_errors(wrong)
 
 
 # ------------------------------------------------------------------ Exercise 7b.1: the Welch interval
@@ -183,7 +184,7 @@ def welch_by_interval(a, b, confidence=0.95):
 
 @pytest.mark.parametrize("right", [welch_by_hand, welch_by_interval])
 def test_welch_check_accepts_right_answers(right, capsys):
-    checks.check_welch_interval(right)
+    ex07b.check_welch_interval(right)
     assert "✓" in capsys.readouterr().out
 
 
@@ -192,13 +193,13 @@ def test_the_welch_reference_agrees_with_scipy():
     for _ in range(20):
         a, b = rng.normal(85, 1, rng.integers(2, 12)), rng.normal(86, 3, rng.integers(2, 12))
         confidence = rng.uniform(0.5, 0.999)
-        _, low, high = checks._welch_answers(a, b, confidence)["right"]
+        _, low, high = ex07b._welch_answers(a, b, confidence)["right"]
         assert np.allclose((low, high), stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence))
 
 
 def test_every_welch_mistake_gives_its_own_answer():
-    cases = checks._welch_cases()
-    answers = [checks._welch_answers(a, b, c) for _, a, b, c in cases]
+    cases = ex07b._welch_cases()
+    answers = [ex07b._welch_answers(a, b, c) for _, a, b, c in cases]
     names = list(answers[0])
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
@@ -296,7 +297,7 @@ def ttest_only_when_asked(a, b, confidence=0.95):
 
 
 def with_the_package(a, b, confidence=0.95):
-    from anomaly_edu import sweep
+    from anomaly_edu.experiments import sweep
 
     sweep.read_sweep_file  # noqa: B018 (only named: that is enough to refuse)
     return welch_by_hand(a, b, confidence)
@@ -337,12 +338,12 @@ def with_the_package(a, b, confidence=0.95):
 )
 def test_welch_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_welch_interval(wrong)
+        ex07b.check_welch_interval(wrong)
 
 
 def test_the_ttest_refusal_names_the_point():
     with pytest.raises(AssertionError, match="build the interval yourself"):
-        checks.check_welch_interval(with_ttest_ind)
+        ex07b.check_welch_interval(with_ttest_ind)
 
 
 def test_watching_calls_gives_back_the_profiler():
@@ -352,7 +353,7 @@ def test_watching_calls_gives_back_the_profiler():
     sys.setprofile(profiler)
     try:
         with pytest.raises(AssertionError):
-            checks.check_welch_interval(welch_variant(ddof=0))
+            ex07b.check_welch_interval(welch_variant(ddof=0))
         assert sys.getprofile() is profiler
     finally:
         sys.setprofile(None)
@@ -381,7 +382,7 @@ def decide_by_sign_of_the_ends(a, b, confidence=0.95):
 
 @pytest.mark.parametrize("right", [decide_reference, decide_by_sign_of_the_ends])
 def test_decide_check_accepts_right_answers(right, capsys):
-    checks.check_decide(right)
+    ex07b.check_decide(right)
     assert "✓" in capsys.readouterr().out
 
 
@@ -430,7 +431,7 @@ def decide_with_ttest(a, b, confidence=0.95):
 
 
 def decide_with_the_package(a, b, confidence=0.95):
-    from anomaly_edu import checks as package_checks
+    from anomaly_edu.grading import ex07b as package_checks
 
     _, low, high = package_checks._welch_answers(a, b, confidence)["right"]
     return "A" if low > 0 else "B" if high < 0 else "cannot tell"
@@ -455,7 +456,7 @@ def decide_with_the_package(a, b, confidence=0.95):
 )
 def test_decide_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
-        checks.check_decide(wrong)
+        ex07b.check_decide(wrong)
 
 
 def test_the_decide_cases_hold_every_kind_of_decision():
@@ -463,14 +464,14 @@ def test_the_decide_cases_hold_every_kind_of_decision():
     an interval that holds 0 among them, and one pair of runs whose decision
     changes with the confidence."""
     decisions = {}
-    for description, a, b, confidence in checks._decide_cases():
-        difference, low, high = checks._welch_answers(a, b, confidence)["right"]
+    for description, a, b, confidence in ex07b._decide_cases():
+        difference, low, high = ex07b._welch_answers(a, b, confidence)["right"]
         decisions[description] = decide_reference(a, b, confidence)
         if decisions[description] == "cannot tell" and "spread" in description:
             assert abs(difference) >= 2
     assert set(decisions.values()) == {"A", "B", "cannot tell"}
     by_runs = {}
-    for description, a, b, _ in checks._decide_cases():
+    for description, a, b, _ in ex07b._decide_cases():
         by_runs.setdefault((tuple(a), tuple(b)), set()).add(decisions[description])
     assert any(len(found) > 1 for found in by_runs.values())
 
@@ -481,15 +482,15 @@ def test_the_decide_cases_hold_every_kind_of_decision():
 def correct_answers():
     """For every Lecture 7 check, a call with a right answer."""
     return {
-        "check_puzzle_errors": lambda: checks.check_puzzle_errors(errors_batched),
-        "check_welch_interval": lambda: checks.check_welch_interval(welch_by_hand),
-        "check_decide": lambda: checks.check_decide(decide_reference),
+        "check_puzzle_errors": lambda: ex07a.check_puzzle_errors(errors_batched),
+        "check_welch_interval": lambda: ex07b.check_welch_interval(welch_by_hand),
+        "check_decide": lambda: ex07b.check_decide(decide_reference),
     }
 
 
 def test_every_lecture7_check_is_here():
     assert set(STRESS_CHECKS) == set(correct_answers())
-    assert all(hasattr(checks, name) for name in STRESS_CHECKS)
+    assert set(STRESS_CHECKS) <= set(exercise_checks())
 
 
 # ------------------------------------------------------------------ the notebooks

@@ -146,13 +146,13 @@ def fitted():
 
 def test_gt_scores_symmetric_anomalies_above_oriented_normals(fitted):
     normal, anomalous = l_shapes(40, seed=10), symmetric_blobs_and_noise(40)
-    scores_normal, scores_anomalous = fitted.score(normal), fitted.score(anomalous)
+    scores_normal, scores_anomalous = fitted.anomaly_score(normal), fitted.anomaly_score(anomalous)
     assert scores_normal.shape == scores_anomalous.shape == (40,)
     assert np.isfinite(scores_normal).all() and np.isfinite(scores_anomalous).all()
     labels = np.r_[np.zeros(40), np.ones(40)]
     assert roc_auc_score(labels, np.r_[scores_normal, scores_anomalous]) > 0.9
     # a perfectly symmetric image gives the same output under all 8: its score is at least log 8
-    assert fitted.score(torch.full((1, 1, 16, 16), 0.5))[0] >= math.log(8) - 1e-5
+    assert fitted.anomaly_score(torch.full((1, 1, 16, 16), 0.5))[0] >= math.log(8) - 1e-5
     assert len(fitted.history_) == 6 and fitted.history_[-1] < fitted.history_[0]
 
 
@@ -160,8 +160,8 @@ def test_the_score_is_the_mean_surprise_at_the_right_transform(fitted):
     x = symmetric_blobs_and_noise(6)
     p = fitted.transform_probabilities(x)
     assert p.shape == (6, 8) and ((p > 0) & (p <= 1)).all()
-    np.testing.assert_allclose(fitted.score(x), -np.log(p).mean(1), rtol=1e-5)
-    np.testing.assert_allclose(fitted.score(x, scoring="probability"), -p.mean(1), rtol=1e-5)  # same network
+    np.testing.assert_allclose(fitted.anomaly_score(x), -np.log(p).mean(1), rtol=1e-5)
+    np.testing.assert_allclose(fitted.anomaly_score(x, scoring="probability"), -p.mean(1), rtol=1e-5)  # same network
     # computed by hand, image by image
     model = fitted.model_
     with torch.no_grad():
@@ -175,16 +175,16 @@ def test_same_seed_same_scores_and_the_data_is_left_unchanged():
     normal = l_shapes(32)
     copy = normal.clone()
     state = torch.get_rng_state()
-    first = tiny_detector().fit(normal).score(normal)
+    first = tiny_detector().fit(normal).anomaly_score(normal)
     assert torch.equal(normal, copy)
     assert torch.equal(torch.get_rng_state(), state)  # the caller's random numbers are not disturbed
-    np.testing.assert_array_equal(tiny_detector().fit(normal).score(normal), first)
-    assert not np.array_equal(tiny_detector(seed=1).fit(normal).score(normal), first)
+    np.testing.assert_array_equal(tiny_detector().fit(normal).anomaly_score(normal), first)
+    assert not np.array_equal(tiny_detector(seed=1).fit(normal).anomaly_score(normal), first)
 
 
 def test_score_before_fit_is_refused():
     with pytest.raises(RuntimeError, match="GTDetector is not fitted yet"):
-        GTDetector().score(torch.rand(2, 1, 8, 8))
+        GTDetector().anomaly_score(torch.rand(2, 1, 8, 8))
     with pytest.raises(RuntimeError, match="not fitted yet"):
         GTDetector().transform_probabilities(torch.rand(2, 1, 8, 8))
 
@@ -223,7 +223,7 @@ def test_an_interrupted_fit_resumes_and_ends_as_an_uninterrupted_one(tmp_path, m
     assert resumed.history_ == uninterrupted.history_
     weights, expected = resumed.model_.state_dict(), uninterrupted.model_.state_dict()
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
-    np.testing.assert_array_equal(resumed.score(normal), uninterrupted.score(normal))
+    np.testing.assert_array_equal(resumed.anomaly_score(normal), uninterrupted.anomaly_score(normal))
     with pytest.raises(ValueError, match="other settings"):
         tiny_detector(widths=(4, 8, 16)).fit(normal, checkpoint=checkpoint)
 
@@ -273,16 +273,16 @@ def test_both_scorings_against_a_hand_computation_from_the_probabilities(fixed_g
     detector, x = fixed_gt
     np.testing.assert_allclose(detector.transform_probabilities(x), RIGHT_PROBABILITIES.numpy(), rtol=1e-5)
     p = RIGHT_PROBABILITIES.double().numpy()
-    published = detector.score(x, scoring="probability")  # GT code: normality = mean p; anomaly = its negative
+    published = detector.anomaly_score(x, scoring="probability")  # GT code: normality = mean p; anomaly = its negative
     np.testing.assert_allclose(published, -p.mean(1), rtol=1e-5)
-    ours = detector.score(x, scoring="log")
+    ours = detector.anomaly_score(x, scoring="log")
     np.testing.assert_allclose(ours, -np.log(p).mean(1), rtol=1e-5)
     # the two rank the images differently, so a swapped implementation fails
     assert published.argmax() == 1 and ours.argmax() == 0
     # the detector's own scoring is the default; the quick profile's is "log"
-    np.testing.assert_array_equal(detector.score(x), ours)
+    np.testing.assert_array_equal(detector.anomaly_score(x), ours)
     detector.scoring = "probability"
-    np.testing.assert_array_equal(detector.score(x), published)
+    np.testing.assert_array_equal(detector.anomaly_score(x), published)
 
 
 def test_an_unknown_scoring_is_refused(fixed_gt):
@@ -290,7 +290,7 @@ def test_an_unknown_scoring_is_refused(fixed_gt):
         GTDetector(scoring="mean")
     detector, x = fixed_gt
     with pytest.raises(ValueError, match="unknown scoring 'max'"):
-        detector.score(x, scoring="max")
+        detector.anomaly_score(x, scoring="max")
 
 
 def test_the_profiles_scorings():

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from anomaly_edu import magnetic_tile as mt
 from anomaly_edu.data import CorruptDataError, DatasetNotFoundError, data_root
-from anomaly_edu.medical import medical_split
+from anomaly_edu.data import magnetic_tile as mt
+from anomaly_edu.data.medical import medical_split
 
 DEFAULT_COUNTS = {"Free": 5, "Blowhole": 2, "Break": 1, "Crack": 1, "Fray": 1, "Uneven": 2}
 

@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from anomaly_edu import medical
-from anomaly_edu.data import CorruptDataError, DatasetNotFoundError, data_root
+from anomaly_edu.data import CorruptDataError, DatasetNotFoundError, data_root, medical
 
 
 def save(path, mode="L", size=(20, 30), value=128):

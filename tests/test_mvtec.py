@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from anomaly_edu.data import CorruptDataError, DatasetNotFoundError
-from anomaly_edu.mvtec import (
+from anomaly_edu.data.archive import UnsafeArchiveError, safe_extract, verify_checksum
+from anomaly_edu.data.mvtec import (
     MVTEC_ARCHIVE,
     MVTEC_CATEGORIES,
     MVTEC_FOLDER,
@@ -25,14 +26,11 @@ from anomaly_edu.mvtec import (
     MVTEC_TEXTURES,
     MVTEC_URL,
     MVTEC_URL_ENV_VAR,
-    UnsafeArchiveError,
     available_mvtec,
     download_mvtec,
     load_mvtec,
     mvtec_split,
     mvtec_url,
-    safe_extract,
-    verify_checksum,
 )
 
 GREY_CATEGORIES = ("grid", "screw", "zipper")  # MVTec AD's grey categories

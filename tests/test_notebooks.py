@@ -229,7 +229,7 @@ NUMBERS_FROM_ELSEWHERE = {
         "72": "the GT paper's 72 transformations",
         "1.05": "the Puzzle-AE code's MVTec augmentation: a random zoom between 1.05 and 1.2",
         "1.2": "the Puzzle-AE code's MVTec augmentation: a random zoom between 1.05 and 1.2",
-        "253": "the Kaggle brain MRI set: 253 slices (its Kaggle page; anomaly_edu.medical.MEDICAL_SETS)",
+        "253": "the Kaggle brain MRI set: 253 slices (its Kaggle page; anomaly_edu.data.medical.MEDICAL_SETS)",
         "98": "the Kaggle brain MRI set: 98 slices without a tumour (its Kaggle page)",
         "155": "the Kaggle brain MRI set: 155 slices with a tumour (its Kaggle page)",
     },

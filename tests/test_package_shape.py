@@ -15,73 +15,127 @@ from test_magnetic_tile import make_magnetic_tile_tree
 from test_medical import make_head_ct
 from test_mvtec import make_mvtec_tree
 
-from anomaly_edu import methods, profiles, reproduce, training
-from anomaly_edu.__main__ import main
+from anomaly_edu import profiles, training
+from anomaly_edu.experiments import methods, reproduce, tables
+from anomaly_edu.experiments.cli import main
 
-PACKAGE = Path(methods.__file__).parent
-# The lecture that teaches each module; a module may import only what its own or
-# an earlier lecture taught. None: a module above the lectures (the registry, the
-# command line, ...): it counts as the latest lecture of what it imports.
-LECTURE_OF_MODULE = {
-    "profiles": 1,
-    "data": 1,
-    "models": 1,
-    "training": 1,
-    "metrics": 1,
-    "detectors": 1,
-    "viz": 1,
-    "results": 1,
-    "attacks": 2,
-    "robust": 3,
-    "arae": 4,
-    "saliency": 4,
-    "puzzles": 5,
-    "shortcut": 5,
-    "puzzle_ae": 5,
-    "medical": 5,
-    "mvtec": 6,
-    "magnetic_tile": 6,
-    "anomaly_maps": 6,
-    "geometric": 6,
-    "sweep": 7,
-    "stress": 7,
-    "methods": None,
-    "batched": None,  # taught in Lecture 4, but it reads the registry of every lecture's methods
-    "reproduce": None,
-    "trained": None,  # introduced in Lecture 1, but it rebuilds any lecture's detector from the registry
-    "checks": None,
-    "__main__": None,
-    "__init__": None,
+PACKAGE = Path(profiles.__file__).parent
+# The package's layers, lowest first. A module may import its own layer and the
+# layers below it; experiments and grading both sit on the library and do not
+# import each other. The command line's entry (anomaly_edu/__main__.py) and the
+# package's own __init__ may import anything.
+LAYERS = {
+    "data": {"data"},  # anomaly_edu/data/: loading, checking and writing files
+    "library": {"data", "library"},  # anomaly_edu/*.py: the lectures' concepts
+    "experiments": {"data", "library", "experiments"},  # anomaly_edu/experiments/: registry, tables, runs
+    "grading": {"data", "library", "grading"},  # anomaly_edu/grading/: the exercises' checks
 }
+ENTRY = {"__init__", "__main__"}
+
+
+def module_name(path: Path) -> str:
+    """ "data.medical" for anomaly_edu/data/medical.py, "data" for anomaly_edu/data/__init__.py."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> str:
+    if module in ENTRY:
+        return "entry"
+    first = module.split(".")[0]
+    return first if first in LAYERS and first != "library" else "library"
+
+
+def lecture_of(path: Path) -> int | None:
+    """The module's own ``__lecture__ = N`` (the lecture that introduces it), read from its source."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__lecture__"]:
+            return ast.literal_eval(node.value)
+    return None
+
+
+def has_code(path: Path) -> bool:
+    """Whether a module holds more than a docstring (a subpackage's __init__ may hold only that)."""
+    body = ast.parse(path.read_text()).body
+    return len(body) > 1 or not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant))
+
+
+def package_modules() -> dict[str, Path]:
+    """Every module of the package, subpackages included, by dotted name."""
+    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
 def package_imports() -> dict[str, set[str]]:
-    """{module: the package's modules it imports}, read from the source."""
+    """{module: the package's modules it imports}, read from the source (absolute
+    and relative imports, at the top or inside functions)."""
+    modules = package_modules()
     graph = {}
-    for path in sorted(PACKAGE.glob("*.py")):
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        here = name.split(".") if is_package and name not in ENTRY else name.split(".")[:-1]
         imported = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import y / from . import x
-                imported |= {node.module} if node.module else {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("anomaly_edu."):
-                imported.add(node.module.split(".")[1])
-        graph[path.stem] = imported
-    modules = set(graph)  # "from . import __version__" imports a name, not a module
-    return {module: (imported & modules) - {"__init__"} for module, imported in graph.items()}
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = here[: len(here) - (node.level - 1)]
+                    target = [*base, *(node.module.split(".") if node.module else [])]
+                elif (node.module or "").startswith("anomaly_edu."):
+                    target = node.module.split(".")[1:]
+                else:
+                    continue
+                found = ".".join(target)
+                for alias in node.names:  # "from . import medical" imports a module; "from . import data_root" a name
+                    child = ".".join([*target, alias.name])
+                    imported.add(child if child in modules else found)
+            elif isinstance(node, ast.Import):
+                imported |= {a.name.split(".", 1)[1] for a in node.names if a.name.startswith("anomaly_edu.")}
+        graph[name] = {m for m in imported if m in modules and m != name and m != "__init__"}
+    return graph
 
 
-def test_every_module_has_a_lecture_and_imports_only_earlier_lectures():
+def test_the_import_graph_by_layer_never_climbs():
+    """Printed by layer (``pytest -s`` shows it): every module with what it
+    imports. A module imports only its own layer and those below it."""
     graph = package_imports()
-    assert set(graph) == set(LECTURE_OF_MODULE), "add the new module to LECTURE_OF_MODULE"
+    order = ["data", "library", "experiments", "grading", "entry"]
+    for layer in order:
+        print(f"\n{layer}:")
+        for module in sorted(m for m in graph if layer_of(m) == layer):
+            print(f"  {module:24} <- {', '.join(sorted(graph[module])) or '-'}")
+    climbs = [
+        f"{module} ({layer_of(module)}) imports {imported} ({layer_of(imported)})"
+        for module, imports in graph.items()
+        if layer_of(module) != "entry"
+        for imported in imports
+        if layer_of(imported) not in LAYERS[layer_of(module)]
+    ]
+    assert not climbs, "imports that climb a layer: " + "; ".join(sorted(climbs))
 
-    def lecture(module):
-        own = LECTURE_OF_MODULE[module]
-        return own if own is not None else max((lecture(m) for m in graph[module]), default=1)
 
+def test_a_climbing_import_is_found(monkeypatch):
+    """The layer check itself can fail: the library importing the grading package."""
+    graph = {"metrics": {"grading.ex01"}, "grading.ex01": set()}
+    monkeypatch.setattr(__import__(__name__), "package_imports", lambda: graph)
+    with pytest.raises(AssertionError, match=r"metrics \(library\) imports grading.ex01 \(grading\)"):
+        test_the_import_graph_by_layer_never_climbs()
+
+
+def test_every_module_names_its_lecture_and_the_library_imports_only_earlier_lectures():
+    modules, graph = package_modules(), package_imports()
+    lectures = {name: lecture_of(path) for name, path in modules.items() if name not in ENTRY and has_code(path)}
+    unnamed = sorted(name for name, lecture in lectures.items() if lecture not in range(1, 8))
+    assert not unnamed, f"give these modules `__lecture__ = N` (1-7), the lecture that introduces them: {unnamed}"
     for module, imported in graph.items():
-        if LECTURE_OF_MODULE[module] is not None:
-            later = [m for m in imported if lecture(m) > LECTURE_OF_MODULE[module]]
-            assert not later, f"{module} (Lecture {LECTURE_OF_MODULE[module]}) imports {later}, taught later"
+        if layer_of(module) in ("data", "library"):  # above them, a module gathers every lecture's parts
+            later = sorted(m for m in imported if lectures[m] > lectures[module])
+            assert not later, f"{module} (Lecture {lectures[module]}) imports {later}, taught later"
+
+
+def test_no_module_is_longer_than_500_lines():
+    long = {name: n for name, path in package_modules().items() if (n := len(path.read_text().splitlines())) > 500}
+    assert not long, f"split these modules (lines): {long}"
 
 
 def test_the_import_graph_has_no_cycle():
@@ -116,7 +170,7 @@ def test_the_method_list_exists_once():
         *("ae", "dae", "ocsvm", "dsvdd", "mean-image", "pca", "arae", "arae-union", "puzzle-ae"),
         *("ae-l2", "ae-ssim", "gt"),
     ]
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         if path.stem in ("methods", "profiles"):
             continue
         text = path.read_text()
@@ -161,20 +215,20 @@ def tiny_root(tmp_path_factory):
 
 
 # the ablation tables compare Puzzle-AE's variants only: tests/test_puzzle_ablation.py covers them
-@pytest.mark.parametrize("table", [name for name in reproduce.TABLES if name not in reproduce.PUZZLE_ABLATIONS])
+@pytest.mark.parametrize("table", [name for name in tables.TABLES if name not in tables.PUZZLE_ABLATIONS])
 @pytest.mark.parametrize("method", list(methods.METHODS))
 def test_every_method_runs_on_every_table_or_is_refused_before_training(table, method, tiny_root, monkeypatch):
     calls = []
     monkeypatch.setattr(reproduce, "table_splits", spy(reproduce.table_splits, calls, "load"))
     monkeypatch.setattr(training, "run_epochs", spy(training.run_epochs, calls, "train"))
-    classes = [1] if reproduce.TABLES[table].protocol == 2 else None  # the other tables have fixed rows
+    classes = [1] if tables.TABLES[table].protocol == 2 else None  # the other tables have fixed rows
     run = dict(root=tiny_root, device="cpu", progress=False, changes={method: tiny_changes(method)})
     attackable = hasattr(methods.METHODS[method].detector, "differentiable_score")
     if table == "mnist-attack" and not attackable:  # Lecture 7 attacks through the score's gradient
         with pytest.raises(ValueError, match=f"{method} has none: leave it out"):
             reproduce.run_table(table, ["ae", method], classes, **run)
         assert calls == [], "a refused method must stop the run before anything loads or trains"
-    elif methods.METHODS[method].accepts(reproduce.TABLES[table].image_shape):
+    elif methods.METHODS[method].accepts(tables.TABLES[table].image_shape):
         evaluated, sub_runs = record_evaluations(monkeypatch), {}
         monkeypatch.setattr(reproduce, "run_table", spy_run_table(reproduce.run_table, evaluated, sub_runs))
         result = reproduce.run_table(table, [method], classes, **run)
@@ -240,8 +294,10 @@ def test_a_second_fit_gives_the_model_a_first_fit_gives(name):
     x, other, test = tiny_images(seed=0), tiny_images(seed=1), tiny_images(8, seed=2)
     refitted = tiny_detector(name).fit(other).fit(x)
     fresh = tiny_detector(name).fit(x)
-    np.testing.assert_allclose(refitted.score(test), fresh.score(test), rtol=1e-6)
-    assert not np.allclose(tiny_detector(name).fit(other).score(test), fresh.score(test))  # the data matter
+    np.testing.assert_allclose(refitted.anomaly_score(test), fresh.anomaly_score(test), rtol=1e-6)
+    assert not np.allclose(
+        tiny_detector(name).fit(other).anomaly_score(test), fresh.anomaly_score(test)
+    )  # the data matter
 
 
 @pytest.mark.parametrize("name", list(methods.METHODS))
@@ -263,7 +319,7 @@ def test_init_stores_its_settings_as_given_and_score_needs_fit(name):
     assert params.get("seed", 3) == 3 and all(params[k] == v for k, v in tiny_changes(name).items())
     assert type(detector)(**params).get_params() == params
     with pytest.raises(RuntimeError, match="not fitted yet: call fit"):
-        detector.score(tiny_images(2))
+        detector.anomaly_score(tiny_images(2))
 
 
 def test_defaults_come_from_the_quick_profile():
@@ -294,7 +350,7 @@ def test_command_line_errors_are_one_line(tmp_path, monkeypatch, capsys):
     def torch_fails(*args, **kwargs):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x10 and 784x512)\nmore detail")
 
-    monkeypatch.setattr("anomaly_edu.__main__.run_table", torch_fails)
+    monkeypatch.setattr("anomaly_edu.experiments.cli.run_table", torch_fails)
     assert main(["reproduce", "mnist", "--methods", "ae", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "RuntimeError: mat1 and mat2" in err and "--debug" in err
@@ -304,7 +360,7 @@ def test_command_line_errors_are_one_line(tmp_path, monkeypatch, capsys):
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr("anomaly_edu.__main__.run_table", out_of_memory)
+    monkeypatch.setattr("anomaly_edu.experiments.cli.run_table", out_of_memory)
     assert main(["reproduce", "mnist", "--methods", "ae"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "out of memory" in err and "batch_size" in err
@@ -329,7 +385,7 @@ def test_a_profile_without_the_method_is_refused_in_one_line(monkeypatch, capsys
 )
 def test_an_out_that_cannot_be_written_is_refused_before_training(tmp_path, make_out, monkeypatch, capsys):
     (tmp_path / "a-file").write_text("")
-    monkeypatch.setattr("anomaly_edu.__main__.run_table", lambda *a, **k: pytest.fail("trained first"))
+    monkeypatch.setattr("anomaly_edu.experiments.cli.run_table", lambda *a, **k: pytest.fail("trained first"))
     assert main(["reproduce", "mnist", "--methods", "ae", "--out", str(make_out(tmp_path))]) == 2
     assert "--out" in capsys.readouterr().err
 
@@ -338,6 +394,6 @@ def test_ctrl_c_is_one_line_too(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("anomaly_edu.__main__.run_table", interrupted)
+    monkeypatch.setattr("anomaly_edu.experiments.cli.run_table", interrupted)
     assert main(["reproduce", "mnist", "--methods", "ae", "--resume", "somewhere"]) == 130
     assert capsys.readouterr().err == "interrupted (rerun the same command to resume)\n"

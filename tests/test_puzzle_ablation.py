@@ -9,8 +9,9 @@ import torch
 from recomputed import assert_rounds_to, sklearn_auroc
 from test_data import make_fake_cifar10, make_fake_mnist
 
-from anomaly_edu import profiles, reproduce
-from anomaly_edu.__main__ import main
+from anomaly_edu import profiles
+from anomaly_edu.experiments import report, reproduce, tables
+from anomaly_edu.experiments.cli import main
 from anomaly_edu.puzzle_ae import PuzzleAEDetector
 
 TINY = {"puzzle-ae": {"epochs": 1, "batch_size": 8, "widths": [2, 4], "val_size": 4}}
@@ -91,21 +92,21 @@ def test_each_variant_is_fitted_and_scored_once_for_its_three_aggregations(ablat
 
 
 def test_the_talks_table_9_is_read_by_row_name():
-    talk = reproduce.talk_table("cifar10-ablation")
+    talk = tables.talk_table("cifar10-ablation")
     assert set(talk) == ROWS
     assert talk["CPAE-G avg"]["mean"] == 72.47 and talk["PAE min"]["0"] == 76.32
 
 
 def test_our_rows_are_shown_beside_the_talks(ablation):
     result = ablation[0]
-    text = reproduce.format_comparison(result)
+    text = report.format_comparison(result)
     assert f"{78.05:.1f}" in talk_line(text, "CPAE-G avg"), text  # the talk's class 1
     assert "has no" not in text
     every_class = copy.deepcopy(result)  # over all ten classes the talk's mean is its own
     every_class["provenance"]["settings"].update(classes=list(range(10)), cases=[str(c) for c in range(10)])
     for row in every_class["results"].values():
         row["auc"] = {str(c): 50.0 for c in range(10)}
-    assert talk_line(reproduce.format_comparison(every_class), "CPAE-G avg").split()[-1] == "72.5"
+    assert talk_line(report.format_comparison(every_class), "CPAE-G avg").split()[-1] == "72.5"
 
 
 def talk_line(text, row):
@@ -185,7 +186,7 @@ def test_the_mnist_ablation_runs_the_same_table_on_mnist(tmp_path, capsys):
         for aggregation, one_score in ONE_SCORE.items():
             auc = result["results"][f"{variant} {aggregation}"]["auc"]["1"]
             assert_rounds_to(auc, sklearn_auroc(split.y_test, one_score(errors)), f"{variant} {aggregation}")
-    text = reproduce.format_comparison(result)
+    text = report.format_comparison(result)
     assert "(talk)" not in text and "CPAE-G avg (ours)" in text, text
     assert "the talk has no mnist-ablation table" in text and "seed talk's table" not in text
     with pytest.raises(ValueError, match="not --seeds"):

@@ -192,21 +192,21 @@ def test_the_normalisers_make_every_puzzle_average_one_on_the_validation_images(
     detector = PuzzleAEDetector(**TINY).fit(x, x_val=x_val)
     per_puzzle = detector.permutation_scores(x_val).mean(0)
     torch.testing.assert_close(per_puzzle, torch.ones(23), rtol=1e-4, atol=1e-4)
-    assert detector.score(x_val).mean() == pytest.approx(1.0, abs=1e-4)
+    assert detector.anomaly_score(x_val).mean() == pytest.approx(1.0, abs=1e-4)
 
 
 def test_score_takes_another_aggregation_without_refitting():
     x = images(24)
     detector = PuzzleAEDetector(**TINY).fit(x)
     per_puzzle = detector.permutation_scores(x[:5])
-    np.testing.assert_allclose(detector.score(x[:5], "max"), per_puzzle.amax(1).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(detector.score(x[:5]), per_puzzle.mean(1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(detector.anomaly_score(x[:5], "max"), per_puzzle.amax(1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(detector.anomaly_score(x[:5]), per_puzzle.mean(1).numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["pae", "cpae", "cpae-g"])
 def test_every_variant_trains_and_scores(variant):
     detector = PuzzleAEDetector(variant=variant, **TINY).fit(images(24, channels=3, size=32))
-    scores = detector.score(images(6, seed=2, channels=3, size=32))
+    scores = detector.anomaly_score(images(6, seed=2, channels=3, size=32))
     assert scores.shape == (6,) and np.isfinite(scores).all()
     assert isinstance(detector.model_, PuzzleGAN) == (variant == "cpae-g")
 
@@ -303,7 +303,7 @@ def test_the_checkpoint_holds_the_scheduler_and_gives_back_the_same_detector(tmp
     stored = torch.load(checkpoint, weights_only=True)
     assert len(stored["history"]) == 2 and "num_bad_epochs" in stored["scheduler"]
     resumed = PuzzleAEDetector(**settings).fit(x, checkpoint=checkpoint)  # nothing left to train
-    np.testing.assert_allclose(resumed.score(x[:4]), first.score(x[:4]), rtol=1e-5)
+    np.testing.assert_allclose(resumed.anomaly_score(x[:4]), first.anomaly_score(x[:4]), rtol=1e-5)
     with pytest.raises(ValueError, match="other settings"):
         PuzzleAEDetector(**{**settings, "eps": 0.05}).fit(x, checkpoint=checkpoint)
 
@@ -413,7 +413,7 @@ def test_puzzle_ae_learns_a_structured_toy_and_beats_the_mean_image():
     detector = PuzzleAEDetector(
         widths=(16, 32), epochs=12, batch_size=16, lr=3e-3, eps=0.0, val_size=50, progress=False, device="cpu"
     ).fit(x_train)
-    auroc = 100 * roc_auc_score(y_test, detector.score(x_test))
+    auroc = 100 * roc_auc_score(y_test, detector.anomaly_score(x_test))
     assert mean_image_auroc < 80
     assert auroc > 95 and auroc > mean_image_auroc + 15
     # it has learned the puzzle: its error is far below that of always answering the mean image

@@ -12,11 +12,11 @@ from test_magnetic_tile import make_magnetic_tile_tree
 from test_medical import make_head_ct
 from test_mvtec import make_mvtec_tree
 
-from anomaly_edu import reproduce
-from anomaly_edu.__main__ import main
 from anomaly_edu.anomaly_maps import resize_maps
-from anomaly_edu.magnetic_tile import magnetic_tile_split
-from anomaly_edu.methods import make_detector
+from anomaly_edu.data.magnetic_tile import magnetic_tile_split
+from anomaly_edu.experiments import report, reproduce, tables
+from anomaly_edu.experiments.cli import main
+from anomaly_edu.experiments.methods import make_detector
 from anomaly_edu.metrics import au_pro, auroc, pixel_auroc
 from anomaly_edu.profiles import get_profile
 
@@ -52,7 +52,7 @@ def test_the_magnetic_tile_table_has_pixel_metrics_for_the_methods_that_map(root
     assert "pixel_auc" not in numbers["gt"] and "au_pro" not in numbers["gt"]
     assert result["provenance"]["settings"]["protocol"] == 4
     assert "each tile's own size" in result["metric"]
-    text = reproduce.format_comparison(result)
+    text = report.format_comparison(result)
     assert "(no pixel AUC: gt makes no anomaly map)" in text and "AU-PRO" in text
     assert "the talk has no magnetic-tile table" in text
 
@@ -66,7 +66,7 @@ def test_evaluate_scores_maps_at_each_masks_own_size(root):
     numbers = reproduce.evaluate(detector, split, protocol=4)
     maps = resize_maps(detector.anomaly_map(split.x_test), [m.shape for m in split.masks_test])
     assert len({m.shape for m in split.masks_test}) > 1  # the tiles differ in size
-    assert numbers["auc"] == round(100 * auroc(split.y_test, detector.score(split.x_test)), 2)
+    assert numbers["auc"] == round(100 * auroc(split.y_test, detector.anomaly_score(split.x_test)), 2)
     assert numbers["pixel_auc"] == round(100 * pixel_auroc(split.masks_test, maps), 2)
     assert numbers["au_pro"] == round(100 * au_pro(split.masks_test, maps), 2)
 
@@ -76,7 +76,7 @@ def test_the_mvtec_table_runs_by_category_with_the_talks_numbers_beside(root):
     result = reproduce.run_table("mvtec", ["ae-l2"], ["carpet", "bottle"], root=root, changes=changes, **RUN)
     assert list(result["results"]["ae-l2"]["auc"]) == ["carpet", "bottle"]
     assert result["provenance"]["settings"]["classes"] == ["carpet", "bottle"]
-    text = reproduce.format_comparison(result)
+    text = report.format_comparison(result)
     assert "AE_L2 (talk)" in text and "talk 65.0" in text  # the talk: carpet 50, bottle 80
     assert "over the 1 textures run" in text and "over the 1 objects run" in text
     everything = reproduce.run_table("mvtec", ["ae-l2"], None, root=root, changes=changes, **RUN)
@@ -87,9 +87,9 @@ def test_the_mvtec_table_runs_by_category_with_the_talks_numbers_beside(root):
 
 def test_puzzle_ae_swaps_two_tiles_on_mvtec_textures_only():
     settings = get_profile("quick", "mvtec")
-    assert reproduce.case_settings("mvtec", "carpet", settings)["puzzle-ae"]["puzzles"] == "swaps"
-    assert reproduce.case_settings("mvtec", "bottle", settings)["puzzle-ae"]["puzzles"] == "all"
-    assert reproduce.case_settings("magnetic-tile", "magnetic-tile", settings)["puzzle-ae"]["puzzles"] == "all"
+    assert tables.case_settings("mvtec", "carpet", settings)["puzzle-ae"]["puzzles"] == "swaps"
+    assert tables.case_settings("mvtec", "bottle", settings)["puzzle-ae"]["puzzles"] == "all"
+    assert tables.case_settings("magnetic-tile", "magnetic-tile", settings)["puzzle-ae"]["puzzles"] == "all"
     assert settings["puzzle-ae"]["puzzles"] == "all"  # the profile itself is not changed
 
 
@@ -115,7 +115,7 @@ def test_the_generality_table_gathers_the_other_tables_means(tmp_path, capsys):
     assert sorted(runs) == ["medical", "mnist"] and runs["mnist"]["classes"] == [1, 2]
     for method in ("gt", "puzzle-ae"):
         assert list(result["results"][method]["auc"]) == ["MNIST", "head_ct_hemorrhage"]
-    text = reproduce.format_comparison(result)
+    text = report.format_comparison(result)
     assert "GT (talk)" in text and "Puzzle-AE (talk)" in text and "98.0" in text and "44.7" in text
     assert "ours, mnist: mean over normal classes [1, 2]" in text and "ours, medical: mean over cases head-ct" in text
 
@@ -129,9 +129,9 @@ def test_generality_refuses_a_method_that_cannot_take_some_data_before_training(
 
 
 def test_the_talks_generality_and_mvtec_numbers_are_read_as_printed():
-    generality = reproduce.talk_table("generality")
+    generality = tables.talk_table("generality")
     assert generality["GT"]["MVTec"] == 67.2 and generality["Puzzle-AE"]["brain_tumor"] == 96.34
-    mvtec = reproduce.talk_table("mvtec")
+    mvtec = tables.talk_table("mvtec")
     assert mvtec["Puzzle-AE"]["mean"] == 77.63 and mvtec["AE_SSIM"]["carpet"] == 67.0
-    assert reproduce.talk_table("magnetic-tile") == {} and reproduce.talk_table("mvtec", "AU-PRO") == {}
+    assert tables.talk_table("magnetic-tile") == {} and tables.talk_table("mvtec", "AU-PRO") == {}
     assert np.isclose(np.mean([mvtec["AE_L2"][c] for c in ("carpet", "bottle")]), 65.0)

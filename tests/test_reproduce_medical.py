@@ -9,9 +9,9 @@ from PIL import Image
 from recomputed import check_evaluation, record_evaluations
 from test_medical import make_head_ct
 
-from anomaly_edu import reproduce
-from anomaly_edu.__main__ import main
 from anomaly_edu.data import DatasetNotFoundError
+from anomaly_edu.experiments import report, reproduce
+from anomaly_edu.experiments.cli import main
 
 TINY = {"ae": {"epochs": 1, "batch_size": 8}, "puzzle-ae": {"epochs": 1, "batch_size": 8, "widths": [2, 4]}}
 
@@ -42,7 +42,7 @@ def test_the_medical_table_runs_on_every_set_present_and_names_the_missing_ones(
     assert [numbers for _, _, numbers in evaluated] == reported
     for (detector, split, numbers), method in zip(evaluated, ("ae", "puzzle-ae")):
         check_evaluation(detector, split, numbers, f"{method} head-ct")  # AUROC and FPR, from scikit-learn
-    text = reproduce.format_comparison(result)
+    text = report.format_comparison(result)
     assert "Puzzle-AE (talk)" in text and "86.4" in text, text
     # the talk's FPR column (0.70 for Puzzle-AE on head CT) beside ours, with what it leaves unsaid
     fpr_table = text[text.index("FPR at TPR 99.5%") :]
@@ -58,7 +58,7 @@ def test_several_seeds_give_a_mean_a_spread_and_every_seeds_numbers(head_ct_root
     mean = sum(per_seed) / 3
     assert ours["auc_std"]["head-ct"] == pytest.approx((sum((v - mean) ** 2 for v in per_seed) / 2) ** 0.5, abs=0.01)
     assert result["provenance"]["settings"]["seeds"] == [0, 1, 2] and "seed" not in result["provenance"]["settings"]
-    assert "± std" in reproduce.format_comparison(result)
+    assert "± std" in report.format_comparison(result)
     fprs = [ours["fpr_995_per_seed"][s]["head-ct"] for s in ("0", "1", "2")]
     assert ours["fpr_995"]["head-ct"] == pytest.approx(sum(fprs) / 3, abs=0.01)
     assert ours["fpr_995_std"]["head-ct"] == pytest.approx(statistics.stdev(fprs), abs=0.01)
@@ -83,7 +83,7 @@ def test_brain_mri_beside_head_ct_gets_its_own_column_and_the_talks_numbers(head
     for (detector, split, numbers), case in zip(evaluated, ("head-ct", "brain-mri")):
         check_evaluation(detector, split, numbers, f"puzzle-ae {case}")
         assert {metric: result["results"]["puzzle-ae"][metric][case] for metric in ("auc", "fpr_995")} == numbers
-    talk_rows = [line.split()[2:] for line in reproduce.format_comparison(result).splitlines() if "(talk)" in line]
+    talk_rows = [line.split()[2:] for line in report.format_comparison(result).splitlines() if "(talk)" in line]
     assert talk_rows == [["86.4", "96.3", "91.4"], ["70.0", "50.0", "60.0"]]  # Puzzle-AE's AUC, then its FPR
 
 

@@ -10,8 +10,9 @@ from test_data import make_fake_mnist
 
 from anomaly_edu.anomaly_maps import MapAEDetector
 from anomaly_edu.detectors import AEDetector, OCSVMDetector
+from anomaly_edu.experiments.report import format_comparison
+from anomaly_edu.experiments.reproduce import run_table
 from anomaly_edu.puzzle_ae import PuzzleAEDetector
-from anomaly_edu.reproduce import format_comparison, run_table
 from anomaly_edu.stress import attack_scores, auroc_under_attack, balanced_subset, check_attackable
 
 
@@ -41,7 +42,7 @@ def test_the_attack_stays_in_the_ball_and_moves_scores_the_attackers_way(ae, dat
     eps = 0.1
     attacked = attack_scores(ae, x, y, eps=eps, steps=10)
     assert (attacked - x).abs().max() <= eps + 1e-6 and attacked.min() >= 0 and attacked.max() <= 1
-    before, after = ae.score(x), ae.score(attacked)
+    before, after = ae.anomaly_score(x), ae.anomaly_score(attacked)
     assert (after[:10] > before[:10]).all()  # normal images look more anomalous
     assert (after[10:] < before[10:]).all()  # anomalies look more normal
     assert torch.equal(attack_scores(ae, x, y, eps=eps, steps=10), attacked)  # seeded
@@ -51,15 +52,17 @@ def test_auroc_falls_as_eps_grows_and_eps_zero_is_the_clean_auroc(ae, data):
     _, x, y = data
     numbers = auroc_under_attack(ae, x, y, [0.1, 0.3, 0.5], steps=10)
     assert list(numbers["both"]) == ["0", "0.1", "0.3", "0.5"]
-    assert numbers["both"]["0"] == numbers["normal"]["0"] == pytest.approx(100 * _auroc(y, ae.score(x)), abs=0.01)
+    assert (
+        numbers["both"]["0"] == numbers["normal"]["0"] == pytest.approx(100 * _auroc(y, ae.anomaly_score(x)), abs=0.01)
+    )
     for attacked in ("normal", "both"):
         values = list(numbers[attacked].values())
         assert values == sorted(values, reverse=True)  # falls as eps grows
     assert all(numbers["both"][eps] <= numbers["normal"][eps] for eps in numbers["both"])  # attacking more helps
     assert numbers["normal"]["0.5"] < numbers["normal"]["0"] - 20  # a large enough ball turns the ranking
     # "normal" is exactly: attacked normal images against clean anomalies
-    attacked = ae.score(attack_scores(ae, x, y, eps=0.3, steps=10))
-    mixed = np.where(y.numpy() == 0, attacked, ae.score(x))
+    attacked = ae.anomaly_score(attack_scores(ae, x, y, eps=0.3, steps=10))
+    mixed = np.where(y.numpy() == 0, attacked, ae.anomaly_score(x))
     assert numbers["normal"]["0.3"] == pytest.approx(100 * _auroc(y, mixed), abs=0.01)
 
 
@@ -80,9 +83,9 @@ def _auroc(y, scores):
 
 def test_differentiable_scores_equal_the_scores(ae, data):
     x_train, x, _ = data
-    assert np.allclose(ae.differentiable_score(x).detach().numpy(), ae.score(x), rtol=1e-5)
+    assert np.allclose(ae.differentiable_score(x).detach().numpy(), ae.anomaly_score(x), rtol=1e-5)
     maps = MapAEDetector(widths=[4, 8], latent_dim=4, epochs=1, batch_size=16, progress=False).fit(x_train)
-    assert np.allclose(maps.differentiable_score(x).detach().numpy(), maps.score(x), rtol=1e-5)
+    assert np.allclose(maps.differentiable_score(x).detach().numpy(), maps.anomaly_score(x), rtol=1e-5)
 
 
 def test_the_attack_goes_through_puzzle_aes_whole_score(data):
@@ -90,9 +93,9 @@ def test_the_attack_goes_through_puzzle_aes_whole_score(data):
     detector = PuzzleAEDetector(widths=[2, 4], epochs=2, val_size=8, progress=False, device="cpu").fit(x_train)
     for aggregation in ("avg", "max", "min"):
         whole = detector.differentiable_score(x, aggregation=aggregation).detach().numpy()
-        assert np.allclose(whole, detector.score(x, aggregation=aggregation), rtol=1e-5)
+        assert np.allclose(whole, detector.anomaly_score(x, aggregation=aggregation), rtol=1e-5)
     attacked = attack_scores(detector, x, y, eps=0.1, steps=5)
-    before, after = detector.score(x), detector.score(attacked)
+    before, after = detector.anomaly_score(x), detector.anomaly_score(attacked)
     assert (after[:10] > before[:10]).mean() >= 0.9 and (after[10:] < before[10:]).mean() >= 0.9
 
 

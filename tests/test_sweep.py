@@ -10,10 +10,10 @@ import torch
 from recomputed import check_evaluation, record_evaluations
 from test_data import make_fake_mnist
 
-from anomaly_edu import sweep as sw
-from anomaly_edu.__main__ import main
 from anomaly_edu.data import OneClassSplit
-from anomaly_edu.reproduce import fewer_training_images, run_table
+from anomaly_edu.experiments import sweep as sw
+from anomaly_edu.experiments.cli import main
+from anomaly_edu.experiments.reproduce import fewer_training_images, run_table
 
 SWEEP = {
     "table": "mnist",

@@ -1,4 +1,4 @@
-"""Trained models for readers (anomaly_edu.trained): a stored detector scores as
+"""Trained models for readers (anomaly_edu.experiments.trained): a stored detector scores as
 the fitted one did, and a truncated, changed or missing file is refused."""
 
 import hashlib
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_edu import methods, models, trained
+from anomaly_edu import models
 from anomaly_edu.data import CorruptDataError
+from anomaly_edu.experiments import methods, trained
 from anomaly_edu.profiles import get_profile
 
 TINY = {
@@ -36,7 +37,7 @@ def test_a_stored_detector_scores_as_the_fitted_one(method, tmp_path):
     entry = trained.save_detector(detector, f"{method}-tiny", tmp_path, method=method, image_shape=(1, 28, 28))
     loaded = trained.load_detector(f"{method}-tiny", tmp_path, device="cpu")
     x = images(6, seed=1)
-    np.testing.assert_array_equal(loaded.score(x), detector.score(x))
+    np.testing.assert_array_equal(loaded.anomaly_score(x), detector.anomaly_score(x))
     assert type(loaded) is type(detector) and loaded.history_ == pytest.approx(detector.history_, abs=1e-6)
     data = (tmp_path / f"{method}-tiny.safetensors").read_bytes()
     assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
@@ -135,7 +136,7 @@ def test_a_stored_detector_scores_its_test_set_as_its_manifest_says(name, mnist_
     where = entry["data"]
     if "table" in where:  # a case of another table: the magnetic tiles, a medical set
         from anomaly_edu.data import DatasetNotFoundError
-        from anomaly_edu.reproduce import table_splits
+        from anomaly_edu.experiments.reproduce import table_splits
 
         try:
             split = table_splits(where["table"], None, device="cpu")[where["case"]]
@@ -146,7 +147,7 @@ def test_a_stored_detector_scores_its_test_set_as_its_manifest_says(name, mnist_
         assert where["dataset"] == "mnist" and where["protocol"] == 2
         split = load_one_class("mnist", where["normal_class"], protocol=2, root=mnist_root, device="cpu")
     detector = trained.load_detector(name, device="cpu")
-    scored = 100 * auroc(split.y_test.numpy(), detector.score(split.x_test))
+    scored = 100 * auroc(split.y_test.numpy(), detector.anomaly_score(split.x_test))
     # the same weights on another CPU differ only in the last decimals of each score
     assert scored == pytest.approx(entry["figures"]["auroc"], abs=0.05)
     assert entry["figures"]["auroc"] > entry["figures"]["mean_image_auroc"]  # a stored model beats the baseline
@@ -202,7 +203,9 @@ def test_store_models_writes_a_model_that_scores_as_its_manifest_says(tmp_path, 
     )
     entry = script.store("ae-tiny", split, "cpu")
     loaded = trained.load_detector("ae-tiny", tmp_path, device="cpu")
-    assert 100 * auroc(y_test.numpy(), loaded.score(x_test)) == pytest.approx(entry["figures"]["auroc"], abs=0.01)
+    assert 100 * auroc(y_test.numpy(), loaded.anomaly_score(x_test)) == pytest.approx(
+        entry["figures"]["auroc"], abs=0.01
+    )
     to_mean = ((x_test - split.x_train.mean(0)) ** 2).flatten(1).mean(1).numpy()
     assert entry["figures"]["mean_image_auroc"] == pytest.approx(100 * auroc(y_test.numpy(), to_mean), abs=0.01)
     assert loaded.epochs == 1 and entry["settings"]["batch_size"] == 8
@@ -232,7 +235,7 @@ def test_store_models_scores_a_half_precision_detector_of_another_table_as_loade
     entry = script.store("ae-tiles", split, "cpu")
     loaded = trained.load_detector("ae-tiles", tmp_path, device="cpu")
     assert entry["precision"] == "float16"
-    assert entry["figures"]["auroc"] == round(100 * auroc(y_test.numpy(), loaded.score(split.x_test)), 2)
+    assert entry["figures"]["auroc"] == round(100 * auroc(y_test.numpy(), loaded.anomaly_score(split.x_test)), 2)
     assert entry["data"] == {"table": "magnetic-tile", "case": "magnetic-tile", "protocol": 4, "n_train": 16}
     assert "the magnetic-tile table's case 'magnetic-tile' (protocol 4)" in entry["description"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ae-tiles.safetensors", "manifest.json"]

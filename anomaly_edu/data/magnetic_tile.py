@@ -19,6 +19,8 @@ another size) a ``ValueError`` naming both files.
 
 from __future__ import annotations
 
+__lecture__ = 6
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DATA_ENV_VAR, CorruptDataError, DatasetNotFoundError, OneClassSplit, data_root
-from .medical import _first_few, _to_grey, normal_split_indices
+from . import DATA_ENV_VAR, CorruptDataError, DatasetNotFoundError, OneClassSplit, data_root
+from .medical import first_few, normal_split_indices, to_grey
 
 MAGNETIC_TILE_TYPES = ("Free", "Blowhole", "Break", "Crack", "Fray", "Uneven")  # index 0 = defect-free
 # OneClassSplit.protocol of magnetic_tile_split (0 is the medical protocol, 1 and 2 the talk's, 3 is taken).
@@ -96,7 +98,7 @@ def _decode_grey(path: Path, what: str):
             picture.load()  # decode every pixel now, so that a truncated file fails here
             if picture.format == "JPEG" and not _ends_with_jpeg_end_marker(path):
                 raise OSError("the JPEG end marker (FF D9) is missing at the end of the file")
-            return _to_grey(picture)
+            return to_grey(picture)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as err:
         raise CorruptDataError(
             f"cannot read the {what} {path}: {err}; the file is truncated or corrupt, copy the data set again"
@@ -168,8 +170,8 @@ def _pairs(images: Path) -> list[tuple[Path, Path]]:
     no_mask = sorted(photos[s].name for s in photos.keys() - masks.keys())
     no_photo = sorted(masks[s].name for s in masks.keys() - photos.keys())
     if no_mask or no_photo:
-        problems = ([f"images without a mask <name>.png: {_first_few(no_mask)}"] if no_mask else []) + (
-            [f"masks without an image <name>.jpg: {_first_few(no_photo)}"] if no_photo else []
+        problems = ([f"images without a mask <name>.png: {first_few(no_mask)}"] if no_mask else []) + (
+            [f"masks without an image <name>.jpg: {first_few(no_photo)}"] if no_photo else []
         )
         raise ValueError(
             f"in {images}, {'; '.join(problems)}. Every photo <name>.jpg needs its mask <name>.png "
@@ -247,7 +249,7 @@ def magnetic_tile_indices(
     """Which tiles go to train, validation and test under the course's
     one-class protocol (:func:`magnetic_tile_split`): three int64 tensors of
     positions into ``labels`` (0 = defect-free, 1 = defective). The arithmetic
-    is the medical split's (:func:`anomaly_edu.medical.normal_split_indices`).
+    is the medical split's (:func:`anomaly_edu.data.medical.normal_split_indices`).
     Lecture 6."""
     return normal_split_indices(labels, seed=seed, fractions=fractions)
 

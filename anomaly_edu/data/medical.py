@@ -19,6 +19,8 @@ names it.
 
 from __future__ import annotations
 
+__lecture__ = 5
+
 import csv
 import os
 from collections import Counter
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DATA_ENV_VAR, CorruptDataError, DatasetNotFoundError, OneClassSplit, check_images, data_root
+from . import DATA_ENV_VAR, CorruptDataError, DatasetNotFoundError, OneClassSplit, check_images, data_root
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")  # compared in lower case
 
@@ -79,7 +81,7 @@ MEDICAL_SETS = {
 # ---------------------------------------------------------------- one image
 
 
-def _to_grey(picture):
+def to_grey(picture):
     """Any PIL image as an 8-bit grey ("L") image. Transparent pixels are
     composited onto black; 16-bit images are scaled from [0, 65535] to [0, 255]."""
     from PIL import Image
@@ -118,7 +120,7 @@ def read_image(path: str | os.PathLike, size: int = 64) -> torch.Tensor:
     try:
         with Image.open(path) as picture:
             picture.load()  # decode now, so that a truncated file fails here
-            grey = _to_grey(picture).resize((size, size), Image.BILINEAR)
+            grey = to_grey(picture).resize((size, size), Image.BILINEAR)
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise CorruptDataError(f"cannot read the image {path}: {err}; replace or delete it") from None
     return torch.from_numpy(np.array(grey, dtype=np.float32) / 255.0).unsqueeze(0)
@@ -134,7 +136,7 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted((p for p in named if p.is_file()), key=lambda p: p.name)
 
 
-def _first_few(names: list[str], k: int = 5) -> str:
+def first_few(names: list[str], k: int = 5) -> str:
     """Up to k names joined by commas, and " ..." when there are more."""
     return ", ".join(names[:k]) + (" ..." if len(names) > k else "")
 
@@ -169,7 +171,7 @@ def load_folder_per_label(
         found = _image_files(sub)
         if not found:
             others = sorted(p.name for p in sub.iterdir())
-            held = f"it holds only {_first_few(others)}" if others else "it is empty"
+            held = f"it holds only {first_few(others)}" if others else "it is empty"
             raise CorruptDataError(
                 f"no image files in {sub} ({held}); expected the {'normal' if label == 0 else 'anomalous'} "
                 f"images there, as files ending in {', '.join(IMAGE_EXTENSIONS)}"
@@ -226,16 +228,16 @@ def load_labelled_csv(
     if bad:
         raise CorruptDataError(
             f"{csv_path}: the labels must be 0 (normal) or 1 (anomaly) in the second column "
-            f"(header {', '.join(header)}); found {_first_few(bad)}"
+            f"(header {', '.join(header)}); found {first_few(bad)}"
         )
     if missing:
         raise CorruptDataError(
             f"{csv_path} names {len(missing)} image(s) that are not in {image_dir}: "
-            f"{_first_few(missing)}; the data set is incomplete, unpack it again"
+            f"{first_few(missing)}; the data set is incomplete, unpack it again"
         )
     twice = sorted(path.name for path, count in Counter(files).items() if count > 1)
     if twice:
-        raise CorruptDataError(f"{csv_path} labels some images twice: {_first_few(twice)}")
+        raise CorruptDataError(f"{csv_path} labels some images twice: {first_few(twice)}")
     return _read_all(files, size), torch.tensor(labels, dtype=torch.long), [str(p) for p in files]
 
 

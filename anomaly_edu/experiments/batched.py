@@ -24,14 +24,16 @@ Introduced in Lecture 4 (reproducing the tables).
 
 from __future__ import annotations
 
+__lecture__ = 4
+
 import torch
 from torch import nn
 
-from .data import check_images
-from .detectors import AEDetector
+from ..data import check_images
+from ..detectors import AEDetector
+from ..models import MLPAutoencoder
+from ..training import BatchLoss, check_budget, pick_device, run_epochs, seeded
 from .methods import METHODS
-from .models import MLPAutoencoder
-from .training import BatchLoss, check_budget, pick_device, run_epochs, seeded
 
 
 class StackedAutoencoders(nn.Module):
@@ -154,7 +156,7 @@ def fit_stacked(
     """Fit ``detectors[m]`` on ``train_sets[m]`` for every m, side by side.
 
     The detectors must be of one stackable method (``stackable`` in
-    :mod:`anomaly_edu.methods`: AE, DAE, ARAE), with equal settings and no
+    :mod:`anomaly_edu.experiments.methods`: AE, DAE, ARAE), with equal settings and no
     model of their own. Each model starts from the weights its own ``fit``
     would draw (same seed); see the module's docstring for what else holds.
     Lecture 4.
@@ -169,7 +171,7 @@ def fit_stacked(
         names = ", ".join(m.name for m in METHODS.values() if m.stackable)
         raise ValueError(
             f"fit_stacked stacks the detectors of {names}, not {type(first).__name__} "
-            "(see `stackable` in anomaly_edu.methods)"
+            "(see `stackable` in anomaly_edu.experiments.methods)"
         )
     if any(type(d) is not type(first) or d.get_params() != first.get_params() for d in detectors):
         raise ValueError("fit_stacked needs detectors of one type with equal settings")

@@ -2,35 +2,30 @@
 
 from __future__ import annotations
 
+__lecture__ = 1
+
 import argparse
 import json
 import sys
 
 import torch
 
-from .data import DATA_ENV_VAR, DATASETS, available_datasets, data_root, load_dataset
-from .magnetic_tile import available_magnetic_tiles
+from ..data import DATA_ENV_VAR, DATASETS, available_datasets, data_root, load_dataset
+from ..data.files import check_writable, write_json_atomically
+from ..data.magnetic_tile import available_magnetic_tiles
+from ..data.mvtec import MVTEC_URL_ENV_VAR, available_mvtec, download_mvtec
 from .methods import METHODS
-from .mvtec import MVTEC_URL_ENV_VAR, available_mvtec, download_mvtec
-from .reproduce import (
-    TABLES,
-    format_comparison,
-    merge_results,
-    parse_changes,
-    parse_classes,
-    parse_seeds,
-    run_seeds,
-    run_table,
-)
-from .results import check_writable, write_json_atomically
+from .report import format_comparison, merge_results
+from .reproduce import run_seeds, run_table
 from .sweep import collect_sweep, parse_shard, read_sweep_file, run_name, run_sweep, sweep_runs
+from .tables import TABLES, parse_changes, parse_classes, parse_seeds
 
 
 def _data(args) -> int:
     root = data_root(args.data_root)
     if args.download:
         for name in args.download:
-            if name == "mvtec":  # 4.9 GB from MVTec, checksum verified (see anomaly_edu.mvtec)
+            if name == "mvtec":  # 4.9 GB from MVTec, checksum verified (see anomaly_edu.data.mvtec)
                 download_mvtec(root, url=args.mvtec_url)
             else:
                 load_dataset(name, True, root=root)
@@ -192,7 +187,7 @@ def main(argv=None) -> int:
     merge.set_defaults(run=_merge)
 
     sweep = sub.add_parser("sweep", help="run many small experiments (seeds, budgets, settings), resumably")
-    sweep.add_argument("sweep", help="the sweep file (JSON; see anomaly_edu/sweep.py)")
+    sweep.add_argument("sweep", help="the sweep file (JSON; see anomaly_edu/experiments/sweep.py)")
     sweep.add_argument("--out", required=True, help="the folder of the runs' results (with --collect: a file)")
     sweep.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N, e.g. 2/4")
     sweep.add_argument(
@@ -233,7 +228,3 @@ def error_line(err: Exception) -> str:
     if isinstance(err, (ValueError, OSError)):  # bad input: the message says what to fix
         return first
     return f"{type(err).__name__}: {first} (run again with --debug for the traceback)"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

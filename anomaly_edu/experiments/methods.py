@@ -3,18 +3,20 @@
 
 Each :class:`Method` says which class implements it, which row of the talk's
 tables holds the same method, whether its one-class models can be trained side
-by side as one stacked model (:mod:`anomaly_edu.batched`), and which images it
+by side as one stacked model (:mod:`anomaly_edu.experiments.batched`), and which images it
 accepts. A later lecture adds its method with one more line in ``METHODS``.
 Introduced in Lecture 1 (with rows from Lectures 4, 5 and 6).
 """
 
 from __future__ import annotations
 
+__lecture__ = 1
+
 from dataclasses import dataclass
 
-from .anomaly_maps import MapAEDetector, SSIMAEDetector
-from .arae import ARAEDetector, UnionARAEDetector
-from .detectors import (
+from ..anomaly_maps import MapAEDetector, SSIMAEDetector
+from ..arae import ARAEDetector, UnionARAEDetector
+from ..detectors import (
     AEDetector,
     DAEDetector,
     DeepSVDDDetector,
@@ -23,9 +25,9 @@ from .detectors import (
     OCSVMDetector,
     PCADetector,
 )
-from .geometric import GTDetector
-from .models import DeepSVDDNet
-from .puzzle_ae import PuzzleAEDetector
+from ..geometric import GTDetector
+from ..models import DeepSVDDNet
+from ..puzzle_ae import PuzzleAEDetector
 
 
 @dataclass(frozen=True)

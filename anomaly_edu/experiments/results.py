@@ -1,5 +1,5 @@
-"""Results files: where a number came from (provenance), writing a file so that
-it is never half-written, and reading the stored results that the lectures show.
+"""Results files: where a number came from (provenance), and reading the stored
+results that the lectures show (written whole or not at all: :mod:`anomaly_edu.data.files`).
 
 A results file is a JSON object ``{"table", "metric", "results", "provenance"}``
 written by ``python -m anomaly_edu reproduce ... --out FILE`` (or by a
@@ -12,24 +12,22 @@ lecture opened alone shows them too. Introduced in Lecture 1.
 
 from __future__ import annotations
 
-import contextlib
+__lecture__ = 1
+
 import datetime
 import json
 import os
 import platform
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 
 # The stored results: in a checkout a link to the repository's results/ folder,
 # in an installed package the copy of its files that the wheel carries.
-STORED_RESULTS = Path(__file__).parent / "stored_results"
+STORED_RESULTS = Path(__file__).parents[1] / "stored_results"
 
 
 def git_state() -> dict:
@@ -39,7 +37,7 @@ def git_state() -> dict:
     def git(*args):
         try:
             return subprocess.run(
-                ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent
+                ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parents[1]
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
@@ -50,7 +48,7 @@ def git_state() -> dict:
     }
 
 
-def same_code_at(commits: list[str], folder: str | Path = Path(__file__).parent) -> bool | None:
+def same_code_at(commits: list[str], folder: str | Path = Path(__file__).parents[1]) -> bool | None:
     """Whether the files under ``folder`` (by default the package) are the same
     at every one of ``commits``: True, False, or None where git cannot tell (no
     git, not a checkout, or a commit this checkout does not have). Parts of a
@@ -115,50 +113,6 @@ def provenance(*, settings: dict, wall_time_s: float, device, git: dict | None =
         "wall_time_s": round(wall_time_s, 1),
         "settings": settings,
     }
-
-
-def check_writable(path: str | os.PathLike) -> Path:
-    """Raise a clear error now, before a long run, if a results file cannot be
-    written at ``path`` later; create nothing. Lecture 1."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"--out {path} is a folder; give a file name, e.g. {path / 'results.json'}")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise PermissionError(f"--out {path} exists and cannot be overwritten (no write permission)")
-    folder = path.parent
-    while not folder.exists():  # the first folder that exists must let us create the rest
-        folder = folder.parent
-    if not folder.is_dir():
-        raise NotADirectoryError(f"--out {path} cannot be written: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"--out {path} cannot be written: no permission to write in {folder}")
-    return path
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
-    """Open a temporary file beside ``path`` for writing; when the block ends
-    without an error, rename it to ``path``, else delete it. An interrupted
-    run never leaves a half-written file, and an old file stays as it was.
-    Lecture 1."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes the file private; a results file is for everyone to read
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json_atomically(data: dict, path: str | os.PathLike) -> None:
-    """Write ``data`` as JSON to ``path`` with :func:`atomic_file`. Lecture 1."""
-    with atomic_file(path) as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
 
 
 def read_stored(*names: str, folder: str | os.PathLike = STORED_RESULTS) -> dict | None:

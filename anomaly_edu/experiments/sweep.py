@@ -2,7 +2,7 @@
 
 Stability over seeds, data efficiency and sensitivity to a setting are each
 dozens of small, independent runs. A **sweep** lists them; each run is one call
-of :func:`anomaly_edu.reproduce.run_table` (one table, one method, some normal
+of :func:`anomaly_edu.experiments.reproduce.run_table` (one table, one method, some normal
 classes, one seed, some changed settings).
 
 - :func:`sweep_runs` expands a sweep file (JSON) into its list of runs and
@@ -26,13 +26,15 @@ gives, for each method, each seed and each combination of that method's
 ``grid`` values, one run (here 10 runs of AE and 10 of DAE). An optional
 ``"n_train": [50, 500, null]`` runs each of them once per training-set size
 (null: all the normal training images; see
-:func:`~anomaly_edu.reproduce.fewer_training_images`). A grid value equal to
+:func:`~anomaly_edu.experiments.reproduce.fewer_training_images`). A grid value equal to
 the profile's own is not a change: that run is the profile's, and sweeps that
 share it (say, stability over seeds and a sensitivity sweep through the
 profile's value) run it once.
 """
 
 from __future__ import annotations
+
+__lecture__ = 7
 
 import hashlib
 import itertools
@@ -41,10 +43,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..data.files import write_json_atomically
+from ..profiles import get_profile
 from .methods import check_methods
-from .profiles import get_profile
-from .reproduce import PUZZLE_ABLATIONS, apply_changes, get_table, parse_changes, run_table
-from .results import write_json_atomically
+from .reproduce import run_table
+from .tables import PUZZLE_ABLATIONS, apply_changes, get_table, parse_changes
 
 SWEEP_KEYS = {"table", "classes", "methods", "seeds", "profile", "grid", "n_train"}
 
@@ -166,7 +169,7 @@ def run_sweep(
     in ``folder`` yet, and write one file per run (atomically: the run, its
     results and provenance). With ``shard=(i, n)``, only runs i, i + n, i + 2n,
     ... (counting from 1). ``options`` (device, root, progress) go to
-    ``run_one`` (by default :func:`~anomaly_edu.reproduce.run_table`). Returns
+    ``run_one`` (by default :func:`~anomaly_edu.experiments.reproduce.run_table`). Returns
     the file names run and skipped. Lecture 7."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():

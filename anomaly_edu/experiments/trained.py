@@ -12,7 +12,7 @@ it works), and says which is which.
 - :func:`load_detector` checks the file against the manifest (size, then
   SHA-256) and refuses a truncated or changed file with
   :class:`~anomaly_edu.data.CorruptDataError`, then rebuilds the fitted
-  detector, ready to ``score``;
+  detector, ready to ``anomaly_score``;
 - :func:`save_network` and :func:`load_network` do the same for a plain
   network (the classifiers of Lectures 2 and 3);
 - :func:`verify` checks every file of a folder against its manifest.
@@ -28,6 +28,8 @@ and a wheel carries a copy.
 
 from __future__ import annotations
 
+__lecture__ = 1
+
 import hashlib
 import json
 import os
@@ -38,10 +40,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from .data import CorruptDataError
-from .results import atomic_file, write_json_atomically
+from ..data import CorruptDataError
+from ..data.files import atomic_file, write_json_atomically
 
-STORED_MODELS = Path(__file__).parent / "stored_models"
+STORED_MODELS = Path(__file__).parents[1] / "stored_models"
 MANIFEST = "manifest.json"
 NETWORK = "network."  # the prefix of the network's weights in a file; fitted tensors are named "fitted.NAME"
 
@@ -190,8 +192,8 @@ def save_detector(
 def load_detector(name: str, folder=STORED_MODELS, device=None):
     """The stored detector ``name``, fitted and ready to score, after its file
     has been checked against the manifest. Lecture 1."""
+    from ..training import pick_device
     from .methods import get_method  # methods imports every detector; imported here to keep this module light
-    from .training import pick_device
 
     entry, tensors = _read(name, folder)
     if entry.get("kind") != "detector":
