@@ -26,6 +26,7 @@ in ``_toc.yml`` so that the book shows it.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import datetime
 import hashlib
@@ -106,6 +107,7 @@ GPU_SANITIZER = ROOT / "scripts" / "nbval_gpu_sanitize.cfg"
 # output, tagged or not, so these run with nbclient directly.
 EXECUTE_AS_STUDENT = ["exercises/*.ipynb"]
 KERNEL = "python3"
+BUILD_JOBS_VAR = "ANOMALY_EDU_BUILD_JOBS"  # how many notebooks run at once (default: one per core)
 CELL_TIMEOUT_S = 3600  # generous: a full-profile cell on a CPU can take long
 PROFILES = ("quick", "full")
 
@@ -272,19 +274,49 @@ def up_to_date_record(notebook: Path, profile: str) -> dict | None:
 
 
 @contextlib.contextmanager
-def kernel_environment():
+def kernel_environment(threads: int | None = None):
     """Let the kernels import this checkout's `anomaly_edu` (the code the stamp
-    hashes) before any installed copy. Every other variable, ANOMALY_EDU_DATA
-    included, passes through untouched."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), old]))
+    hashes) before any installed copy, and, with ``threads``, compute with that
+    many threads (OMP_NUM_THREADS, MKL_NUM_THREADS). Every other variable,
+    ANOMALY_EDU_DATA included, passes through untouched."""
+    names = ["PYTHONPATH"] + (["OMP_NUM_THREADS", "MKL_NUM_THREADS"] if threads is not None else [])
+    old = {name: os.environ.get(name) for name in names}
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), old["PYTHONPATH"]]))
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity
+        return os.cpu_count() or 1
+
+
+def notebooks_at_once() -> int:
+    """How many notebooks the build executes side by side: $ANOMALY_EDU_BUILD_JOBS,
+    else one per CPU core (at most four), and one at a time on a GPU machine
+    (its notebooks share the GPU). Two notebooks on two cores, one thread each,
+    finish sooner than the same two one after the other on two threads each, as
+    small models use a second thread poorly; the nbval references hold at any
+    thread count (tests/test_nbval_tolerance.py runs one thread)."""
+    given = os.environ.get(BUILD_JOBS_VAR)
+    if given:
+        if not given.isdigit() or int(given) < 1:
+            raise BuildError(f"{BUILD_JOBS_VAR} must be a positive whole number of notebooks, got {given!r}")
+        return int(given)
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, min(cpu_cores(), 4))
 
 
 def run_with_papermill(source: Path, target: Path, profile: str, timeout: int) -> None:
@@ -500,16 +532,22 @@ def execute_notebooks(
         "machine": machine_description(),
         "notebooks": {},
     }
-    with kernel_environment():
-        for notebook, student in jobs:
-            name = notebook.as_posix()
-            record = None if force else up_to_date_record(notebook, profile)
-            if record is not None:
-                log(f"execute: {name:<54} up to date (last run {record['wall_s']:.1f} s)")
-                record = {**record, "outcome": PASSED}  # only a run that passed is kept as up to date
-            else:
-                record = execute_and_report(notebook, profile, student, timeout)
-            statistics["notebooks"][name] = {k: v for k, v in record.items() if k != "stamp"}
+
+    def execute_one(job: tuple[Path, bool]) -> dict:
+        notebook, student = job
+        record = None if force else up_to_date_record(notebook, profile)
+        if record is not None:
+            log(f"execute: {notebook.as_posix():<54} up to date (last run {record['wall_s']:.1f} s)")
+            return {**record, "outcome": PASSED}  # only a run that passed is kept as up to date
+        return execute_and_report(notebook, profile, student, timeout)
+
+    at_once = notebooks_at_once()
+    threads = max(1, cpu_cores() // at_once) if at_once > 1 else None  # one at a time: the kernel's own choice
+    if at_once > 1:
+        log(f"execute: {at_once} notebooks at a time, {threads} thread(s) each ({BUILD_JOBS_VAR} changes it)")
+    with kernel_environment(threads), concurrent.futures.ThreadPoolExecutor(at_once) as pool:
+        for (notebook, _), record in zip(jobs, pool.map(execute_one, jobs)):  # in the order of the jobs
+            statistics["notebooks"][notebook.as_posix()] = {k: v for k, v in record.items() if k != "stamp"}
             write_json_atomically(statistics, STATISTICS)
     write_json_atomically(statistics, STATISTICS)
     failures = [name for name, run in statistics["notebooks"].items() if run["outcome"] != PASSED]

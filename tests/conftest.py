@@ -36,3 +36,24 @@ def mnist(mnist_root):
     from anomaly_edu.data import load_dataset
 
     return load_dataset("mnist", True, root=mnist_root), load_dataset("mnist", False, root=mnist_root)
+
+
+# ------------------------------------------------------------------ time per test file
+# Printed at the end of every run, the slowest files first: what the suite's time
+# is spent on (setup, call and teardown of every test of the file, fixtures included).
+
+_SECONDS_PER_FILE: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::")[0]
+    _SECONDS_PER_FILE[path] = _SECONDS_PER_FILE.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _SECONDS_PER_FILE:
+        return
+    terminalreporter.write_sep("=", "seconds per test file")
+    for path, seconds in sorted(_SECONDS_PER_FILE.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{seconds:8.1f}  {path}")
+    terminalreporter.write_line(f"{sum(_SECONDS_PER_FILE.values()):8.1f}  in all")

@@ -211,3 +211,39 @@ def test_the_run_times_each_cell_and_records_the_slowest_check_cell(course):
     slowest = statistics["notebooks"][LECTURE.as_posix()]["slowest_check_s"]
     assert 0.6 <= slowest < 1.2
     assert f"| {slowest:.1f} |" in build_course.statistics_table(statistics)
+
+
+# Waits until the other notebook has started too: it fails when the two run one after the other.
+MEET = """import os, pathlib, time
+pathlib.Path("{me}.started").touch()
+for _ in range(600):
+    if pathlib.Path("{other}.started").exists():
+        break
+    time.sleep(0.1)
+else:
+    raise RuntimeError("{other} never started beside {me}")
+print("threads", os.environ.get("OMP_NUM_THREADS"))"""
+
+
+def test_notebooks_run_side_by_side_with_a_share_of_the_cores_each(course, monkeypatch):
+    root, build_course = course
+    for me, other in (("a", "b"), ("b", "a")):
+        nb = tiny_lecture()
+        nb.cells.append(nbformat.v4.new_code_cell(MEET.format(me=me, other=other)))
+        nbformat.write(nb, root / "lectures" / f"{me}.ipynb")
+    monkeypatch.setenv(build_course.BUILD_JOBS_VAR, "2")
+    monkeypatch.setattr(build_course, "cpu_cores", lambda: 4)
+    before = build_course.os.environ.get("OMP_NUM_THREADS")
+    statistics = build_course.execute_notebooks("quick")
+    assert list(statistics["notebooks"]) == ["lectures/a.ipynb", "lectures/b.ipynb", "lectures/tiny.ipynb"]
+    for name in ("a", "b"):
+        assert "threads 2" in printed(build_course, Path(f"lectures/{name}.ipynb"))
+    assert build_course.os.environ.get("OMP_NUM_THREADS") == before  # the build's own setting is back
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_wrong_number_of_notebooks_at_once_is_one_clear_error(course, monkeypatch, value):
+    _, build_course = course
+    monkeypatch.setenv(build_course.BUILD_JOBS_VAR, value)
+    with pytest.raises(build_course.BuildError, match="ANOMALY_EDU_BUILD_JOBS must be a positive whole number"):
+        build_course.execute_notebooks("quick")
