@@ -57,3 +57,30 @@ def pytest_terminal_summary(terminalreporter):
     for path, seconds in sorted(_SECONDS_PER_FILE.items(), key=lambda item: -item[1]):
         terminalreporter.write_line(f"{seconds:8.1f}  {path}")
     terminalreporter.write_line(f"{sum(_SECONDS_PER_FILE.values()):8.1f}  in all")
+
+
+@pytest.fixture
+def fewer_images(monkeypatch):
+    """Every split a table run loads, cut to its first 500 training and 1,000
+    test images (MNIST's test set is in random order, so every digit is among
+    them): the same code paths as the whole set in a fraction of the time, for
+    tests of bookkeeping, not of how well a model learns."""
+    from dataclasses import replace
+
+    from anomaly_edu.experiments import reproduce
+
+    whole = reproduce.table_splits
+
+    def cut(*args, **kwargs):
+        return {
+            case: replace(
+                split,
+                x_train=split.x_train[:500],
+                x_test=split.x_test[:1000],
+                y_test=split.y_test[:1000],
+                test_classes=split.test_classes[:1000],
+            )
+            for case, split in whole(*args, **kwargs).items()
+        }
+
+    monkeypatch.setattr(reproduce, "table_splits", cut)

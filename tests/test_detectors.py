@@ -105,7 +105,7 @@ def test_talk_table_is_the_papers_table_1():
     assert np.mean([table["OCSVM"][str(c)] for c in range(10)]) == pytest.approx(96.0, abs=0.05)
 
 
-def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, monkeypatch, capsys):
+def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, monkeypatch, capsys, fewer_images):
     # Shrink the quick profile so that the test stays short; the real run is measured in the notes.
     small = profiles.get_profile("quick")
     small["ae"]["epochs"] = small["dae"]["epochs"] = 1
@@ -166,7 +166,7 @@ def test_reproduce_rejects_unknown_methods_and_tables():
         reproduce.run_table("svhn", ["ae"], [8])
 
 
-def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch, tmp_path):
+def test_merging_runs_on_disjoint_classes_equals_one_run(mnist_root, monkeypatch, tmp_path, fewer_images):
     small = {"ae": {"epochs": 1, "batch_size": 256, "lr": 1e-3}}
     monkeypatch.setattr(reproduce, "get_profile", lambda name, dataset=None: small)
     run = functools.partial(reproduce.run_table, "mnist", ["ae"], device="cpu", progress=False, stacked=False)
