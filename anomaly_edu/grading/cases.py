@@ -15,6 +15,8 @@ from .machinery import call_student, passed
 
 
 class TinyAE(torch.nn.Module):
+    """A fixed one-layer autoencoder of 4x4 images (Exercises 1 and 4)."""
+
     def __init__(self):
         super().__init__()
         with seeded(0):
@@ -25,6 +27,7 @@ class TinyAE(torch.nn.Module):
 
 
 def tiny_classifier() -> torch.nn.Module:
+    """A fixed small classifier of 4x4 images into 3 classes (Exercises 2 and 3)."""
     with seeded(0):
         return torch.nn.Sequential(
             torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)
@@ -32,6 +35,7 @@ def tiny_classifier() -> torch.nn.Module:
 
 
 def tiny_batch():
+    """Six 4x4 images and their labels, the same every time (Exercises 2 and 3)."""
     g = torch.Generator().manual_seed(2)
     return torch.rand(6, 1, 4, 4, generator=g), torch.randint(0, 3, (6,), generator=g)
 
