@@ -4,7 +4,10 @@
 --profile quick --seed 0 --out results/mnist_quick.json`` trains one detector per
 method and normal class, prints our AUCs beside the talk's, and writes a JSON
 file with the numbers and their provenance. Every table runs through
-:func:`run_table`; the methods come from :mod:`anomaly_edu.experiments.methods`.
+:func:`run_table`, which goes down the layers: the table's definition
+(:mod:`.tables`), its splits (:mod:`.splits`), a detector per case from the
+registry (:mod:`.methods`), its ``fit`` and ``anomaly_score``, then
+:func:`evaluate`. Printing and merging the results is :mod:`.report`'s.
 Introduced in Lecture 1.
 """
 
