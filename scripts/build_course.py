@@ -545,6 +545,7 @@ def execute_notebooks(
     threads = max(1, cpu_cores() // at_once) if at_once > 1 else None  # one at a time: the kernel's own choice
     if at_once > 1:
         log(f"execute: {at_once} notebooks at a time, {threads} thread(s) each ({BUILD_JOBS_VAR} changes it)")
+    statistics["side_by_side"] = {"notebooks": at_once, "threads_each": threads}
     with kernel_environment(threads), concurrent.futures.ThreadPoolExecutor(at_once) as pool:
         for (notebook, _), record in zip(jobs, pool.map(execute_one, jobs)):  # in the order of the jobs
             statistics["notebooks"][notebook.as_posix()] = {k: v for k, v in record.items() if k != "stamp"}
@@ -655,6 +656,7 @@ def statistics_table(statistics: dict) -> str:
         f"- **Python:** {machine.get('python')}, **torch:** {machine.get('torch')}",
         f"- **CPU:** {machine.get('cpu')} ({machine.get('cpu_count')} logical cores)",
         f"- **GPU:** {machine.get('gpu') or 'none'}",
+        side_by_side_line(statistics.get("side_by_side", {})),
         "",
         "The slowest check cell is the longest of an instructor version's graded cells: what autograding",
         "a submission's check takes, on top of running the student's own code.",
@@ -675,6 +677,17 @@ def statistics_table(statistics: dict) -> str:
         lines += ["", "Marked outputs beyond their tolerance in this run (the pages show this run's outputs):", ""]
         lines += [f"- `{line}`" for line in differences]
     return "\n".join(lines)
+
+
+def side_by_side_line(side_by_side: dict) -> str:
+    """How the notebooks shared the machine, for the statistics page."""
+    at_once = side_by_side.get("notebooks", 1)
+    if at_once <= 1:
+        return "- **Notebooks at once:** one (each had the whole machine)"
+    return (
+        f"- **Notebooks at once:** {at_once}, {side_by_side.get('threads_each')} thread(s) each; a notebook run alone "
+        "on this machine, with every core, takes less than the wall time below"
+    )
 
 
 def stage_notebook(source: Path, target: Path, keep_outputs: bool) -> None:

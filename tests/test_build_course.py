@@ -239,6 +239,8 @@ def test_notebooks_run_side_by_side_with_a_share_of_the_cores_each(course, monke
     for name in ("a", "b"):
         assert "threads 2" in printed(build_course, Path(f"lectures/{name}.ipynb"))
     assert build_course.os.environ.get("OMP_NUM_THREADS") == before  # the build's own setting is back
+    assert statistics["side_by_side"] == {"notebooks": 2, "threads_each": 2}
+    assert "**Notebooks at once:** 2, 2 thread(s) each" in build_course.statistics_table(statistics)
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
