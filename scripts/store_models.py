@@ -178,7 +178,7 @@ def store_at_precision(name: str, split, device) -> dict:
     the change recorded with its own provenance."""
     entry = trained.read_manifest(MODELS)[name]
     precision = STORED[name].get("precision", "float32")
-    if entry["precision"] == precision:
+    if entry.get("precision", "float32") == precision:
         raise SystemExit(f"{name} is stored at {precision} already; nothing to do")
     started, code_state = time.perf_counter(), results.git_state()
     detector = trained.load_detector(name, MODELS, device=device)
@@ -187,10 +187,14 @@ def store_at_precision(name: str, split, device) -> dict:
     figures = figures_as_stored(detector, entry["method"], split, settings, precision, device)
     written_by_save = ("kind", "method", "settings", "image_shape", "network_attribute", "history")
     about = {key: value for key, value in entry.items() if key not in (*written_by_save, "file", "sha256", "bytes")}
-    about.pop("precision")
-    about["figures"] = {**entry["figures"], **figures, f"auroc_{entry['precision']}": entry["figures"]["auroc"]}
+    about.pop("precision", None)
+    about["figures"] = {
+        **entry["figures"],
+        **figures,
+        f"auroc_{entry.get('precision', 'float32')}": entry["figures"]["auroc"],
+    }
     about["converted"] = {
-        "from": entry["precision"],
+        "from": entry.get("precision", "float32"),
         "to": precision,
         "provenance": results.provenance(
             settings={"command": f"python scripts/store_models.py --precision-only {name}"},
