@@ -685,8 +685,9 @@ def side_by_side_line(side_by_side: dict) -> str:
     if at_once <= 1:
         return "- **Notebooks at once:** one (each had the whole machine)"
     return (
-        f"- **Notebooks at once:** {at_once}, {side_by_side.get('threads_each')} thread(s) each; a notebook run alone "
-        "on this machine, with every core, takes less than the wall time below"
+        f"- **Notebooks at once:** {at_once}, {side_by_side.get('threads_each')} thread(s) each (and under "
+        "`make test` the other tests run beside them); a notebook run alone on this machine, with every core, "
+        "takes less than the wall time below"
     )
 
 

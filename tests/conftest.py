@@ -2,6 +2,10 @@
 ($ANOMALY_EDU_DATA); .ci/run points that at ../shared/data."""
 
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +13,7 @@ import torch
 from anomaly_edu.data import available_datasets, data_root
 
 torch.set_num_threads(2)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # Marker of tests/test_book.py (the built book, checked in headless Chromium).
@@ -18,6 +23,57 @@ def pytest_configure(config):
         "markers",
         "book: builds the book (executing notebooks not yet up to date) and checks the HTML in headless Chromium",
     )
+
+
+# ------------------------------------------------------------------ notebooks in the background
+# Executing the notebooks (scripts/build_course.py, one per core) takes most of the suite's time.
+# When a run includes tests that need them (the book's, tests/test_notebooks.py), the notebooks
+# start at once in a process of their own and those tests move to the end: the other tests run
+# meanwhile, at one thread, in the time the notebooks leave free. The notebook tests' fixtures
+# wait for that process; the build they then call executes only what is not up to date (nothing,
+# unless a notebook failed: it runs again there and the failure is reported as before).
+
+NEEDS_NOTEBOOKS = {"book_html", "executed"}  # the fixtures that execute the notebooks
+BACKGROUND_LOG = ROOT / "_build" / "notebooks_in_background.log"
+_background: dict = {}
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they deselect
+def pytest_collection_modifyitems(session, config, items):
+    needing = [item for item in items if NEEDS_NOTEBOOKS & set(item.fixturenames)]
+    if not needing or config.getoption("collectonly"):
+        return
+    waiting = {id(item) for item in needing}
+    items[:] = [item for item in items if id(item) not in waiting] + needing
+    BACKGROUND_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with open(BACKGROUND_LOG, "w") as log:
+        _background["process"] = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "build_course.py"), "execute", "--profile", "quick"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped with its kernels if the run stops early
+        )
+    # One thread here and in the processes the tests start (kernels, pip, nbval), unless a test
+    # sets its own; threads that wait sleep instead of spinning, as two notebooks hold the cores
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+@pytest.fixture(scope="session")
+def notebooks_in_background():
+    """Wait until the notebooks started in the background have run (if any were started)."""
+    process = _background.get("process")
+    if process is not None:
+        process.wait()
+
+
+def pytest_unconfigure(config):
+    process = _background.get("process")
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +113,11 @@ def pytest_terminal_summary(terminalreporter):
     for path, seconds in sorted(_SECONDS_PER_FILE.items(), key=lambda item: -item[1]):
         terminalreporter.write_line(f"{seconds:8.1f}  {path}")
     terminalreporter.write_line(f"{sum(_SECONDS_PER_FILE.values()):8.1f}  in all")
+    if "process" in _background and BACKGROUND_LOG.is_file():
+        terminalreporter.write_sep("=", f"notebooks executed in the background ({BACKGROUND_LOG.relative_to(ROOT)})")
+        for line in BACKGROUND_LOG.read_text().splitlines():
+            if line.startswith("execute:"):
+                terminalreporter.write_line(line)
 
 
 @pytest.fixture

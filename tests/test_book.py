@@ -116,9 +116,11 @@ def elements(html: str) -> list[Element]:
 
 # --- fixtures ----------------------------------------------------------------
 @pytest.fixture(scope="session")
-def book_html() -> Path:
+def book_html(notebooks_in_background) -> Path:
     """Build the book (quick profile) and return the folder of its HTML; strict:
-    an output beyond its tolerance fails here, as in every test."""
+    an output beyond its tolerance fails here, as in every test. (The notebooks
+    have run in the background by then, see conftest.py: only what is not up to
+    date runs here.)"""
     try:
         return build_course.build_book(profile="quick", strict=True).parent
     except build_course.BuildError as error:

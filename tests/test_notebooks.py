@@ -27,7 +27,7 @@ STUDENT = sorted(p.relative_to(ROOT) for p in (ROOT / "exercises").glob("*.ipynb
 
 
 @pytest.fixture(scope="session")
-def executed(mnist_root):
+def executed(mnist_root, notebooks_in_background):
     build_course.execute_notebooks(profile="quick")
     return lambda path: nbformat.read(build_course.executed_path(path), as_version=4)
 

@@ -147,9 +147,14 @@ def test_a_stored_detector_scores_its_test_set_as_its_manifest_says(name, mnist_
         assert where["dataset"] == "mnist" and where["protocol"] == 2
         split = load_one_class("mnist", where["normal_class"], protocol=2, root=mnist_root, device="cpu")
     detector = trained.load_detector(name, device="cpu")
-    scored = 100 * auroc(split.y_test.numpy(), detector.anomaly_score(split.x_test))
+    x_test, y_test, stored_auroc = split.x_test, split.y_test, entry["figures"]["auroc"]
+    # Puzzle-AE's 23 puzzles of 10,000 images take over a minute: the test scores the first 1,000
+    # (python scripts/store_models.py --check scores every stored detector's whole test set)
+    if entry["method"] == "puzzle-ae":
+        x_test, y_test, stored_auroc = x_test[:1000], y_test[:1000], entry["figures"]["auroc_first_1000"]
+    scored = 100 * auroc(y_test.numpy(), detector.anomaly_score(x_test))
     # the same weights on another CPU differ only in the last decimals of each score
-    assert scored == pytest.approx(entry["figures"]["auroc"], abs=0.05)
+    assert scored == pytest.approx(stored_auroc, abs=0.05)
     assert entry["figures"]["auroc"] > entry["figures"]["mean_image_auroc"]  # a stored model beats the baseline
 
 
@@ -168,7 +173,10 @@ def test_a_stored_classifier_measures_as_its_manifest_says(name, mnist_root):
     n = attack["n_images"]
     attacked = robust_accuracy(network, x_test[:n], y_test[:n], eps=attack["eps"], steps=attack["steps"])
     assert 100 * attacked == pytest.approx(figures["pgd_accuracy"], abs=0.5)
-    assert figures["accuracy"] > 98  # a stored classifier works
+    if entry["adversarial"]:  # robust where a standard CNN keeps about 60% (results/robustness_full.json)
+        assert figures["accuracy"] > 97 and figures["pgd_accuracy"] > 90
+    else:
+        assert figures["accuracy"] > 98  # a stored classifier works
 
 
 def load_store_models_script():
@@ -210,6 +218,45 @@ def test_store_models_writes_a_model_that_scores_as_its_manifest_says(tmp_path, 
     assert entry["figures"]["mean_image_auroc"] == pytest.approx(100 * auroc(y_test.numpy(), to_mean), abs=0.01)
     assert loaded.epochs == 1 and entry["settings"]["batch_size"] == 8
     assert entry["provenance"]["settings"]["went_on_from"] is None
+
+
+def test_store_models_writes_a_stored_detector_again_at_half_precision_without_training(tmp_path, monkeypatch):
+    from anomaly_edu.data import OneClassSplit
+    from anomaly_edu.metrics import auroc
+
+    script = load_store_models_script()
+    monkeypatch.setattr(script, "MODELS", tmp_path)
+    monkeypatch.setattr(script, "FIRST", 8)
+    monkeypatch.setitem(script.STORED, "ae-tiny", {"method": "ae", "changes": {"epochs": 2, "batch_size": 8}})
+    y_test = torch.tensor([0, 1] * 6)
+    split = OneClassSplit(
+        x_train=images(16) / 2,
+        x_val=images(0),
+        y_val=torch.zeros(0, dtype=torch.long),
+        x_test=images(12, seed=2) * (1 + y_test.view(-1, 1, 1, 1)) / 2,
+        y_test=y_test,
+        normal_classes=(8,),
+        protocol=2,
+        test_classes=y_test,
+    )
+    first = script.store("ae-tiny", split, "cpu")
+    assert first["precision"] == "float32" and "auroc_first_8" in first["figures"]
+    weights = trained.load_detector("ae-tiny", tmp_path, device="cpu").model_.state_dict()
+
+    monkeypatch.setitem(script.STORED["ae-tiny"], "precision", "float16")
+    again = script.store_again("ae-tiny", split, "cpu")
+    loaded = trained.load_detector("ae-tiny", tmp_path, device="cpu")
+    assert again["precision"] == "float16" and again["bytes"] < 0.55 * first["bytes"]
+    for key, value in loaded.model_.state_dict().items():  # the same weights, rounded: nothing trained
+        assert torch.equal(value, weights[key].half().float()), key
+    assert again["figures"]["auroc"] == round(100 * auroc(y_test.numpy(), loaded.anomaly_score(split.x_test)), 2)
+    assert again["figures"]["auroc_float32"] == first["figures"]["auroc"]
+    assert again["figures"]["training_seconds"] == first["figures"]["training_seconds"]
+    kept = ("description", "data", "provenance", "history", "settings")
+    assert {key: again[key] for key in kept} == {key: first[key] for key in kept}
+    assert again["written_again"]["from"] == "float32" and again["written_again"]["to"] == "float16"
+    assert "--again ae-tiny" in again["written_again"]["provenance"]["settings"]["command"]
+    assert list(trained.read_manifest(tmp_path)) == ["ae-tiny"]
 
 
 def test_store_models_scores_a_half_precision_detector_of_another_table_as_loaded(tmp_path, monkeypatch):
