@@ -322,7 +322,7 @@ def main() -> None:
             f = entry["figures"]
             print(
                 f"{name}: {entry['precision']}, {entry['bytes'] / 1e6:.2f} MB; AUROC {f['auroc']:.2f}; "
-                f"first 1,000 test images {f.get('auroc_first_1000', float('nan')):.2f}",
+                f"first {FIRST:,} test images {f.get(f'auroc_first_{FIRST}', float('nan')):.2f}",
                 flush=True,
             )
         return
