@@ -525,6 +525,8 @@ def execute_notebooks(
     jobs = [(nb, False) for nb in find_notebooks(EXECUTE_CHECKED)] + [
         (nb, True) for nb in find_notebooks(EXECUTE_AS_STUDENT)
     ]
+    # the lectures, the longest runs, start first: the short exercises then fill the end evenly
+    jobs.sort(key=lambda job: not job[0].as_posix().startswith("lectures/"))
     EXECUTED.mkdir(parents=True, exist_ok=True)
     statistics = {
         "profile": profile,
