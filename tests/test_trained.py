@@ -190,25 +190,32 @@ def load_store_models_script():
     return module
 
 
-def test_store_models_writes_a_model_that_scores_as_its_manifest_says(tmp_path, monkeypatch):
+def tiny_split(normal_class: int = 8, protocol: int = 2):
+    """Random images at half brightness, 16 to train on and 12 to test, where every other test
+    image is an anomaly, twice as bright."""
     from anomaly_edu.data import OneClassSplit
+
+    y_test = torch.tensor([0, 1] * 6)
+    return OneClassSplit(
+        x_train=images(16) / 2,
+        x_val=images(0),
+        y_val=torch.zeros(0, dtype=torch.long),
+        x_test=images(12, seed=2) * (1 + y_test.view(-1, 1, 1, 1)) / 2,
+        y_test=y_test,
+        normal_classes=(normal_class,),
+        protocol=protocol,
+        test_classes=y_test,
+    )
+
+
+def test_store_models_writes_a_model_that_scores_as_its_manifest_says(tmp_path, monkeypatch):
     from anomaly_edu.metrics import auroc
 
     script = load_store_models_script()
     monkeypatch.setattr(script, "MODELS", tmp_path)
     monkeypatch.setitem(script.STORED, "ae-tiny", {"method": "ae", "changes": {"epochs": 1, "batch_size": 8}})
-    y_test = torch.tensor([0, 1] * 6)
-    x_test = images(12, seed=2) * (1 + y_test.view(-1, 1, 1, 1)) / 2  # the anomalies twice as bright
-    split = OneClassSplit(
-        x_train=images(16) / 2,
-        x_val=images(0),
-        y_val=torch.zeros(0, dtype=torch.long),
-        x_test=x_test,
-        y_test=y_test,
-        normal_classes=(8,),
-        protocol=2,
-        test_classes=y_test,
-    )
+    split = tiny_split()
+    x_test, y_test = split.x_test, split.y_test
     entry = script.store("ae-tiny", split, "cpu")
     loaded = trained.load_detector("ae-tiny", tmp_path, device="cpu")
     assert 100 * auroc(y_test.numpy(), loaded.anomaly_score(x_test)) == pytest.approx(
@@ -221,24 +228,14 @@ def test_store_models_writes_a_model_that_scores_as_its_manifest_says(tmp_path, 
 
 
 def test_store_models_writes_a_stored_detector_again_at_half_precision_without_training(tmp_path, monkeypatch):
-    from anomaly_edu.data import OneClassSplit
     from anomaly_edu.metrics import auroc
 
     script = load_store_models_script()
     monkeypatch.setattr(script, "MODELS", tmp_path)
     monkeypatch.setattr(script, "FIRST", 8)
     monkeypatch.setitem(script.STORED, "ae-tiny", {"method": "ae", "changes": {"epochs": 2, "batch_size": 8}})
-    y_test = torch.tensor([0, 1] * 6)
-    split = OneClassSplit(
-        x_train=images(16) / 2,
-        x_val=images(0),
-        y_val=torch.zeros(0, dtype=torch.long),
-        x_test=images(12, seed=2) * (1 + y_test.view(-1, 1, 1, 1)) / 2,
-        y_test=y_test,
-        normal_classes=(8,),
-        protocol=2,
-        test_classes=y_test,
-    )
+    split = tiny_split()
+    y_test = split.y_test
     first = script.store("ae-tiny", split, "cpu")
     assert first["precision"] == "float32" and "auroc_first_8" in first["figures"]
     weights = trained.load_detector("ae-tiny", tmp_path, device="cpu").model_.state_dict()
@@ -260,24 +257,14 @@ def test_store_models_writes_a_stored_detector_again_at_half_precision_without_t
 
 
 def test_store_models_scores_a_half_precision_detector_of_another_table_as_loaded(tmp_path, monkeypatch):
-    from anomaly_edu.data import OneClassSplit
     from anomaly_edu.metrics import auroc
 
     script = load_store_models_script()
     monkeypatch.setattr(script, "MODELS", tmp_path)
     recipe = {"method": "ae", "changes": {"epochs": 1, "batch_size": 8}, "precision": "float16"}
     monkeypatch.setitem(script.STORED, "ae-tiles", {**recipe, "table": "magnetic-tile", "case": "magnetic-tile"})
-    y_test = torch.tensor([0, 1] * 6)
-    split = OneClassSplit(
-        x_train=images(16) / 2,
-        x_val=images(0),
-        y_val=torch.zeros(0, dtype=torch.long),
-        x_test=images(12, seed=2) * (1 + y_test.view(-1, 1, 1, 1)) / 2,
-        y_test=y_test,
-        normal_classes=(0,),
-        protocol=4,
-        test_classes=y_test,
-    )
+    split = tiny_split(normal_class=0, protocol=4)
+    y_test = split.y_test
     assert script.where_trained("ae-tiles") == ("magnetic-tile", "magnetic-tile")
     entry = script.store("ae-tiles", split, "cpu")
     loaded = trained.load_detector("ae-tiles", tmp_path, device="cpu")
