@@ -105,6 +105,14 @@ def where_trained(name: str) -> tuple[str, str]:
     return recipe.get("table", "mnist"), recipe.get("case", str(NORMAL_CLASS))
 
 
+def recipe_settings(name: str) -> dict:
+    """The quick profile's settings of the stored detector ``name``'s data set,
+    with its recipe's changes."""
+    recipe = STORED[name]
+    dataset = tables.get_table(where_trained(name)[0]).dataset
+    return tables.apply_changes(profiles.get_profile("quick", dataset), {recipe["method"]: recipe["changes"]})
+
+
 def load_split(table: str, case: str, device):
     """One case of a table of ``reproduce`` (MNIST: a normal digit under protocol 2;
     the magnetic tiles; a medical set): the split a stored detector is trained and
@@ -139,8 +147,7 @@ def store(name: str, split, device, seed: int = 0, checkpoints: Path | None = No
     recipe = STORED[name]
     method, precision = recipe["method"], recipe.get("precision", "float32")
     table, case = where_trained(name)
-    dataset = tables.get_table(table).dataset
-    settings = tables.apply_changes(profiles.get_profile("quick", dataset), {method: recipe["changes"]})
+    settings = recipe_settings(name)
     started, code_state = time.perf_counter(), results.git_state()
     detector = methods.make_detector(method, settings, seed=seed, device=device)
     fit_with_checkpoint(detector, split, checkpoints, method)
@@ -187,8 +194,7 @@ def store_again(name: str, split, device) -> dict:
     was, precision = entry.get("precision", "float32"), STORED[name].get("precision", "float32")
     started, code_state = time.perf_counter(), results.git_state()
     detector = trained.load_detector(name, MODELS, device=device)
-    dataset = tables.get_table(where_trained(name)[0]).dataset
-    settings = tables.apply_changes(profiles.get_profile("quick", dataset), {entry["method"]: STORED[name]["changes"]})
+    settings = recipe_settings(name)
     written_by_save = ("kind", "method", "settings", "image_shape", "network_attribute", "history", "precision")
     about = {key: value for key, value in entry.items() if key not in (*written_by_save, "file", "sha256", "bytes")}
     about["figures"] = {

@@ -27,20 +27,20 @@ def pytest_configure(config):
 
 # ------------------------------------------------------------------ notebooks in the background
 # Executing the notebooks (scripts/build_course.py, one per core) takes most of the suite's time.
-# When a run includes tests that need them (the book's, tests/test_notebooks.py), the notebooks
+# When a run includes tests that need them (whose fixtures ask for notebooks_in_background: the
+# book's, tests/test_notebooks.py's), the notebooks
 # start at once in a process of their own and those tests move to the end: the other tests run
 # meanwhile, at one thread, in the time the notebooks leave free. The notebook tests' fixtures
 # wait for that process; the build they then call executes only what is not up to date (nothing,
 # unless a notebook failed: it runs again there and the failure is reported as before).
 
-NEEDS_NOTEBOOKS = {"book_html", "executed"}  # the fixtures that execute the notebooks
 BACKGROUND_LOG = ROOT / "_build" / "notebooks_in_background.log"
 _background: dict = {}
 
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they deselect
 def pytest_collection_modifyitems(session, config, items):
-    needing = [item for item in items if NEEDS_NOTEBOOKS & set(item.fixturenames)]
+    needing = [item for item in items if "notebooks_in_background" in item.fixturenames]  # directly or not
     if not needing or config.getoption("collectonly"):
         return
     waiting = {id(item) for item in needing}
