@@ -73,45 +73,71 @@ FEATURE_MATCHING_WEIGHT = 0.02  # CPAE-G's weight of the feature-matching loss
 DISCRIMINATOR_LR = 2e-4  # CPAE-G's discriminator: Adam with this rate and betas (0.5, 0.999), never decayed
 
 
-def double_conv(channels_in: int, channels_out: int) -> torch.nn.Sequential:
-    """Two 3x3 convolutions with ReLU (padding keeps the size): one U-Net block. Lecture 5."""
+def double_conv(channels_in: int, channels_out: int, channels_mid: int | None = None) -> torch.nn.Sequential:
+    """Two 3x3 convolutions with ReLU (padding keeps the size), ``channels_in`` ->
+    ``channels_mid`` -> ``channels_out`` (``channels_mid`` defaults to
+    ``channels_out``): one U-Net block, as the Puzzle-AE code's ``DoubleConv``. Lecture 5."""
+    channels_mid = channels_mid or channels_out
     return torch.nn.Sequential(
-        torch.nn.Conv2d(channels_in, channels_out, 3, padding=1),
+        torch.nn.Conv2d(channels_in, channels_mid, 3, padding=1),
         torch.nn.ReLU(),
-        torch.nn.Conv2d(channels_out, channels_out, 3, padding=1),
+        torch.nn.Conv2d(channels_mid, channels_out, 3, padding=1),
         torch.nn.ReLU(),
     )
 
 
+def upsample_to(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``x`` upsampled x2 (bilinear, ``align_corners=True``), then zero-padded on
+    the right and bottom (split evenly, the extra pixel last) to the size of the
+    skip connection ``skip``: the Puzzle-AE code's ``Up`` before its block.
+    At 28x28 the maps go 1 -> 2 (padded to 3) -> 6 (to 7) -> 14 -> 28. Lecture 5."""
+    x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+    dy, dx = skip.shape[-2] - x.shape[-2], skip.shape[-1] - x.shape[-1]
+    return F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+
+
 class UNet(torch.nn.Module):
-    """The U-Net of the Puzzle-AE code. Lecture 5.
+    """The U-Net of the Puzzle-AE code (Niousha12/Puzzle_Anomaly_Detection,
+    ``models/Unet.py`` at e08befb, bilinear). Lecture 5.
 
     Down: a :func:`double_conv` block per entry of ``widths`` (the published
-    64-128-256-512-512), with 2x max-pooling between blocks. Up: bilinear
-    upsampling to the size of the matching down block (so odd sizes such as
-    7 -> 3 -> 1 at 28x28 work), concatenation with it (the skip connection) and
-    a block that halves the width. A 1x1 convolution gives the image, with no
-    output activation and no batch norm anywhere.
+    64-128-256-512-512), with 2x max-pooling between blocks. Up, from the
+    bottom: :func:`upsample_to` the matching down block's size, concatenation
+    [skip, upsampled] (the skip connection) and a :func:`double_conv` whose
+    first convolution halves the concatenated width and whose second gives the
+    width of the next block up (64 at the top). A 1x1 convolution gives the
+    image, with no output activation and no batch norm anywhere. At the
+    published widths it has 17,257,409 weights on one channel, as theirs.
+
+    ``channels_last`` runs the convolutions in the channels-last memory layout
+    (the same numbers within float rounding; faster on CPUs, see
+    ``benchmarks/speed.py``); input and output keep the usual layout.
     """
 
-    def __init__(self, channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512, 512)):
+    def __init__(
+        self, channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512, 512), channels_last: bool = True
+    ):
         super().__init__()
         widths = tuple(widths)
         if len(widths) < 2:
             raise ValueError(f"a U-Net needs at least two widths, got {widths}")
-        self.widths = widths
+        self.widths, self.channels_last = widths, channels_last
         self.down = torch.nn.ModuleList(
             double_conv(w_in, w_out) for w_in, w_out in zip((channels, *widths[:-1]), widths)
         )
         up, below = [], widths[-1]
         for level in reversed(range(len(widths) - 1)):
-            out = widths[max(level - 1, 0)]
-            up.append(double_conv(widths[level] + below, out))
+            concatenated, out = widths[level] + below, widths[max(level - 1, 0)]
+            up.append(double_conv(concatenated, out, channels_mid=concatenated // 2))
             below = out
         self.up = torch.nn.ModuleList(up)
         self.out = torch.nn.Conv2d(below, channels, 1)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         skips = []
         for k, block in enumerate(self.down):
             x = block(F.max_pool2d(x, 2) if k else x)
@@ -119,32 +145,54 @@ class UNet(torch.nn.Module):
         x = skips.pop()
         for block in self.up:
             skip = skips.pop()
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat([skip, x], dim=1))
-        return self.out(x)
+            x = block(torch.cat([skip, upsample_to(x, skip)], dim=1))
+        return self.out(x).contiguous()
+
+
+def init_dcgan_weights(module: torch.nn.Module) -> None:
+    """DCGAN's initialisation, as the Puzzle-AE code's discriminator has it:
+    convolution weights N(0, 0.02); batch-norm scales N(1, 0.02), shifts 0. Lecture 5."""
+    if isinstance(module, torch.nn.Conv2d):
+        torch.nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, torch.nn.BatchNorm2d):
+        torch.nn.init.normal_(module.weight, 1.0, 0.02)
+        torch.nn.init.zeros_(module.bias)
 
 
 class Discriminator(torch.nn.Module):
-    """CPAE-G's DCGAN-style discriminator: 4x4 convolutions of stride 2 (batch
-    norm after all but the first, LeakyReLU 0.2), then a linear layer and a
-    sigmoid. ``forward`` returns the probability that an image is real and the
-    penultimate features (for the feature-matching loss). Lecture 5."""
+    """CPAE-G's discriminator: the Puzzle-AE code's ``NetD`` (GANomaly's DCGAN
+    encoder, ``models/Discriminator.py`` at e08befb). Lecture 5.
 
-    def __init__(self, channels: int = 1, size: int = 28, width: int = 32, layers: int = 3):
+    A 4x4 convolution of stride 2 (no bias) and LeakyReLU 0.2; then 4x4
+    stride-2 convolutions with batch norm and LeakyReLU, doubling the width
+    (from ``width``, 64 in the code), while the map is larger than 4x4 (at
+    28 px: 64-128-256 channels on 14-7-3 maps); a last convolution over the
+    whole remaining map (3x3 at 28 px, 4x4 at 32, 64 or 128 px, as the code's) to one value, and a
+    sigmoid. ``forward`` returns the probability that an image is real and the
+    features before the last convolution (for the feature-matching loss).
+    Weights start as DCGAN's (:func:`init_dcgan_weights`).
+    """
+
+    def __init__(self, channels: int = 1, size: int = 28, width: int = 64):
         super().__init__()
-        blocks, c_in = [], channels
-        for k in range(layers):
-            blocks.append(torch.nn.Conv2d(c_in, width * 2**k, 4, stride=2, padding=1, bias=False))
-            if k:
-                blocks.append(torch.nn.BatchNorm2d(width * 2**k))
-            blocks.append(torch.nn.LeakyReLU(0.2))
-            c_in, size = width * 2**k, size // 2
-        self.features = torch.nn.Sequential(*blocks, torch.nn.Flatten())
-        self.classify = torch.nn.Linear(c_in * size * size, 1)
+        layers = [torch.nn.Conv2d(channels, width, 4, stride=2, padding=1, bias=False), torch.nn.LeakyReLU(0.2)]
+        map_size = size // 2
+        while map_size > 4:  # each layer halves the map: at 28 px, 14 -> 7 -> 3
+            layers += [
+                torch.nn.Conv2d(width, width * 2, 4, stride=2, padding=1, bias=False),
+                torch.nn.BatchNorm2d(width * 2),
+                torch.nn.LeakyReLU(0.2),
+            ]
+            width, map_size = width * 2, map_size // 2
+        if map_size < 1:
+            raise ValueError(f"images of {size} px are too small for the discriminator: it needs at least 2 px")
+        self.features = torch.nn.Sequential(*layers)
+        self.classify = torch.nn.Conv2d(width, 1, map_size, bias=False)  # the whole map to one value
+        self.apply(init_dcgan_weights)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.features(x)
-        return torch.sigmoid(self.classify(features)).squeeze(1), features
+        return torch.sigmoid(self.classify(features)).flatten(), features
 
 
 class PuzzleGAN(torch.nn.Module):
@@ -204,8 +252,10 @@ def puzzle_gan_loss(*, grid: int, perms: torch.Tensor, eps: float, shortcut: str
     One optimizer step trains both networks: the discriminator's loss sees
     only detached reconstructions (it cannot move the U-Net), and the
     feature-matching term is computed with the discriminator's weights frozen
-    (it cannot move the discriminator). The returned value is the U-Net's loss;
-    the discriminator's gradient is added without changing that value.
+    (it cannot move the discriminator). The returned value is the
+    reconstruction error alone, the loss that the code's learning-rate
+    schedule watches; the other two terms add their gradients without
+    changing that value.
     """
 
     def loss(model, x, y=None):
@@ -220,31 +270,40 @@ def puzzle_gan_loss(*, grid: int, perms: torch.Tensor, eps: float, shortcut: str
         _, features_real = discriminator(x)
         _, features_fake = discriminator(reconstruction)
         discriminator.requires_grad_(True)
-        feature_matching = F.mse_loss(features_fake, features_real.detach())
-        unet_loss = F.mse_loss(reconstruction, x) + FEATURE_MATCHING_WEIGHT * feature_matching
-        return unet_loss + (d_loss - d_loss.detach())  # value: the U-Net's loss; gradient: both
+        feature_matching = FEATURE_MATCHING_WEIGHT * F.mse_loss(features_fake, features_real.detach())
+        gradient_only = (feature_matching + d_loss) - (feature_matching + d_loss).detach()  # value 0
+        return F.mse_loss(reconstruction, x) + gradient_only
 
     return loss
 
 
+def squared_errors_per_puzzle(model: torch.nn.Module, x: torch.Tensor, perms: torch.Tensor, grid: int) -> torch.Tensor:
+    """The squared error of ``model``'s reconstruction of every image of ``x``
+    (N, C, H, W) under every permutation of ``perms``, per pixel: shape
+    (N, P, C, H, W). All N x P puzzles go through the network in one batch.
+    Every Puzzle-AE score (:func:`permutation_errors`, the maps, the attacks'
+    differentiable score) is an average of these. Lecture 5."""
+    puzzled = apply_permutations(x, perms, grid).flatten(0, 1)  # (N * P, C, H, W)
+    restored = model(puzzled).view(len(x), len(perms), *x.shape[1:])
+    return (restored - x.unsqueeze(1)).pow(2)
+
+
+@torch.inference_mode()
 def permutation_errors(
     model: torch.nn.Module, x: torch.Tensor, perms: torch.Tensor, grid: int, images_per_pass: int = 2048
 ) -> torch.Tensor:
     """The mean squared error of ``model``'s reconstruction of every image of
-    ``x`` under every permutation of ``perms``: shape (N, P). All P puzzles of
-    a chunk of images go through the network in one batch. Lecture 5."""
-    n_perms = len(perms)
+    ``x`` under every permutation of ``perms``: shape (N, P), from
+    :func:`squared_errors_per_puzzle` on ``images_per_pass // P`` images at a
+    time. Lecture 5."""
     model.eval()
-
-    def errors(batch):
-        puzzled = apply_permutations(batch, perms, grid).flatten(0, 1)  # (B * P, C, H, W)
-        restored = model(puzzled).view(len(batch), n_perms, *batch.shape[1:])
-        return (restored - batch.unsqueeze(1)).pow(2).flatten(2).mean(2)
-
-    return predict_in_batches(errors, x, max(1, images_per_pass // n_perms))
+    per_pass = max(1, images_per_pass // len(perms))
+    return torch.cat(
+        [squared_errors_per_puzzle(model, batch, perms, grid).flatten(2).mean(2) for batch in x.split(per_pass)]
+    )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def permutation_error_maps(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -259,13 +318,11 @@ def permutation_error_maps(
     normalised errors of :meth:`PuzzleAEDetector.permutation_scores`. The mean
     of an image's map is its "avg" score. Lecture 6."""
     model.eval()
-    maps, errors, step = [], [], max(1, images_per_pass // len(perms))
-    for batch in x.split(step):
-        puzzled = apply_permutations(batch, perms, grid).flatten(0, 1)
-        restored = model(puzzled).view(len(batch), len(perms), *batch.shape[1:])
-        per_pixel = (restored - batch.unsqueeze(1)).pow(2).mean(2) / normalisers.view(1, -1, 1, 1)  # (B, P, H, W)
-        maps.append(per_pixel.mean(1))
-        errors.append(per_pixel.flatten(2).mean(2))
+    maps, errors = [], []
+    for batch in x.split(max(1, images_per_pass // len(perms))):
+        per_pixel = squared_errors_per_puzzle(model, batch, perms, grid).mean(2) / normalisers.view(1, -1, 1, 1)
+        maps.append(per_pixel.mean(1))  # (B, H, W)
+        errors.append(per_pixel.flatten(2).mean(2))  # (B, P)
     return torch.cat(maps), torch.cat(errors)
 
 
@@ -298,8 +355,8 @@ class PuzzleAEDetector(Detector):
 
     ``fit(x)`` holds out ``val_size`` of the normal images ``x`` (seeded) to
     measure each puzzle's mean error, unless ``x_val`` is given; it trains on
-    the rest. ``score(x)`` returns the aggregated normalised error (higher =
-    more anomalous); ``score(x, aggregation="max")`` reuses the fitted network
+    the rest. ``anomaly_score(x)`` returns the aggregated normalised error (higher =
+    more anomalous); ``anomaly_score(x, aggregation="max")`` reuses the fitted network
     with another aggregation. Fitted: ``model_`` (the U-Net, or the
     :class:`PuzzleGAN` for CPAE-G), ``normalisers_`` (P,), ``history_``.
     """
@@ -456,11 +513,8 @@ class PuzzleAEDetector(Detector):
         at once: pass a few images at a time."""
         self._check_fitted("normalisers_")
         self.model_.eval()
-        perms = self.permutations().to(self.device_)
-        puzzled = apply_permutations(x, perms, self.grid).flatten(0, 1)
-        restored = self.model_(puzzled).view(len(x), len(perms), *x.shape[1:])
-        errors = (restored - x.unsqueeze(1)).pow(2).flatten(2).mean(2) / self.normalisers_
-        return aggregate(errors, aggregation or self.aggregation)
+        errors = squared_errors_per_puzzle(self.model_, x, self.permutations().to(self.device_), self.grid)
+        return aggregate(errors.flatten(2).mean(2) / self.normalisers_, aggregation or self.aggregation)
 
     def score_and_map(self, x: torch.Tensor, aggregation: str | None = None) -> tuple[np.ndarray, torch.Tensor]:
         """:meth:`anomaly_score` and :meth:`anomaly_map` of ``x`` from one pass over the

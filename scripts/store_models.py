@@ -113,11 +113,12 @@ def recipe_settings(name: str) -> dict:
     return tables.apply_changes(profiles.get_profile("quick", dataset), {recipe["method"]: recipe["changes"]})
 
 
-def load_split(table: str, case: str, device):
+def load_split(table: str, case: str, device, size: int | None = None):
     """One case of a table of ``reproduce`` (MNIST: a normal digit under protocol 2;
-    the magnetic tiles; a medical set): the split a stored detector is trained and
-    scored on."""
-    return reproduce.table_splits(table, [int(case)] if table == "mnist" else None, device=device)[case]
+    the magnetic tiles; a medical set, at the quick profile's image ``size``): the
+    split a stored detector is trained and scored on."""
+    size = size or profiles.get_profile("quick", tables.get_table(table).dataset)["images"].get("size")
+    return reproduce.table_splits(table, [int(case)] if table == "mnist" else None, device=device, size=size)[case]
 
 
 FIRST = 1000  # a detector's AUROC on its first FIRST test images is stored too

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from anomaly_edu import arae
 from anomaly_edu.models import MLPAutoencoder
+from anomaly_edu.profiles import get_profile
 
 
 class TinyAE(torch.nn.Module):
@@ -262,3 +263,8 @@ def test_a_single_attacked_batch_in_a_list_is_the_arae_loss():
     as_list = arae.robust_reconstruction_loss(lambda m, xb: [x_adv], 0.3)(model, x)
     as_tensor = arae.robust_reconstruction_loss(lambda m, xb: x_adv, 0.3)(model, x)
     assert torch.equal(as_list, as_tensor)
+
+
+@pytest.mark.parametrize("dataset,epochs", [("mnist", 1600), ("fashion-mnist", 8000), ("coil100", 1000)])
+def test_the_full_profile_trains_arae_as_long_as_the_authors_code_on_each_data_set(dataset, epochs):
+    assert get_profile("full", dataset)["arae"]["epochs"] == epochs

@@ -14,6 +14,10 @@ from anomaly_edu.geometric import (
     GTDetector,
     TransformClassifier,
     apply_transform,
+    fit_dirichlet,
+    gt_score,
+    inverse_digamma,
+    transform_log_softmax,
     transformed_batch,
 )
 
@@ -273,7 +277,7 @@ def test_both_scorings_against_a_hand_computation_from_the_probabilities(fixed_g
     detector, x = fixed_gt
     np.testing.assert_allclose(detector.transform_probabilities(x), RIGHT_PROBABILITIES.numpy(), rtol=1e-5)
     p = RIGHT_PROBABILITIES.double().numpy()
-    published = detector.anomaly_score(x, scoring="probability")  # GT code: normality = mean p; anomaly = its negative
+    published = detector.anomaly_score(x, scoring="probability")  # GT code's simple score: normality = mean p
     np.testing.assert_allclose(published, -p.mean(1), rtol=1e-5)
     ours = detector.anomaly_score(x, scoring="log")
     np.testing.assert_allclose(ours, -np.log(p).mean(1), rtol=1e-5)
@@ -286,7 +290,7 @@ def test_both_scorings_against_a_hand_computation_from_the_probabilities(fixed_g
 
 
 def test_an_unknown_scoring_is_refused(fixed_gt):
-    with pytest.raises(ValueError, match="unknown scoring 'mean'.*'probability'.*'log'"):
+    with pytest.raises(ValueError, match="unknown scoring 'mean'.*'dirichlet'.*'probability'.*'log'"):
         GTDetector(scoring="mean")
     detector, x = fixed_gt
     with pytest.raises(ValueError, match="unknown scoring 'max'"):
@@ -294,5 +298,45 @@ def test_an_unknown_scoring_is_refused(fixed_gt):
 
 
 def test_the_profiles_scorings():
-    assert profiles.settings("full", "gt")["scoring"] == "probability"  # the GT code's
+    assert profiles.settings("full", "gt")["scoring"] == "dirichlet"  # the score the GT code runs
     assert profiles.settings("quick", "gt")["scoring"] == "log"  # the course's, kept for now
+
+
+# ------------------------------------------------------------------ the Dirichlet score (the GT code's)
+
+
+def test_inverse_digamma_inverts_digamma():
+    x = torch.tensor([0.01, 0.3, 1.0, 2.5, 40.0], dtype=torch.float64)
+    torch.testing.assert_close(inverse_digamma(torch.special.digamma(x)), x, rtol=1e-10, atol=1e-12)
+
+
+def test_the_dirichlet_fit_recovers_the_parameters_of_its_samples():
+    alpha = torch.tensor([0.5, 2.0, 8.0, 1.0], dtype=torch.float64)
+    samples = torch.distributions.Dirichlet(alpha).sample((200_000,))
+    fitted = fit_dirichlet(samples.log())
+    torch.testing.assert_close(fitted, alpha, rtol=0.03, atol=0)
+    # at the maximum, the gradient of the mean log-likelihood is zero:
+    # digamma(sum alpha) - digamma(alpha_k) + mean log p_k = 0 for every k
+    gradient = torch.special.digamma(fitted.sum()) - torch.special.digamma(fitted) + samples.log().mean(0)
+    assert gradient.abs().max() < 1e-8
+
+
+def test_the_dirichlet_score_is_minus_the_summed_log_density_up_to_a_constant():
+    torch.manual_seed(0)
+    alphas = 0.5 + 3 * torch.rand(N_TRANSFORMS, N_TRANSFORMS, dtype=torch.float64)
+    log_softmax = torch.log_softmax(torch.randn(5, N_TRANSFORMS, N_TRANSFORMS), dim=2)
+    score = gt_score(log_softmax, "dirichlet", alphas)
+    density = sum(torch.distributions.Dirichlet(alphas[t]).log_prob(log_softmax[:, t].double().exp()) for t in range(8))
+    constant = density + score.double()  # the same for every image: the normalising constants
+    torch.testing.assert_close(constant, constant[:1].expand(5), rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match="needs the alphas"):
+        gt_score(log_softmax, "dirichlet")
+
+
+def test_a_fitted_gt_scores_with_its_dirichlets_of_the_training_images(fitted):
+    assert fitted.dirichlet_alphas_.shape == (N_TRANSFORMS, N_TRANSFORMS) and (fitted.dirichlet_alphas_ > 0).all()
+    x = generic_images(n=6, size=16, seed=3)
+    scores = fitted.anomaly_score(x, scoring="dirichlet")
+    log_softmax = transform_log_softmax(fitted.model_, x)
+    expected = -((fitted.dirichlet_alphas_ - 1) * log_softmax.double()).sum((1, 2))
+    np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-5)

@@ -233,7 +233,7 @@ def test_an_incomplete_category_folder_is_named(tmp_path):
 
 def test_split_sizes_disjointness_and_determinism(tmp_path):
     make_mvtec_tree(tmp_path, categories=("bottle",), n_train=10)
-    split = mvtec_split("bottle", root=tmp_path, size=16, val_fraction=0.2, seed=0)
+    split = mvtec_split("bottle", root=tmp_path, size=16, val_size=2, seed=0)
     assert (len(split.x_train), len(split.x_val)) == (8, 2)
     assert split.y_val.tolist() == [0, 0] and split.y_val.dtype == torch.int64
     train_rows = {tuple(x.flatten().tolist()) for x in split.x_train}
@@ -244,18 +244,20 @@ def test_split_sizes_disjointness_and_determinism(tmp_path):
     assert split.test_classes.tolist() == [0, 0, 1, 1, 2, 2]
     assert torch.equal((split.test_classes > 0).long(), split.y_test)
     assert len(split.masks_test) == len(split.x_test) and not split.masks_test[0].any()
-    again = mvtec_split("bottle", root=tmp_path, size=16, val_fraction=0.2, seed=0)
+    again = mvtec_split("bottle", root=tmp_path, size=16, val_size=2, seed=0)
     assert torch.equal(again.x_val, split.x_val) and torch.equal(again.x_train, split.x_train)
-    others = [mvtec_split("bottle", root=tmp_path, size=16, val_fraction=0.2, seed=s).x_val for s in (1, 2, 3)]
+    others = [mvtec_split("bottle", root=tmp_path, size=16, val_size=2, seed=s).x_val for s in (1, 2, 3)]
     assert any(not torch.equal(x, split.x_val) for x in others)
 
 
-def test_split_holds_out_at_least_one_image(tmp_path):
-    make_mvtec_tree(tmp_path, categories=("carpet",), n_train=3)
-    split = mvtec_split("carpet", root=tmp_path, size=16, val_fraction=0.1)
-    assert (len(split.x_train), len(split.x_val)) == (2, 1)
-    with pytest.raises(ValueError, match="val_fraction"):
-        mvtec_split("carpet", root=tmp_path, val_fraction=1.0)
+def test_split_holds_out_25_images_as_the_puzzle_ae_code_and_refuses_too_few(tmp_path):
+    make_mvtec_tree(tmp_path, categories=("carpet",), n_train=30)
+    split = mvtec_split("carpet", root=tmp_path, size=16)
+    assert (len(split.x_train), len(split.x_val)) == (5, 25)
+    with pytest.raises(ValueError, match="val_size must be a whole number of images, at least 1"):
+        mvtec_split("carpet", root=tmp_path, val_size=0)
+    with pytest.raises(ValueError, match="too few to hold out 30 for validation"):
+        mvtec_split("carpet", root=tmp_path, val_size=30)
 
 
 # ---------------------------------------------------------------- checksums and safe extraction

@@ -18,8 +18,10 @@ from anomaly_edu.puzzle_ae import (
     UNet,
     aggregate,
     permutation_errors,
+    puzzle_gan_loss,
     puzzle_input,
     puzzle_loss,
+    upsample_to,
     zoomed_copies,
 )
 from anomaly_edu.puzzles import apply_permutation, puzzle_permutations, swap_permutations
@@ -143,10 +145,81 @@ def test_the_unet_has_the_published_widths_by_default_and_no_batch_norm():
     assert unet.down[0][0].kernel_size == (3, 3) and unet.out.kernel_size == (1, 1)
 
 
-def test_the_discriminator_gives_a_probability_and_features():
-    p, features = Discriminator(channels=3, size=32)(torch.rand(4, 3, 32, 32))
+def n_weights(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_the_unet_has_as_many_weights_as_the_authors_at_their_widths():
+    # counted on the Puzzle-AE code's models/Unet.py (e08befb), bilinear, one channel in and out
+    assert n_weights(UNet()) == 17_257_409
+    assert n_weights(UNet(widths=(16, 32, 64, 128, 128))) == 1_079_537
+
+
+def test_each_unet_block_going_up_halves_the_concatenated_width_first():
+    unet = UNet()  # their up1 to up4: Up(1024, 256), Up(512, 128), Up(256, 64), Up(128, 64)
+    shapes = [(block[0].in_channels, block[0].out_channels, block[2].out_channels) for block in unet.up]
+    assert shapes == [(1024, 512, 256), (512, 256, 128), (256, 128, 64), (128, 64, 64)]
+
+
+def test_upsampling_doubles_with_aligned_corners_then_pads_the_right_and_bottom():
+    x = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    up = upsample_to(x, torch.zeros(1, 1, 5, 5))
+    # x2 with align_corners=True keeps the corners exactly: 0, 1/3, 2/3, 1 of the way
+    expected = torch.tensor([[0.0, 1 / 3, 2 / 3, 1.0], [2 / 3, 1.0, 4 / 3, 5 / 3], [4 / 3, 5 / 3, 2.0, 7 / 3]])
+    expected = torch.cat([expected, torch.tensor([[2.0, 7 / 3, 8 / 3, 3.0]])])
+    torch.testing.assert_close(up[0, 0, :4, :4], expected)
+    assert up.shape == (1, 1, 5, 5) and (up[0, 0, 4] == 0).all() and (up[0, 0, :, 4] == 0).all()
+
+
+def test_the_channels_last_unet_gives_the_same_image_and_gradients():
+    torch.manual_seed(0)
+    plain = UNet(widths=(8, 16, 32, 32, 32), channels_last=False)
+    fast = UNet(widths=(8, 16, 32, 32, 32), channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    x = torch.rand(4, 1, 28, 28)
+    losses = [torch.nn.functional.mse_loss(net(x), x) for net in (plain, fast)]
+    for loss in losses:
+        loss.backward()
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-6, rtol=1e-5)
+    for p_plain, p_fast in zip(plain.parameters(), fast.parameters()):
+        torch.testing.assert_close(p_plain.grad, p_fast.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "channels,size,widths,last_kernel",
+    [(1, 28, [64, 128, 256], 3), (3, 32, [64, 128, 256], 4), (1, 128, [64, 128, 256, 512, 1024], 4)],
+)
+def test_the_discriminator_is_the_dcgan_encoder_of_the_authors(channels, size, widths, last_kernel):
+    torch.manual_seed(0)
+    discriminator = Discriminator(channels=channels, size=size)
+    convs = [m for m in discriminator.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == widths and all(c.bias is None for c in convs)
+    assert not isinstance(discriminator.features[1], torch.nn.BatchNorm2d)  # none after the first layer
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in discriminator.features) == len(widths) - 1
+    assert discriminator.classify.kernel_size == (last_kernel, last_kernel)
+    p, features = discriminator(torch.rand(4, channels, size, size))
     assert p.shape == (4,) and ((p > 0) & (p < 1)).all()
-    assert features.ndim == 2 and len(features) == 4
+    assert features.shape == (4, widths[-1], last_kernel, last_kernel)
+    # DCGAN's initialisation: N(0, 0.02) convolutions, N(1, 0.02) batch-norm scales, zero shifts
+    weights = torch.cat([c.weight.flatten() for c in convs])
+    assert abs(weights.mean()) < 0.002 and 0.018 < weights.std() < 0.022
+    norms = [m for m in discriminator.features if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all((m.bias == 0).all() and abs(m.weight.mean() - 1) < 0.01 for m in norms)
+
+
+def test_cpae_g_reports_the_reconstruction_error_the_schedule_watches_and_trains_both_networks():
+    torch.manual_seed(0)
+    model = PuzzleGAN(UNet(widths=(4, 8)), Discriminator(size=28))
+    x = images(8)
+    with torch.no_grad():  # the puzzle and tile that the loss will draw from the same random state
+        torch.manual_seed(0)
+        x_in = puzzle_input(model.unet, x, puzzle_permutations(2), grid=2, colour=True, eps=0.0)
+    torch.manual_seed(0)
+    loss = puzzle_gan_loss(grid=2, perms=puzzle_permutations(2), eps=0.0)(model, x)
+    torch.testing.assert_close(loss, torch.nn.functional.mse_loss(model.unet(x_in), x))
+    loss.backward()
+    assert all(p.grad is not None for p in model.unet.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.discriminator.parameters())
 
 
 def test_the_training_input_is_puzzled_and_leaves_x_alone():

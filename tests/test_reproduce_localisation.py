@@ -33,7 +33,7 @@ RUN = dict(device="cpu", progress=False)
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("industrial")
     make_magnetic_tile_tree(root)
-    make_mvtec_tree(root, categories=("bottle", "carpet"), size=8)
+    make_mvtec_tree(root, categories=("bottle", "carpet"), size=8, n_train=27)  # 25 held out, as published
     return root
 
 
@@ -123,7 +123,7 @@ def test_the_generality_table_gathers_the_other_tables_means(tmp_path, capsys):
 def test_generality_refuses_a_method_that_cannot_take_some_data_before_training(tmp_path):
     root = tmp_path / "data"
     make_fake_mnist(root)
-    make_mvtec_tree(root, categories=("bottle",), size=8)
+    make_mvtec_tree(root, categories=("bottle",), size=8, n_train=27)
     with pytest.raises(ValueError, match=r"dsvdd cannot run on the generality table \(mvtec\)"):
         reproduce.run_table("generality", ["dsvdd"], [1], root=root, **RUN)
 

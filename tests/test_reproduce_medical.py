@@ -110,3 +110,16 @@ def test_the_command_line_takes_seeds(head_ct_root, tmp_path, capsys):
     assert "mean over seeds [0, 1]" in capsys.readouterr().out and out.exists()
     assert main(["reproduce", "medical", "--methods", "ae", "--seeds", "zero"]) == 2
     assert "cannot read seeds 'zero'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("profile,size", [("quick", 64), ("full", 128)])
+def test_medical_images_are_128_px_as_published_in_the_full_profile_and_64_in_the_quick(head_ct_root, profile, size):
+    changes = {"ae": {"epochs": 1, "batch_size": 8}}
+    result = reproduce.run_table(
+        "medical", ["ae"], root=head_ct_root, device="cpu", progress=False, changes=changes, profile=profile
+    )
+    assert result["provenance"]["settings"]["image_shape"] == [1, size, size]
+    # the size is a setting like any other: the quick profile runs at the published 128 px with images.size=128
+    changes["images"] = {"size": 128}
+    result = reproduce.run_table("medical", ["ae"], root=head_ct_root, device="cpu", progress=False, changes=changes)
+    assert result["provenance"]["settings"]["image_shape"] == [1, 128, 128]

@@ -139,7 +139,7 @@ def test_a_stored_detector_scores_its_test_set_as_its_manifest_says(name, mnist_
         from anomaly_edu.experiments.reproduce import table_splits
 
         try:
-            split = table_splits(where["table"], None, device="cpu")[where["case"]]
+            split = table_splits(where["table"], None, device="cpu", size=entry["image_shape"][-1])[where["case"]]
         except DatasetNotFoundError as missing:
             pytest.skip(f"{name} is trained on data that is not under the data root: {missing}")
         assert split.protocol == where["protocol"] and len(split.x_train) == where["n_train"]

@@ -321,13 +321,13 @@ def mvtec_split(
     category: str,
     root: str | os.PathLike | None = None,
     size: int = 128,
-    val_fraction: float = 0.1,
+    val_size: int = 25,
     seed: int = 0,
 ) -> OneClassSplit:
     """The course's MVTec AD protocol (``protocol=3``, ``MVTEC_PROTOCOL``).
 
     The official training images (all good) are shuffled with ``seed``; a
-    fraction ``val_fraction`` of them (rounded down, at least one) becomes
+    first ``val_size`` of them (25, as the Puzzle-AE code holds out) become
     the validation set, normal only (``y_val`` all zeros), and the rest the
     training set. The test set is MVTec's official test set, in
     :func:`load_mvtec`'s order, with ``y_test`` 1 for a defect and ``masks_test``
@@ -341,22 +341,21 @@ def mvtec_split(
     set. Validation has no anomalies, so it cannot choose an F1 threshold;
     image AUROC and PRO need none. Lecture 6.
     """
-    if isinstance(val_fraction, bool) or not 0 < float(val_fraction) < 1:
-        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 1:
+        raise ValueError(f"val_size must be a whole number of images, at least 1, got {val_size!r}")
     data = load_mvtec(category, root=root, size=size)
     n = len(data.train)
-    n_val = max(1, int(val_fraction * n + 1e-9))
-    if n - n_val < 1:
+    if n - val_size < 1:
         raise ValueError(
-            f"MVTec AD {data.category} has {n} training image(s), too few to hold out {n_val} for validation "
+            f"MVTec AD {data.category} has {n} training image(s), too few to hold out {val_size} for validation "
             f"and train on the rest; its train/good folder looks incomplete: unpack the category again"
         )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     classes = data.defect_classes
     return OneClassSplit(
-        x_train=data.train[order[n_val:]],
-        x_val=data.train[order[:n_val]],
-        y_val=torch.zeros(n_val, dtype=torch.long),
+        x_train=data.train[order[val_size:]],
+        x_val=data.train[order[:val_size]],
+        y_val=torch.zeros(val_size, dtype=torch.long),
         x_test=data.test,
         y_test=data.labels,
         normal_classes=(0,),

@@ -94,7 +94,11 @@ def run_table(
     if table == "generality":
         return run_generality(methods, classes, **shared)
     classes = table_cases(table, classes, root)
-    check_methods(methods, spec.image_shape, where=f"the {table} table")
+    settings = run_settings(table, methods, profile, changes)
+    size = settings["images"].get("size")  # the profile's image size, where the table resizes
+    check_methods(
+        methods, (*spec.image_shape[:-2], size, size) if size else spec.image_shape, where=f"the {table} table"
+    )
     if table in PUZZLE_ABLATIONS:  # one method, in three variants
         if list(methods) != ["puzzle-ae"]:
             raise ValueError(
@@ -102,12 +106,11 @@ def run_table(
                 f"run it with --methods puzzle-ae (or no --methods), not {', '.join(methods)}"
             )
         return run_puzzle_ablation(classes, table=table, **shared)
-    settings = run_settings(table, methods, profile, changes)
     if checkpoints is not None and stacked:
         raise ValueError("stacked training has no checkpoints: resume with --stacked no (one model at a time)")
     device = pick_device(device)
     start, code_state = time.perf_counter(), git_state()
-    splits = table_splits(table, classes, seed=seed, root=root, device=device)
+    splits = table_splits(table, classes, seed=seed, root=root, device=device, size=size)
     if n_train is not None:
         splits, settings = fewer_training_images(splits, settings, methods, int(n_train), seed=seed)
     stacked = (device.type == "cuda" and checkpoints is None) if stacked is None else stacked
@@ -120,6 +123,7 @@ def run_table(
         "changed_from_profile": changes or {},
         "seed": seed,
         "n_train": n_train,
+        "image_shape": list(next(iter(splits.values())).x_train.shape[1:]),
         "cases": list(splits),
         "stacked_training": side_by_side,
         "methods": {m: settings[m] for m in methods},
@@ -197,7 +201,7 @@ def run_settings(table: str, methods: list[str], profile: str, changes: dict | N
     """The profile's settings for the table's data set, with ``changes``
     applied; a change for a method the run does not train, or a method the
     profile has no settings for, is refused. Lecture 1."""
-    unused = sorted(set(changes or {}) - set(methods) - ({"stress"} if table == "mnist-attack" else set()))
+    unused = sorted(set(changes or {}) - set(methods) - {"images"} - ({"stress"} if table == "mnist-attack" else set()))
     if unused:
         raise ValueError(
             f"settings are changed for {', '.join(unused)}, which this run does not train; "

@@ -19,16 +19,18 @@ from .tables import COIL100_SETTINGS, get_table
 
 
 def table_splits(
-    table: str, classes: list[int] | None, *, seed: int = 0, root=None, device="cpu"
+    table: str, classes: list[int] | None, *, seed: int = 0, root=None, device="cpu", size: int | None = None
 ) -> dict[str, OneClassSplit]:
     """The one-class splits of a table, by case: one per normal class under
     protocol 2 (``classes``), the talk's three COIL-100 rows under protocol 1,
     or one per medical set present under the data root (a line says which are
     missing), one per MVTec category (``classes``: their names), or the one
     magnetic-tile split. Lecture 1 (COIL-100: Lecture 4; medical: Lecture 5;
-    MVTec and magnetic tiles: Lecture 6)."""
+    MVTec and magnetic tiles: Lecture 6). ``size``: the side of the images
+    of a table that resizes them, instead of the table's own (the medical
+    table: the profile's ``images`` setting)."""
     spec = get_table(table)
-    size = spec.image_shape[-1]
+    size = size or spec.image_shape[-1]
     if spec.protocol == 4:
         return {"magnetic-tile": magnetic_tile_split(root, size=size, seed=seed, progress=False)}
     if spec.protocol == 3:
@@ -41,7 +43,7 @@ def table_splits(
             load_medical(next(iter(MEDICAL_SETS)), root)  # raises the error that says where to get it
         splits = {}
         for name in present:
-            images, labels = load_medical(name, root, size=spec.image_shape[-1])
+            images, labels = load_medical(name, root, size=size)
             splits[name] = medical_split(images.to(device), labels.to(device), seed=seed)
         return splits
     if spec.protocol == 2:

@@ -32,8 +32,9 @@ TABLES = {
     "mnist": Table("mnist", "mnist_protocol2_auc.csv", protocol=2, image_shape=(1, 28, 28)),
     "fashion-mnist": Table("fashion-mnist", "fashion_mnist_protocol2_auc.csv", protocol=2, image_shape=(1, 28, 28)),
     "coil100": Table("coil100", "coil100_protocol1.csv", protocol=1, image_shape=(3, 32, 32)),
-    # every medical set of anomaly_edu.data.medical that is under the data root, resized to 64x64 grey
-    "medical": Table("medical", "medical.csv", protocol=0, image_shape=(1, 64, 64)),
+    # every medical set of anomaly_edu.data.medical that is under the data root, resized to 128x128 grey as
+    # the Puzzle-AE code does (the quick profile's "images" setting makes it 64x64: anomaly_edu.profiles)
+    "medical": Table("medical", "medical.csv", protocol=0, image_shape=(1, 128, 128)),
     # the talk's Table 9: Puzzle-AE's variants and aggregations (run by run_puzzle_ablation)
     "cifar10-ablation": Table("cifar10", "cifar10_puzzle_ablation.csv", protocol=2, image_shape=(3, 32, 32)),
     # Lecture 5: the same ablation on MNIST (the talk has none; ours runs where CIFAR-10 is absent)
