@@ -36,6 +36,8 @@ code unless a line here says otherwise):
 - ``score_puzzles``: textures train on swaps of two tiles but the code scores
   every image with all 23 puzzles (``"all"``); ``"trained"`` scores with the
   puzzles it trained on;
+- ``networks``: ``"published"`` builds the code's U-Net and discriminator;
+  ``"course"`` the course's earlier ones (:mod:`anomaly_edu.puzzle_networks`);
 - the held-out images that measure each puzzle's normal error are never
   training images (in the code's test, most of them are), and the small
   training sets (MVTec, medical) are used whole, not one mini-batch of them.
@@ -52,6 +54,7 @@ import torch.nn.functional as F
 from .data import check_images
 from .detectors import Detector
 from .profiles import PROFILES
+from .puzzle_networks import PuzzleGAN, UNet, check_build, make_discriminator
 from .puzzles import (
     apply_permutation,
     apply_permutations,
@@ -71,140 +74,6 @@ PUZZLE_SETS = ("all", "swaps")  # every non-identity permutation, or the swaps o
 SCORE_PUZZLES = ("all", "trained")  # score with every non-identity puzzle, or with the training puzzles
 FEATURE_MATCHING_WEIGHT = 0.02  # CPAE-G's weight of the feature-matching loss
 DISCRIMINATOR_LR = 2e-4  # CPAE-G's discriminator: Adam with this rate and betas (0.5, 0.999), never decayed
-
-
-def double_conv(channels_in: int, channels_out: int, channels_mid: int | None = None) -> torch.nn.Sequential:
-    """Two 3x3 convolutions with ReLU (padding keeps the size), ``channels_in`` ->
-    ``channels_mid`` -> ``channels_out`` (``channels_mid`` defaults to
-    ``channels_out``): one U-Net block, as the Puzzle-AE code's ``DoubleConv``. Lecture 5."""
-    channels_mid = channels_mid or channels_out
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(channels_in, channels_mid, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(channels_mid, channels_out, 3, padding=1),
-        torch.nn.ReLU(),
-    )
-
-
-def upsample_to(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """``x`` upsampled x2 (bilinear, ``align_corners=True``), then zero-padded on
-    the right and bottom (split evenly, the extra pixel last) to the size of the
-    skip connection ``skip``: the Puzzle-AE code's ``Up`` before its block.
-    At 28x28 the maps go 1 -> 2 (padded to 3) -> 6 (to 7) -> 14 -> 28. Lecture 5."""
-    x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-    dy, dx = skip.shape[-2] - x.shape[-2], skip.shape[-1] - x.shape[-1]
-    return F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
-
-
-class UNet(torch.nn.Module):
-    """The U-Net of the Puzzle-AE code (Niousha12/Puzzle_Anomaly_Detection,
-    ``models/Unet.py`` at e08befb, bilinear). Lecture 5.
-
-    Down: a :func:`double_conv` block per entry of ``widths`` (the published
-    64-128-256-512-512), with 2x max-pooling between blocks. Up, from the
-    bottom: :func:`upsample_to` the matching down block's size, concatenation
-    [skip, upsampled] (the skip connection) and a :func:`double_conv` whose
-    first convolution halves the concatenated width and whose second gives the
-    width of the next block up (64 at the top). A 1x1 convolution gives the
-    image, with no output activation and no batch norm anywhere. At the
-    published widths it has 17,257,409 weights on one channel, as theirs.
-
-    ``channels_last`` runs the convolutions in the channels-last memory layout
-    (the same numbers within float rounding; faster on CPUs, see
-    ``benchmarks/speed.py``); input and output keep the usual layout.
-    """
-
-    def __init__(
-        self, channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512, 512), channels_last: bool = True
-    ):
-        super().__init__()
-        widths = tuple(widths)
-        if len(widths) < 2:
-            raise ValueError(f"a U-Net needs at least two widths, got {widths}")
-        self.widths, self.channels_last = widths, channels_last
-        self.down = torch.nn.ModuleList(
-            double_conv(w_in, w_out) for w_in, w_out in zip((channels, *widths[:-1]), widths)
-        )
-        up, below = [], widths[-1]
-        for level in reversed(range(len(widths) - 1)):
-            concatenated, out = widths[level] + below, widths[max(level - 1, 0)]
-            up.append(double_conv(concatenated, out, channels_mid=concatenated // 2))
-            below = out
-        self.up = torch.nn.ModuleList(up)
-        self.out = torch.nn.Conv2d(below, channels, 1)
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        skips = []
-        for k, block in enumerate(self.down):
-            x = block(F.max_pool2d(x, 2) if k else x)
-            skips.append(x)
-        x = skips.pop()
-        for block in self.up:
-            skip = skips.pop()
-            x = block(torch.cat([skip, upsample_to(x, skip)], dim=1))
-        return self.out(x).contiguous()
-
-
-def init_dcgan_weights(module: torch.nn.Module) -> None:
-    """DCGAN's initialisation, as the Puzzle-AE code's discriminator has it:
-    convolution weights N(0, 0.02); batch-norm scales N(1, 0.02), shifts 0. Lecture 5."""
-    if isinstance(module, torch.nn.Conv2d):
-        torch.nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, torch.nn.BatchNorm2d):
-        torch.nn.init.normal_(module.weight, 1.0, 0.02)
-        torch.nn.init.zeros_(module.bias)
-
-
-class Discriminator(torch.nn.Module):
-    """CPAE-G's discriminator: the Puzzle-AE code's ``NetD`` (GANomaly's DCGAN
-    encoder, ``models/Discriminator.py`` at e08befb). Lecture 5.
-
-    A 4x4 convolution of stride 2 (no bias) and LeakyReLU 0.2; then 4x4
-    stride-2 convolutions with batch norm and LeakyReLU, doubling the width
-    (from ``width``, 64 in the code), while the map is larger than 4x4 (at
-    28 px: 64-128-256 channels on 14-7-3 maps); a last convolution over the
-    whole remaining map (3x3 at 28 px, 4x4 at 32, 64 or 128 px, as the code's) to one value, and a
-    sigmoid. ``forward`` returns the probability that an image is real and the
-    features before the last convolution (for the feature-matching loss).
-    Weights start as DCGAN's (:func:`init_dcgan_weights`).
-    """
-
-    def __init__(self, channels: int = 1, size: int = 28, width: int = 64):
-        super().__init__()
-        layers = [torch.nn.Conv2d(channels, width, 4, stride=2, padding=1, bias=False), torch.nn.LeakyReLU(0.2)]
-        map_size = size // 2
-        while map_size > 4:  # each layer halves the map: at 28 px, 14 -> 7 -> 3
-            layers += [
-                torch.nn.Conv2d(width, width * 2, 4, stride=2, padding=1, bias=False),
-                torch.nn.BatchNorm2d(width * 2),
-                torch.nn.LeakyReLU(0.2),
-            ]
-            width, map_size = width * 2, map_size // 2
-        if map_size < 1:
-            raise ValueError(f"images of {size} px are too small for the discriminator: it needs at least 2 px")
-        self.features = torch.nn.Sequential(*layers)
-        self.classify = torch.nn.Conv2d(width, 1, map_size, bias=False)  # the whole map to one value
-        self.apply(init_dcgan_weights)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.features(x)
-        return torch.sigmoid(self.classify(features)).flatten(), features
-
-
-class PuzzleGAN(torch.nn.Module):
-    """A U-Net with its discriminator, trained together (CPAE-G). Calling it
-    runs the U-Net; the training loop saves both in one checkpoint. Lecture 5."""
-
-    def __init__(self, unet: UNet, discriminator: Discriminator):
-        super().__init__()
-        self.unet, self.discriminator = unet, discriminator
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unet(x)
 
 
 def puzzle_input(
@@ -380,6 +249,7 @@ class PuzzleAEDetector(Detector):
         lr_patience: int = QUICK["lr_patience"],
         zoomed_copies: int = QUICK["zoomed_copies"],
         score_puzzles: str = QUICK["score_puzzles"],
+        networks: str = QUICK["networks"],
         seed: int = 0,
         device=None,
         progress: bool = True,
@@ -405,7 +275,7 @@ class PuzzleAEDetector(Detector):
         self.widths, self.eps, self.epochs, self.batch_size = widths, eps, epochs, batch_size
         self.lr, self.weight_decay, self.val_size = lr, weight_decay, val_size
         self.shortcut, self.lr_factor, self.lr_patience = shortcut, lr_factor, lr_patience
-        self.zoomed_copies, self.score_puzzles = zoomed_copies, score_puzzles
+        self.zoomed_copies, self.score_puzzles, self.networks = zoomed_copies, score_puzzles, check_build(networks)
         self.seed, self.device, self.progress = seed, device, progress
 
     def training_permutations(self) -> torch.Tensor:
@@ -427,10 +297,10 @@ class PuzzleAEDetector(Detector):
 
     def new_model(self, image_shape: tuple) -> torch.nn.Module:
         """A fresh, untrained U-Net (with its discriminator for CPAE-G) for images of shape (C, H, W)."""
-        unet = UNet(channels=image_shape[0], widths=tuple(self.widths))
+        unet = UNet(channels=image_shape[0], widths=tuple(self.widths), build=self.networks)
         if self.variant != "cpae-g":
             return unet
-        return PuzzleGAN(unet, Discriminator(channels=image_shape[0], size=image_shape[-1]))
+        return PuzzleGAN(unet, make_discriminator(image_shape[0], image_shape[-1], self.networks))
 
     def _optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         unet = model.unet if isinstance(model, PuzzleGAN) else model

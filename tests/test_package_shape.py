@@ -176,7 +176,7 @@ def test_the_method_list_exists_once():
         text = path.read_text()
         assert '"ocsvm", "dsvdd"' not in text and '"DSVDD"' not in text, f"{path.name} lists the methods again"
     for name in profiles.PROFILES["quick"]:  # every method of a profile is in the registry, or not a detector
-        assert name in methods.METHODS or name in ("cnn", "adv_cnn", "eval", "stress")
+        assert name in methods.METHODS or name in ("cnn", "adv_cnn", "eval", "stress", "images")
 
 
 # ------------------------------------------------------------------ every method on every table
@@ -207,7 +207,7 @@ def tiny_root(tmp_path_factory):
     make_fake_coil(root, objects=10, views=12, size=8)
     make_head_ct(root, {i: int(i >= 10) for i in range(20)})
     make_fake_cifar10(root, per_class_train=6, per_class_test=2)
-    make_mvtec_tree(root, categories=("carpet",), size=8)
+    make_mvtec_tree(root, categories=("carpet",), size=8, n_train=27)  # 25 held out
     make_magnetic_tile_tree(root)
     with pytest.MonkeyPatch.context() as patch:  # torchvision would refuse the fake CIFAR-10's MD5 sums
         patch.setattr("torchvision.datasets.cifar.check_integrity", lambda *args, **kwargs: True)

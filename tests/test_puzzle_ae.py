@@ -12,18 +12,15 @@ from anomaly_edu.attacks import per_example_mse
 from anomaly_edu.profiles import get_profile
 from anomaly_edu.puzzle_ae import (
     DISCRIMINATOR_LR,
-    Discriminator,
     PuzzleAEDetector,
-    PuzzleGAN,
-    UNet,
     aggregate,
     permutation_errors,
     puzzle_gan_loss,
     puzzle_input,
     puzzle_loss,
-    upsample_to,
     zoomed_copies,
 )
+from anomaly_edu.puzzle_networks import CourseDiscriminator, Discriminator, PuzzleGAN, UNet, upsample_to
 from anomaly_edu.puzzles import apply_permutation, puzzle_permutations, swap_permutations
 from anomaly_edu.shortcut import (
     permutation_accuracy,
@@ -153,6 +150,22 @@ def test_the_unet_has_as_many_weights_as_the_authors_at_their_widths():
     # counted on the Puzzle-AE code's models/Unet.py (e08befb), bilinear, one channel in and out
     assert n_weights(UNet()) == 17_257_409
     assert n_weights(UNet(widths=(16, 32, 64, 128, 128))) == 1_079_537
+
+
+def test_the_courses_earlier_networks_stay_as_a_named_build_for_the_stored_models():
+    course = UNet(build="course")  # the up blocks narrow at their first convolution: fewer weights
+    assert n_weights(course) == 13_386_241
+    assert [block[0].out_channels for block in course.up] == [256, 128, 64, 64]
+    assert course(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+    p, features = CourseDiscriminator(size=28)(torch.rand(3, 1, 28, 28))
+    assert p.shape == (3,) and features.shape == (3, 128 * 3 * 3)
+    detector = PuzzleAEDetector(variant="cpae-g", networks="course", **TINY)
+    model = detector.new_model((1, 28, 28))
+    assert model.unet.build == "course" and isinstance(model.discriminator, CourseDiscriminator)
+    assert get_profile("quick")["puzzle-ae"]["networks"] == "course"
+    assert get_profile("full")["puzzle-ae"]["networks"] == "published"
+    with pytest.raises(ValueError, match="unknown networks 'theirs'; choose 'published'"):
+        PuzzleAEDetector(networks="theirs")
 
 
 def test_each_unet_block_going_up_halves_the_concatenated_width_first():
