@@ -15,12 +15,13 @@ from .machinery import call_student, passed
 
 
 class TinyAE(torch.nn.Module):
-    """A fixed one-layer autoencoder of 4x4 images (Exercises 1 and 4)."""
+    """A fixed one-layer autoencoder of 4x4 images with ``channels`` channels
+    (Exercises 1 and 4)."""
 
-    def __init__(self):
+    def __init__(self, channels: int = 1):
         super().__init__()
         with seeded(0):
-            self.layer = torch.nn.Linear(16, 16)
+            self.layer = torch.nn.Linear(16 * channels, 16 * channels)
 
     def forward(self, x):
         return torch.sigmoid(self.layer(x.flatten(1))).view_as(x)
