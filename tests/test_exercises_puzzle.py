@@ -22,7 +22,7 @@ import pytest
 import torch
 from test_exercises import exercise_checks, global_random_state, not_done
 
-from anomaly_edu import attacks, puzzle_ae, puzzles, shortcut
+from anomaly_edu import attacks, puzzle_ae, puzzles, shortcut, training
 from anomaly_edu.grading import ex05a, ex05b
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -401,6 +401,44 @@ def half_step(model, x_puzzled, target, eps):
     return (x_puzzled + (step - x_puzzled).clamp(-eps, eps)).clamp(0, 1)
 
 
+def step_from_x_puzzled(model, x_puzzled, target, eps):
+    """The gradient at the random start, but the step from x_puzzled: the random start is lost."""
+    start = (x_puzzled + random_start(x_puzzled, eps)).clamp(0, 1)
+    return (x_puzzled + eps * signed_gradient(model, start, target)).clamp(0, 1)
+
+
+def step_from_x_puzzled_unclamped(model, x_puzzled, target, eps):
+    start = (x_puzzled + random_start(x_puzzled, eps)).clamp(0, 1)
+    return x_puzzled + eps * signed_gradient(model, start, target)
+
+
+def one_sided_start(model, x_puzzled, target, eps):
+    start = (x_puzzled + eps * torch.rand_like(x_puzzled)).clamp(0, 1)
+    step = start + eps * signed_gradient(model, start, target)
+    return (x_puzzled + (step - x_puzzled).clamp(-eps, eps)).clamp(0, 1)
+
+
+def projected_around_the_start(model, x_puzzled, target, eps):
+    start = (x_puzzled + random_start(x_puzzled, eps)).clamp(0, 1)
+    step = start + eps * signed_gradient(model, start, target)
+    return (start + (step - start).clamp(-eps, eps)).clamp(0, 1)
+
+
+def raw_gradient(model, x_puzzled, target, eps):
+    start = (x_puzzled + random_start(x_puzzled, eps)).clamp(0, 1).requires_grad_(True)
+    (grad,) = torch.autograd.grad(per_image_mse(model, start, target).sum(), start)
+    step = start.detach() + eps * grad
+    return (x_puzzled + (step - x_puzzled).clamp(-eps, eps)).clamp(0, 1)
+
+
+def private_generator(model, x_puzzled, target, eps):
+    """A random start that the check cannot reproduce (a generator of its own)."""
+    noise = torch.empty_like(x_puzzled).uniform_(-eps, eps, generator=torch.Generator().manual_seed(123))
+    start = (x_puzzled + noise).clamp(0, 1)
+    step = start + eps * signed_gradient(model, start, target)
+    return (x_puzzled + (step - x_puzzled).clamp(-eps, eps)).clamp(0, 1)
+
+
 def not_detached(model, x_puzzled, target, eps):
     return remove_shortcut_reference(model, x_puzzled, target, eps).requires_grad_(True)
 
@@ -423,6 +461,12 @@ def imports_the_shortcut(model, x_puzzled, target, eps):
         (no_random_start, "no-op.*random point"),
         (gradient_at_x_puzzled, "gradient at the random start"),
         (half_step, "ONE step of size eps"),
+        (step_from_x_puzzled, "step from x_puzzled.*random start is lost"),
+        (step_from_x_puzzled_unclamped, "step from x_puzzled.*random start is lost"),
+        (one_sided_start, "one side only"),
+        (projected_around_the_start, "project the perturbation back onto the ball"),
+        (raw_gradient, "along the sign of the gradient"),
+        (private_generator, "do not land where"),
         # shifts every pixel up by eps: ignores the model, its gradient and the random start
         (lambda m, xp, t, e: (xp + e).clamp(0, 1), "ignores the model and its gradient"),
         (not_detached, "does not require gradients"),
@@ -437,6 +481,17 @@ def imports_the_shortcut(model, x_puzzled, target, eps):
 def test_remove_shortcut_check_rejects_wrong_answers(wrong, feedback):
     with pytest.raises(AssertionError, match=feedback):
         ex05b.check_remove_shortcut(wrong)
+
+
+def test_the_landing_point_is_the_package_perturbation_under_the_checks_seed():
+    """The check compares exact values: where the package's remove_shortcut lands
+    when the generators are seeded as the check seeds them."""
+    eps = 0.1
+    for model, x, target in ex05b._cases(torch.Generator().manual_seed(6)):
+        with training.seeded(ex05b._SEED):
+            expected = shortcut.remove_shortcut(model, x, target, eps)
+        u = ex05b._random_starts(tuple(x.shape), eps)[0]
+        assert torch.allclose(ex05b._landing_point(model, x, target, eps, u), expected, atol=1e-6)
 
 
 def test_remove_shortcut_check_is_not_fooled_by_the_global_seed():
