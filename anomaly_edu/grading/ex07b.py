@@ -272,6 +272,9 @@ def _decide_cases() -> list[tuple[str, list, list, float]]:
         ("B's mean 2.5 points higher, but its runs spread from 77 to 95", b_close, wide, 0.95),
         ("A a little higher, confidence 0.8", middling, b_close, 0.8),
         ("A a little higher (the same runs), confidence 0.99", middling, b_close, 0.99),
+        # 3 runs each: the t quantile (2.78 at about 4 degrees of freedom) is far wider than the normal one
+        # (1.96): the normal interval lies above 0, the t interval holds it
+        ("A 1.4 points higher, 3 runs each", [86.0, 87.4, 86.5], [85.2, 85.9, 84.6], 0.95),
     ]
 
 
@@ -292,6 +295,16 @@ _DECIDE_MISTAKES = {
     "confidence": (
         "your decisions are those of the 95% interval whatever the confidence asked for: pass the confidence on "
         "to welch_interval"
+    ),
+    "normal": (
+        "your decisions are those of an interval built with the normal quantile (z, 1.96 at 95%); with 3 runs "
+        "per method the t quantile of the Welch degrees of freedom is much wider (2.78 here). Decide from the "
+        "interval that welch_interval returns, as it is; if your welch_interval uses the normal quantile, fix it "
+        "first"
+    ),
+    "wrong ends": (
+        'you looked at the wrong ends of the interval: "A" needs the whole interval above 0, so its LOW end '
+        'must be > 0; "B" needs its HIGH end < 0; an interval that holds 0 gives "cannot tell"'
     ),
 }
 
@@ -322,6 +335,8 @@ def check_decide(decide) -> None:
             "means only": "A" if difference > 0 else "B" if difference < 0 else "cannot tell",
             "swapped": _decision(-high, -low),
             "confidence": _decision(*_welch_answers(a, b, 0.95)["right"][1:]),
+            "normal": _decision(*_welch_answers(a, b, confidence)["normal"][1:]),
+            "wrong ends": "A" if high > 0 else "B" if low < 0 else "cannot tell",
         }
         outputs.append((where, got, answers, (low, high, confidence)))
     wrong = [o for o in outputs if o[1] != o[2]["right"]]
