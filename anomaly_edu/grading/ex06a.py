@@ -8,7 +8,7 @@ __lecture__ = 6
 import numpy as np
 
 from ..metrics import to_numpy
-from .machinery import call_student, call_watched, passed, refuse_the_package
+from .machinery import call_watched, call_with_feedback, passed, refuse_the_package
 
 # Libraries whose connected-component labelling would do Exercise 6a.1 for the student.
 _LABELLING_LIBRARIES = ("scipy.ndimage", "skimage", "cv2")
@@ -99,15 +99,8 @@ def check_connected_regions(connected_regions) -> None:
     for where, mask, hint in cases:
         where = f"for {where} (mask shape {mask.shape})"
         given = mask.copy()
-        try:
-            result, libraries = _call_watching(task, connected_regions, given)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(
-                f"{task}: {where} your function raised {type(err).__name__}: {err}. Look only at neighbours inside "
-                f"the mask: 0 <= row < height and 0 <= column < width"
-            ) from None
+        inside = ". Look only at neighbours inside the mask: 0 <= row < height and 0 <= column < width"
+        result, libraries = call_with_feedback(task, where, inside, connected_regions, given, call=_call_watching)
         if libraries:
             raise AssertionError(
                 f"{task}: your function calls {', '.join(libraries)}; this task is the flood fill itself: write "
@@ -340,15 +333,11 @@ def check_pro_at_threshold(pro_at_threshold) -> None:
         for threshold in thresholds:
             where = f"on {description} at threshold {threshold}"
             masks_in, maps_in = [m.copy() for m in masks], [m.copy() for m in maps]
-            try:
-                result = call_student(task, pro_at_threshold, masks_in, maps_in, threshold)
-            except AssertionError:
-                raise
-            except Exception as err:
-                raise AssertionError(
-                    f"{task}: {where} your function raised {type(err).__name__}: {err}. The images differ in "
-                    f"size (as real ones do): handle them one at a time in a loop, without stacking them"
-                ) from None
+            one_at_a_time = (
+                ". The images differ in size (as real ones do): handle them one at a time in a loop, without "
+                "stacking them"
+            )
+            result = call_with_feedback(task, where, one_at_a_time, pro_at_threshold, masks_in, maps_in, threshold)
             if not all(np.array_equal(a, b) for a, b in zip(masks_in + maps_in, masks + maps)):
                 raise AssertionError(f"{task}: your function changed the masks or maps it was given; leave them alone")
             if not (isinstance(result, (tuple, list)) and len(result) == 2):

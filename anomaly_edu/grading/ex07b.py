@@ -10,7 +10,7 @@ import types
 
 import numpy as np
 
-from .machinery import call_watched, passed, refuse_the_package
+from .machinery import call_watched, call_with_feedback, passed, refuse_the_package
 
 _TTEST = (
     "the point is to build the interval yourself: the means, the standard error from the two sample variances, "
@@ -206,18 +206,15 @@ def check_welch_interval(welch_interval) -> None:
     for description, a, b, confidence in cases:
         where = f"for {description}:"
         a_in, b_in = (v.copy() if isinstance(v, np.ndarray) else v for v in (a, b))
-        try:
-            result, called = _call_watching_functions(task, welch_interval, a_in, b_in, confidence)
-        except AssertionError:
-            raise
-        except Exception as err:
-            hint = ""
-            if len(a) != len(b):
-                hint = (
-                    f" The two methods may have different numbers of runs ({len(a)} and {len(b)}): the runs are "
-                    f"independent, not paired, so compute each mean and variance on its own sample"
-                )
-            raise AssertionError(f"{task}: {where} your function raised {type(err).__name__}: {err}.{hint}") from None
+        hint = "."
+        if len(a) != len(b):
+            hint += (
+                f" The two methods may have different numbers of runs ({len(a)} and {len(b)}): the runs are "
+                f"independent, not paired, so compute each mean and variance on its own sample"
+            )
+        result, called = call_with_feedback(
+            task, where, hint, welch_interval, a_in, b_in, confidence, call=_call_watching_functions
+        )
         _refuse_the_ttest(task, welch_interval, called)
         if not all(np.array_equal(u, v) for u, v in ((a_in, a), (b_in, b))):
             raise AssertionError(f"{task}: your function changed the samples it was given (sorted them?); leave them")
@@ -319,12 +316,9 @@ def check_decide(decide) -> None:
     used_welch, outputs = False, []
     for description, a, b, confidence in _decide_cases():
         where = f"for {description} (A: {a}, B: {b}, confidence {confidence}):"
-        try:
-            got, called = _call_watching_functions(task, decide, list(a), list(b), confidence)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(f"{task}: {where} your function raised {type(err).__name__}: {err}") from None
+        got, called = call_with_feedback(
+            task, where, "", decide, list(a), list(b), confidence, call=_call_watching_functions
+        )
         _refuse_the_ttest(task, decide, called)
         used_welch = used_welch or any(name == "welch_interval" for _, name in called)
         if not (isinstance(got, str) and got in ("A", "B", "cannot tell")):
