@@ -880,6 +880,8 @@ def global_random_state():
 
 @pytest.mark.parametrize("name", sorted(exercise_checks()))
 def test_checks_leave_the_global_random_state_alone(name):
+    """The one test of this for every exercise check of the course; the test
+    modules of Lectures 5-7 give their right answers through correct_answers()."""
     answers = correct_answers()  # builds its models before the state is taken
     assert name in answers, f"add a right answer for {name} to correct_answers()"
     check_with_right_answer = answers[name]

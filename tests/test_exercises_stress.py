@@ -509,7 +509,7 @@ def test_a_decide_case_tells_the_t_quantile_from_the_normal_one():
     assert differ
 
 
-# ------------------------------------------------------------------ no hidden global state
+# ------------------------------------------------------------------ right answers for the shared tests
 
 
 def correct_answers():
