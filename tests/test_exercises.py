@@ -64,7 +64,12 @@ def test_reconstruction_check_accepts_the_reference():
         (lambda m, x: ((m(x) - x) ** 2).flatten(1).mean(1), "MEAN squared error"),
         (lambda m, x: ((m(x) - x) ** 2).sum(), "one number for the whole batch"),
         (lambda m, x: (m(x) - x).abs().flatten(1).sum(1), "ABSOLUTE"),
-        (lambda m, x: ((m(x) - x) ** 2).sum(dim=(2, 3)), "expected shape"),
+        (lambda m, x: ((m(x) - x) ** 2).sum(dim=(2, 3)), "expected shape.*Sum over the channels too"),
+        (lambda m, x: ((m(x) - x) ** 2).sum(dim=(1, 2)), "expected shape"),
+        (lambda m, x: ((m(x) - x) ** 2)[:, 0].flatten(1).sum(1), "first channel only"),
+        (lambda m, x: ((m(x) - x) ** 2).mean(dim=(2, 3)).sum(1), "MEAN squared error"),
+        (lambda m, x: ((m(x) - x) ** 2).sum(dim=(2, 3)).mean(1), "averaged the channels' sums"),
+        (lambda m, x: (m(x) - x).flatten(1).norm(dim=1), "square root"),
         (lambda m, x: None, "returned None"),
         (not_done, "not done yet"),
     ],
@@ -646,6 +651,18 @@ def test_the_occlusion_reference_agrees_with_the_package():
         assert np.allclose(occlusion_reference(score, image, patch, fill), expected, atol=1e-6)
 
 
+def test_every_occlusion_mistake_is_told_apart_on_the_checks_cases():
+    occlusion_cases = ex04._occlusion_cases()
+    answers = {
+        mistake: [ex04._occlusion_answer(*case[1:], mistake=mistake) for case in occlusion_cases]
+        for mistake in [None, *ex04._OCCLUSION_MISTAKES]
+    }
+    for mistake, maps in answers.items():
+        for other, other_maps in answers.items():
+            if other != mistake:
+                assert not all(np.allclose(a, b, atol=1e-5) for a, b in zip(maps, other_maps)), (mistake, other)
+
+
 def occlusion_mistake(mistake):
     return lambda score, image, patch, fill: ex04._occlusion_answer(score, image, patch, fill, mistake=mistake)
 
@@ -661,6 +678,30 @@ def occlusion_rolled(score, image, patch, fill):
             covered[:, :patch, :patch] = fill
             maps[r, c] = np.asarray(score(covered.roll((r, c), dims=(1, 2))[None]))[0] - base
     return maps
+
+
+def occlusion_of_one_channel(channel):
+    """Covers the square in one channel only: right for MNIST's one channel."""
+
+    def occlusion(score, image, patch, fill):
+        _, height, width = image.shape
+        copies = image.repeat(height * width, 1, 1, 1)
+        for r in range(height):
+            for c in range(width):
+                copies[r * width + c, channel, r : r + patch, c : c + patch] = fill
+        return (np.asarray(score(copies)) - np.asarray(score(image[None]))[0]).reshape(height, width)
+
+    return occlusion
+
+
+def occlusion_without_the_channel_axis(score, image, patch, fill):
+    """Indexes the image as if it were (H, W): the slices pick channels and rows."""
+    _, height, width = image.shape
+    copies = image.repeat(height * width, 1, 1, 1)
+    for r in range(height):
+        for c in range(width):
+            copies[r * width + c, r : r + patch, c : c + patch] = fill
+    return (np.asarray(score(copies)) - np.asarray(score(image[None]))[0]).reshape(height, width)
 
 
 def occlusion_in_place(score, image, patch, fill):
@@ -681,6 +722,10 @@ def occlusion_in_place(score, image, patch, fill):
         (lambda s, im, p, f: occlusion_reference(s, im, p, f).flatten(), "shape"),
         (lambda s, im, p, f: occlusion_reference(s, im, p, f) / 2, "differ"),
         (occlusion_in_place, "in place"),
+        (occlusion_of_one_channel(0), "one channel only"),
+        (occlusion_of_one_channel(-1), "one channel only"),
+        (occlusion_without_the_channel_axis, "as if it were \\(H, W\\)"),
+        (lambda s, im, p, f: occlusion_reference(s, im, p, f)[None].repeat(len(im), 0), "shape"),
         (lambda s, im, p, f: None, "returned None"),
         (not_done, "not done yet"),
     ],
@@ -835,6 +880,8 @@ def global_random_state():
 
 @pytest.mark.parametrize("name", sorted(exercise_checks()))
 def test_checks_leave_the_global_random_state_alone(name):
+    """The one test of this for every exercise check of the course; the test
+    modules of Lectures 5-7 give their right answers through correct_answers()."""
     answers = correct_answers()  # builds its models before the state is taken
     assert name in answers, f"add a right answer for {name} to correct_answers()"
     check_with_right_answer = answers[name]

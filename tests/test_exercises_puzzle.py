@@ -1,7 +1,8 @@
 """The Lecture 5 exercise checks (puzzles, the Puzzle-AE score, the shortcut's
 removal) accept right answers, reject plausible wrong ones with specific
 feedback, refuse the package's own functions, and leave the global random state
-alone; the solutions in the instructor notebooks pass them, and the committed
+alone (tests/test_exercises.py checks that for every check of the course, with the
+right answers of correct_answers() below); the solutions in the instructor notebooks pass them, and the committed
 student versions of Exercises 5a and 5b are current. For every exercise
 notebook, each "Think about it." question is followed by a model answer that
 nbgrader grades by hand, and the points its first cell promises are the points
@@ -20,9 +21,9 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from test_exercises import exercise_checks, global_random_state, not_done
+from test_exercises import exercise_checks, not_done
 
-from anomaly_edu import attacks, puzzle_ae, puzzles, shortcut
+from anomaly_edu import attacks, puzzle_ae, puzzles, shortcut, training
 from anomaly_edu.grading import ex05a, ex05b
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -401,6 +402,44 @@ def half_step(model, x_puzzled, target, eps):
     return (x_puzzled + (step - x_puzzled).clamp(-eps, eps)).clamp(0, 1)
 
 
+def step_from_x_puzzled(model, x_puzzled, target, eps):
+    """The gradient at the random start, but the step from x_puzzled: the random start is lost."""
+    start = (x_puzzled + random_start(x_puzzled, eps)).clamp(0, 1)
+    return (x_puzzled + eps * signed_gradient(model, start, target)).clamp(0, 1)
+
+
+def step_from_x_puzzled_unclamped(model, x_puzzled, target, eps):
+    start = (x_puzzled + random_start(x_puzzled, eps)).clamp(0, 1)
+    return x_puzzled + eps * signed_gradient(model, start, target)
+
+
+def one_sided_start(model, x_puzzled, target, eps):
+    start = (x_puzzled + eps * torch.rand_like(x_puzzled)).clamp(0, 1)
+    step = start + eps * signed_gradient(model, start, target)
+    return (x_puzzled + (step - x_puzzled).clamp(-eps, eps)).clamp(0, 1)
+
+
+def projected_around_the_start(model, x_puzzled, target, eps):
+    start = (x_puzzled + random_start(x_puzzled, eps)).clamp(0, 1)
+    step = start + eps * signed_gradient(model, start, target)
+    return (start + (step - start).clamp(-eps, eps)).clamp(0, 1)
+
+
+def raw_gradient(model, x_puzzled, target, eps):
+    start = (x_puzzled + random_start(x_puzzled, eps)).clamp(0, 1).requires_grad_(True)
+    (grad,) = torch.autograd.grad(per_image_mse(model, start, target).sum(), start)
+    step = start.detach() + eps * grad
+    return (x_puzzled + (step - x_puzzled).clamp(-eps, eps)).clamp(0, 1)
+
+
+def private_generator(model, x_puzzled, target, eps):
+    """A random start that the check cannot reproduce (a generator of its own)."""
+    noise = torch.empty_like(x_puzzled).uniform_(-eps, eps, generator=torch.Generator().manual_seed(123))
+    start = (x_puzzled + noise).clamp(0, 1)
+    step = start + eps * signed_gradient(model, start, target)
+    return (x_puzzled + (step - x_puzzled).clamp(-eps, eps)).clamp(0, 1)
+
+
 def not_detached(model, x_puzzled, target, eps):
     return remove_shortcut_reference(model, x_puzzled, target, eps).requires_grad_(True)
 
@@ -423,6 +462,12 @@ def imports_the_shortcut(model, x_puzzled, target, eps):
         (no_random_start, "no-op.*random point"),
         (gradient_at_x_puzzled, "gradient at the random start"),
         (half_step, "ONE step of size eps"),
+        (step_from_x_puzzled, "step from x_puzzled.*random start is lost"),
+        (step_from_x_puzzled_unclamped, "step from x_puzzled.*random start is lost"),
+        (one_sided_start, "one side only"),
+        (projected_around_the_start, "project the perturbation back onto the ball"),
+        (raw_gradient, "along the sign of the gradient"),
+        (private_generator, "do not land where"),
         # shifts every pixel up by eps: ignores the model, its gradient and the random start
         (lambda m, xp, t, e: (xp + e).clamp(0, 1), "ignores the model and its gradient"),
         (not_detached, "does not require gradients"),
@@ -439,6 +484,17 @@ def test_remove_shortcut_check_rejects_wrong_answers(wrong, feedback):
         ex05b.check_remove_shortcut(wrong)
 
 
+def test_the_landing_point_is_the_package_perturbation_under_the_checks_seed():
+    """The check compares exact values: where the package's remove_shortcut lands
+    when the generators are seeded as the check seeds them."""
+    eps = 0.1
+    for model, x, target in ex05b._cases(torch.Generator().manual_seed(6)):
+        with training.seeded(ex05b._SEED):
+            expected = shortcut.remove_shortcut(model, x, target, eps)
+        u = ex05b._random_starts(tuple(x.shape), eps)[0]
+        assert torch.allclose(ex05b._landing_point(model, x, target, eps, u), expected, atol=1e-6)
+
+
 def test_remove_shortcut_check_is_not_fooled_by_the_global_seed():
     """The check seeds the student's random start itself: its verdict is the same
     whatever the notebook drew before."""
@@ -450,7 +506,7 @@ def test_remove_shortcut_check_is_not_fooled_by_the_global_seed():
             ex05b.check_remove_shortcut(counted_twice)
 
 
-# ------------------------------------------------------------------ no hidden global state
+# ------------------------------------------------------------------ right answers for the shared tests
 
 
 def correct_answers():
@@ -466,17 +522,6 @@ def correct_answers():
 def test_every_lecture5_check_is_here():
     assert set(PUZZLE_CHECKS) == set(correct_answers())
     assert set(PUZZLE_CHECKS) <= set(exercise_checks())
-
-
-@pytest.mark.parametrize("name", PUZZLE_CHECKS)
-def test_puzzle_checks_leave_the_global_random_state_alone(name):
-    check_with_right_answer = correct_answers()[name]
-    torch.rand(1), np.random.rand()
-    before = global_random_state()
-    check_with_right_answer()
-    after = global_random_state()
-    changed = [generator for generator in before if after[generator] != before[generator]]
-    assert not changed, f"{name} changed the global random state of {changed}; use a local generator"
 
 
 # ------------------------------------------------------------------ the notebooks

@@ -418,6 +418,25 @@ def ignores_confidence(a, b, confidence=0.95):
     return decide_reference(a, b)
 
 
+def decide_with_the_normal_quantile(a, b, confidence=0.95):
+    """Calls welch_interval, then builds its own interval with z instead of t."""
+    difference, _, _ = welch_interval(a, b, confidence)
+    se = np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
+    half = stats.norm.ppf((1 + confidence) / 2) * se
+    return "A" if difference - half > 0 else "B" if difference + half < 0 else "cannot tell"
+
+
+def decide_with_196(a, b, confidence=0.95):
+    difference, _, _ = welch_interval(a, b, confidence)
+    half = 1.96 * np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
+    return "A" if difference - half > 0 else "B" if difference + half < 0 else "cannot tell"
+
+
+def wrong_ends(a, b, confidence=0.95):
+    _, low, high = welch_interval(a, b, confidence)
+    return "A" if high > 0 else "B" if low < 0 else "cannot tell"
+
+
 def without_welch_interval(a, b, confidence=0.95):
     """Right decisions, but the interval computed again inside."""
     _, low, high = welch_by_hand(a, b, confidence)
@@ -443,6 +462,10 @@ def decide_with_the_package(a, b, confidence=0.95):
         (means_only, "difference of the means alone"),
         (swapped, "swapped A and B"),
         (ignores_confidence, "pass the confidence on to welch_interval"),
+        (decide_with_the_normal_quantile, "normal quantile"),
+        (decide_on(welch_variant(quantile="normal")), "normal quantile.*fix it\\s+first"),
+        (decide_with_196, "expected"),
+        (wrong_ends, "wrong ends"),
         (decide_on(wrong_welch_named_welch_interval()), "fix it first"),
         (without_welch_interval, "does not call welch_interval"),
         (decide_on(welch_by_hand), "does not call welch_interval"),
@@ -476,7 +499,17 @@ def test_the_decide_cases_hold_every_kind_of_decision():
     assert any(len(found) > 1 for found in by_runs.values())
 
 
-# ------------------------------------------------------------------ no hidden global state
+def test_a_decide_case_tells_the_t_quantile_from_the_normal_one():
+    """With few runs the t interval holds 0 where the normal one does not."""
+    differ = [
+        description
+        for description, a, b, confidence in ex07b._decide_cases()
+        if decide_reference(a, b, confidence) != decide_on(welch_variant(quantile="normal"))(a, b, confidence)
+    ]
+    assert differ
+
+
+# ------------------------------------------------------------------ right answers for the shared tests
 
 
 def correct_answers():

@@ -11,16 +11,17 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..training import seeded
-from .machinery import call_student, passed
+from .machinery import call_student, call_with_feedback, passed
 
 
 class TinyAE(torch.nn.Module):
-    """A fixed one-layer autoencoder of 4x4 images (Exercises 1 and 4)."""
+    """A fixed one-layer autoencoder of 4x4 images with ``channels`` channels
+    (Exercises 1 and 4)."""
 
-    def __init__(self):
+    def __init__(self, channels: int = 1):
         super().__init__()
         with seeded(0):
-            self.layer = torch.nn.Linear(16, 16)
+            self.layer = torch.nn.Linear(16 * channels, 16 * channels)
 
     def forward(self, x):
         return torch.sigmoid(self.layer(x.flatten(1))).view_as(x)
@@ -61,13 +62,8 @@ def check_signed_attack(task: str, attack, cases: list[AttackCase], mistakes: di
     for number, case in enumerate(cases):
         where = f"for {case.description}:"
         x_in = case.x.clone()
-        try:
-            with seeded(seed + number):  # a random start would differ from call to call; the notebook's draws do not
-                got = call_student(task, attack, *case.arguments(x_in))
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(f"{task}: {where} your function raised {type(err).__name__}: {err}") from None
+        with seeded(seed + number):  # a random start would differ from call to call; the notebook's draws do not
+            got = call_with_feedback(task, where, "", attack, *case.arguments(x_in))
         if not torch.equal(x_in.detach(), case.x):
             raise AssertionError(
                 f"{task}: your function changed x in place. x.detach() and x.data share their memory with x: "

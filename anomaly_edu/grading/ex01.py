@@ -16,10 +16,12 @@ from .machinery import call_refusing_the_package, passed
 
 def check_reconstruction_score(reconstruction_score) -> None:
     """Exercise 1.1: ``reconstruction_score(model, x)`` must return one number
-    per image: the sum over pixels of the squared reconstruction error."""
+    per image: the sum over pixels (every channel of them) of the squared
+    reconstruction error."""
     task = "Exercise 1.1 (reconstruction score)"
-    model = TinyAE()
-    x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    model = TinyAE(channels=3)
+    # Three channels, as a colour image has: a score that reads one channel only is caught
+    x = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     expected = reconstruction_error(model, x).numpy()
     got = call_refusing_the_package(task, reconstruction_score, model, x)
     got = to_numpy(got).astype(float)
@@ -28,21 +30,51 @@ def check_reconstruction_score(reconstruction_score) -> None:
             f"{task}: you returned one number for the whole batch; return one score "
             f"per image (reduce over the pixel axes only), shape ({len(x)},)"
         )
+    if got.shape == (len(x), x.shape[1]):
+        raise AssertionError(
+            f"{task}: expected shape {expected.shape} (one score per image), got {got.shape}: one score per image "
+            f"and channel. Sum over the channels too: over all of C, H and W (.flatten(1).sum(1))"
+        )
     if got.shape != expected.shape:
         raise AssertionError(f"{task}: expected shape {expected.shape} (one score per image), got {got.shape}")
-    if np.allclose(got * 16, expected, rtol=1e-4):
-        raise AssertionError(
-            f"{task}: your scores are the MEAN squared error over pixels; the course's score is the SUM over pixels"
-        )
+    if np.allclose(got, expected, rtol=1e-4):
+        passed(task)
+        return
+    mistake = next(
+        (feedback for wrong, feedback in _score_mistakes(model, x) if np.allclose(got, wrong, rtol=1e-4)), None
+    )
+    if mistake is not None:
+        raise AssertionError(f"{task}: {mistake}")
+    raise AssertionError(f"{task}: for the test batch we expected {np.round(expected, 4)} but got {np.round(got, 4)}")
+
+
+def _score_mistakes(model, x) -> list[tuple[np.ndarray, str]]:
+    """(scores, feedback) of Exercise 1.1's plausible mistakes on the batch x."""
     with torch.no_grad():
-        absolute = (model(x) - x).abs().flatten(1).sum(1).numpy()
-    if np.allclose(got, absolute, rtol=1e-4):
-        raise AssertionError(f"{task}: you summed ABSOLUTE errors; square the differences instead")
-    if not np.allclose(got, expected, rtol=1e-4):
-        raise AssertionError(
-            f"{task}: for the test batch we expected {np.round(expected, 4)} but got {np.round(got, 4)}"
-        )
-    passed(task)
+        error = model(x) - x
+    squared = error**2
+    mean = "your scores are the MEAN squared error over pixels; the course's score is the SUM over pixels"
+    mistakes = [
+        (squared.flatten(1).mean(1), mean),
+        (squared.mean(dim=(2, 3)).sum(1), mean),
+        (error.abs().flatten(1).sum(1), "you summed ABSOLUTE errors; square the differences instead"),
+        (
+            squared[:, 0].flatten(1).sum(1),
+            "you summed the first channel only (x[:, 0]): right for MNIST's one channel, but a colour image "
+            "has three. Sum over every channel too: over all of C, H and W (.flatten(1).sum(1))",
+        ),
+        (
+            squared.sum(dim=(2, 3)).mean(1),
+            "you averaged the channels' sums; sum over the channels too: the score is the sum over all of C, H "
+            "and W (.flatten(1).sum(1))",
+        ),
+        (
+            squared.flatten(1).sum(1).sqrt(),
+            "you took the square root of the sum (the length of the error); the score is the sum of the squared "
+            "errors itself, without the root",
+        ),
+    ]
+    return [(wrong.numpy(), feedback) for wrong, feedback in mistakes]
 
 
 def check_fpr_at_tpr(student_fpr_at_tpr) -> None:

@@ -193,25 +193,34 @@ def check_arae_loss(arae_batch_loss) -> None:
 def _occlusion_answer(score, image: torch.Tensor, patch: int, fill: float, mistake: str | None = None) -> np.ndarray:
     """Exercise 4.3's answer with plain loops, or the answer with one ``mistake``
     (a key of :data:`_OCCLUSION_MISTAKES`)."""
-    _, height, width = image.shape
+    channels, height, width = image.shape
     size = 1 if mistake == "one pixel" else patch
     value = 0.0 if mistake == "fill ignored" else fill
     shift = patch // 2 if mistake == "centred" else 0
+    covered_channels = {"first channel": [0], "last channel": [channels - 1]}.get(mistake, list(range(channels)))
     base = float(np.asarray(score(image[None]))[0])
     result = np.zeros((height, width))
     for r in range(height):
         for c in range(width):
             covered = image.clone()
-            for dr in range(size):
-                for dc in range(size):
-                    row, col = r + dr - shift, c + dc - shift
-                    if mistake == "wrap":
-                        row, col = row % height, col % width
-                    if 0 <= row < height and 0 <= col < width:
-                        covered[:, row, col] = value
+            if mistake == "no channel axis":  # the image indexed as if it were (H, W)
+                covered[r : r + size, c : c + size] = value
+            else:
+                for dr in range(size):
+                    for dc in range(size):
+                        row, col = r + dr - shift, c + dc - shift
+                        if mistake == "wrap":
+                            row, col = row % height, col % width
+                        if 0 <= row < height and 0 <= col < width:
+                            covered[covered_channels, row, col] = value
             result[r, c] = float(np.asarray(score(covered[None]))[0]) - base
     return -result if mistake == "sign" else result
 
+
+_ONE_CHANNEL = (
+    "you cover the square in one channel only; cover it in every channel: covered[:, r : r + patch, c : c + patch] "
+    "= fill (with MNIST's one channel the two agree, with a colour image they do not)"
+)
 
 _OCCLUSION_MISTAKES = {
     "sign": (
@@ -228,6 +237,12 @@ _OCCLUSION_MISTAKES = {
     ),
     "fill ignored": "you cover the pixels with 0 whatever `fill` is; set them to `fill`",
     "one pixel": "you cover one pixel at a time whatever `patch` is; cover a patch x patch square",
+    "first channel": _ONE_CHANNEL,
+    "last channel": _ONE_CHANNEL,
+    "no channel axis": (
+        "you index the image as if it were (H, W): image[r : r + patch, c : c + patch] picks channels and rows. "
+        "The image is (C, H, W): cover covered[:, r : r + patch, c : c + patch]"
+    ),
 }
 
 
@@ -240,18 +255,27 @@ def _occlusion_cases() -> list[tuple[str, object, torch.Tensor, int, float]]:
     def linear_score(x):
         return (weight * x).flatten(1).sum(1).numpy()
 
-    autoencoder = TinyAE()
+    def reconstruction_score(autoencoder):  # plain torch: the student's function calls it, and may not call the package
+        def score(x):
+            with torch.no_grad():
+                return ((autoencoder(x) - x) ** 2).flatten(1).sum(1).numpy()
 
-    def reconstruction_score(x):  # plain torch: the student's function calls it, and may not call the package
-        with torch.no_grad():
-            return ((autoencoder(x) - x) ** 2).flatten(1).sum(1).numpy()
+        return score
 
     image = torch.rand(1, 5, 7, generator=g)
     square = torch.rand(1, 4, 4, generator=g)
+    colour = torch.rand(3, 4, 4, generator=g)  # three channels: a square covered in one channel only is caught
     return [
         ("a weighted sum of the pixels, a 5 x 7 image, patch 1, fill 0", linear_score, image, 1, 0.0),
         ("a weighted sum of the pixels, a 5 x 7 image, patch 3, fill 0.5", linear_score, image, 3, 0.5),
-        ("a small autoencoder's error, a 4 x 4 image, patch 2, fill 0", reconstruction_score, square, 2, 0.0),
+        ("a small autoencoder's error, a 4 x 4 image, patch 2, fill 0", reconstruction_score(TinyAE()), square, 2, 0.0),
+        (
+            "a small autoencoder's error, a 3-channel 4 x 4 image, patch 2, fill 0.5",
+            reconstruction_score(TinyAE(channels=3)),
+            colour,
+            2,
+            0.5,
+        ),
     ]
 
 

@@ -10,7 +10,7 @@ import torch
 
 from ..metrics import to_numpy
 from ..puzzles import apply_permutation, invert_permutation, to_tiles
-from .machinery import call_student, passed, refuse_the_package
+from .machinery import call_student, call_with_feedback, passed, refuse_the_package
 
 
 def _numbered_images(n: int, c: int, h: int, w: int) -> torch.Tensor:
@@ -39,16 +39,11 @@ def check_apply_puzzle(apply_puzzle) -> None:
     for x, perm, grid in cases:
         where = f"with grid={grid}, images of shape {tuple(x.shape)} and perm {perm.tolist()}"
         x_before, perm_before = x.clone(), perm.clone()
-        try:
-            got = call_student(task, apply_puzzle, x, perm, grid)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(
-                f"{task}: {where} your function raised {type(err).__name__}: {err}. Tiles are "
-                f"H // grid pixels high and W // grid pixels wide (not always square), and the grid is "
-                f"not always 2"
-            ) from None
+        hint = (
+            ". Tiles are H // grid pixels high and W // grid pixels wide (not always square), and the grid is "
+            "not always 2"
+        )
+        got = call_with_feedback(task, where, hint, apply_puzzle, x, perm, grid)
         if not torch.equal(x, x_before):
             raise AssertionError(
                 f"{task}: your function changed its input x in place; build a new tensor (indexing with a "

@@ -8,7 +8,7 @@ __lecture__ = 6
 import numpy as np
 
 from ..metrics import to_numpy
-from .machinery import call_student, call_watched, passed, refuse_the_package
+from .machinery import call_watched, call_with_feedback, passed, refuse_the_package
 
 # Libraries whose connected-component labelling would do Exercise 6a.1 for the student.
 _LABELLING_LIBRARIES = ("scipy.ndimage", "skimage", "cv2")
@@ -66,26 +66,20 @@ def _same_regions(a: np.ndarray, b: np.ndarray) -> bool:
     return n_a == n_b == n_pairs
 
 
-def check_connected_regions(connected_regions) -> None:
-    """Exercise 6a.1: ``connected_regions(mask)`` labels the 8-connected regions
-    of a bool mask (H, W) with a flood fill written by the student (no scipy,
-    scikit-image or OpenCV): it returns ``(labels, count)``, ``labels`` an
-    integer array of the mask's shape with 0 outside the defects and 1, ...,
-    ``count`` for the regions, and leaves the mask alone."""
-    from scipy import ndimage
+_WRAP = (
+    " Negative indices wrap round in numpy (mask[-1, -1] is the opposite corner): check that a neighbour's "
+    "row and column lie inside the mask before you look at it"
+)
 
-    task = "Exercise 6a.1 (connected regions)"
-    refuse_the_package(task, connected_regions)
+
+def _connected_regions_cases() -> list[tuple[str, np.ndarray, str]]:
+    """(description, mask, hint when the regions are cut) of Exercise 6a.1's check."""
     rng = np.random.default_rng(61)
-    wrap = (
-        " Negative indices wrap round in numpy (mask[-1, -1] is the opposite corner): check that a neighbour's "
-        "row and column lie inside the mask before you look at it"
-    )
     one_pass = (
         " The two arms meet only further down: keep following neighbours (a queue or a stack) until none is "
         "left, rather than deciding in one pass over the rows"
     )
-    cases = [
+    return [
         # (0, 0) and (1, 1) touch only at a corner: one region; (2, 3) is alone. 2 regions, 3 under 4-connectivity.
         ("two pixels that touch only at a corner, and one alone", _mask_from_rows(["#...", ".#..", "...#"]), ""),
         ("a mask without any defect", np.zeros((3, 4), dtype=bool), ""),
@@ -96,95 +90,119 @@ def check_connected_regions(connected_regions) -> None:
         ("a random mask of 7 x 11 pixels", rng.random((7, 11)) < 0.45, ""),
         ("a random mask of 12 x 9 pixels", rng.random((12, 9)) < 0.35, ""),
     ]
-    for where, mask, hint in cases:
+
+
+def check_connected_regions(connected_regions) -> None:
+    """Exercise 6a.1: ``connected_regions(mask)`` labels the 8-connected regions
+    of a bool mask (H, W) with a flood fill written by the student (no scipy,
+    scikit-image or OpenCV): it returns ``(labels, count)``, ``labels`` an
+    integer array of the mask's shape with 0 outside the defects and 1, ...,
+    ``count`` for the regions, and leaves the mask alone."""
+    task = "Exercise 6a.1 (connected regions)"
+    refuse_the_package(task, connected_regions)
+    for where, mask, hint in _connected_regions_cases():
         where = f"for {where} (mask shape {mask.shape})"
-        given = mask.copy()
-        try:
-            result, libraries = _call_watching(task, connected_regions, given)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(
-                f"{task}: {where} your function raised {type(err).__name__}: {err}. Look only at neighbours inside "
-                f"the mask: 0 <= row < height and 0 <= column < width"
-            ) from None
-        if libraries:
-            raise AssertionError(
-                f"{task}: your function calls {', '.join(libraries)}; this task is the flood fill itself: write "
-                f"it with plain Python and numpy (Task 2 may use scipy)"
-            )
-        if not np.array_equal(given, mask):
-            raise AssertionError(
-                f"{task}: your function changed the mask it was given (for example, clearing pixels to mark them "
-                f"as visited); mark visited pixels in the labels array or a copy instead"
-            )
-        if not (isinstance(result, (tuple, list)) and len(result) == 2):
-            raise AssertionError(f"{task}: return a pair (labels, count), got {type(result).__name__}")
-        labels, count = result
-        labels = np.asarray(to_numpy(labels))
-        if labels.shape != mask.shape:
-            raise AssertionError(f"{task}: {where} labels must have the mask's shape {mask.shape}, got {labels.shape}")
-        if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-            raise AssertionError(f"{task}: labels must be whole numbers (an integer array), got dtype {labels.dtype}")
-        labels = labels.astype(np.int64)
-        expected, n_expected = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-        numbers = np.unique(labels[labels != 0])
-        if (labels < 0).any() or not np.array_equal(numbers, np.arange(1, len(numbers) + 1)):
-            raise AssertionError(
-                f"{task}: {where} your labels are {numbers.tolist()}; number the regions 1, 2, ..., count and "
-                f"leave 0 for the pixels outside the defects"
-            )
-        try:
-            count = int(count)
-        except (TypeError, ValueError):
-            raise AssertionError(f"{task}: count must be a whole number, got {count!r}") from None
-        if count != len(numbers):
-            raise AssertionError(
-                f"{task}: {where} count is {count}, but your labels hold {len(numbers)} regions; they must agree"
-            )
-        if _same_regions(labels, expected):
-            continue
-        missed, extra = mask & (labels == 0), ~mask & (labels != 0)
-        if missed.any() or extra.any():
-            rows, cols = np.nonzero(missed if missed.any() else extra)
-            edge = (
-                " They lie on the last row or column: does your loop reach index height - 1 and width - 1?"
-                if missed.any() and ((rows == mask.shape[0] - 1) | (cols == mask.shape[1] - 1)).all()
-                else ""
-            )
-            what = "defect pixels got no region (label 0)" if missed.any() else "pixels outside the mask got a region"
-            raise AssertionError(
-                f"{task}: {where} {int(missed.sum() or extra.sum())} {what}, e.g. at row {rows[0]}, column "
-                f"{cols[0]}; every True pixel of the mask, and only those, belongs to a region.{edge}"
-            )
-        four, _ = ndimage.label(mask)  # scipy's default structure: 4-connectivity
-        if _same_regions(labels, four):
-            raise AssertionError(
-                f"{task}: {where} you found {_regions(count)} where there are {n_expected}: you joined only pixels "
-                f"that share a side (4-connectivity). Pixels that touch at a corner belong to the same region too "
-                f"(8-connectivity): look at all 8 neighbours, diagonals included"
-            )
-        n_got, n_right, n_pairs = _region_pairs(labels, expected)
-        if n_pairs == n_right:  # each true region lies in one of yours: you joined some
-            h, w = mask.shape
-            joined = [r for r in range(1, count + 1) if len(np.unique(expected[labels == r])) > 1]
-            across = any(
-                {0, h - 1} <= set(rows.tolist()) or {0, w - 1} <= set(cols.tolist())
-                for rows, cols in (np.nonzero(labels == r) for r in joined)
-            )
-            hint = wrap if across else " A region holds only pixels connected to each other through defect pixels"
-            raise AssertionError(f"{task}: {where} you found {_regions(count)} where there are {n_expected}.{hint}")
-        if n_pairs == n_got:  # each of your regions lies in one true region: you cut some
-            hint = hint or (
-                " Keep following neighbours (a queue or a stack) until none is left: every pixel connected to a "
-                "region through defect pixels (sides or corners) belongs to it"
-            )
-            raise AssertionError(f"{task}: {where} you found {_regions(count)} where there are {n_expected}.{hint}")
-        raise AssertionError(
-            f"{task}: {where} your regions differ from the 8-connected regions of the mask: expected labels "
-            f"(numbers aside)\n{expected}\ngot\n{labels}"
-        )
+        labels, count = _labels_and_count(task, where, connected_regions, mask)
+        _check_the_regions(task, where, mask, labels, count, hint)
     passed(task)
+
+
+def _labels_and_count(task: str, where: str, connected_regions, mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Call the student's function on a copy of ``mask``; check that it calls no
+    labelling library, leaves the mask alone and returns integer labels 1, ...,
+    count of the mask's shape and their count."""
+    given = mask.copy()
+    inside = ". Look only at neighbours inside the mask: 0 <= row < height and 0 <= column < width"
+    result, libraries = call_with_feedback(task, where, inside, connected_regions, given, call=_call_watching)
+    if libraries:
+        raise AssertionError(
+            f"{task}: your function calls {', '.join(libraries)}; this task is the flood fill itself: write "
+            f"it with plain Python and numpy (Task 2 may use scipy)"
+        )
+    if not np.array_equal(given, mask):
+        raise AssertionError(
+            f"{task}: your function changed the mask it was given (for example, clearing pixels to mark them "
+            f"as visited); mark visited pixels in the labels array or a copy instead"
+        )
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        raise AssertionError(f"{task}: return a pair (labels, count), got {type(result).__name__}")
+    labels, count = result
+    labels = np.asarray(to_numpy(labels))
+    if labels.shape != mask.shape:
+        raise AssertionError(f"{task}: {where} labels must have the mask's shape {mask.shape}, got {labels.shape}")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise AssertionError(f"{task}: labels must be whole numbers (an integer array), got dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    numbers = np.unique(labels[labels != 0])
+    if (labels < 0).any() or not np.array_equal(numbers, np.arange(1, len(numbers) + 1)):
+        raise AssertionError(
+            f"{task}: {where} your labels are {numbers.tolist()}; number the regions 1, 2, ..., count and "
+            f"leave 0 for the pixels outside the defects"
+        )
+    try:
+        count = int(count)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{task}: count must be a whole number, got {count!r}") from None
+    if count != len(numbers):
+        raise AssertionError(
+            f"{task}: {where} count is {count}, but your labels hold {len(numbers)} regions; they must agree"
+        )
+    return labels, count
+
+
+def _check_the_regions(task: str, where: str, mask: np.ndarray, labels: np.ndarray, count: int, hint: str) -> None:
+    """Compare the student's regions with the 8-connected regions of the mask
+    (scipy's labelling), and say what went wrong when they differ."""
+    from scipy import ndimage
+
+    expected, n_expected = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if _same_regions(labels, expected):
+        return
+    _check_the_regions_cover_the_mask(task, where, mask, labels)
+    four, _ = ndimage.label(mask)  # scipy's default structure: 4-connectivity
+    if _same_regions(labels, four):
+        raise AssertionError(
+            f"{task}: {where} you found {_regions(count)} where there are {n_expected}: you joined only pixels "
+            f"that share a side (4-connectivity). Pixels that touch at a corner belong to the same region too "
+            f"(8-connectivity): look at all 8 neighbours, diagonals included"
+        )
+    n_got, n_right, n_pairs = _region_pairs(labels, expected)
+    if n_pairs == n_right:  # each true region lies in one of yours: you joined some
+        h, w = mask.shape
+        joined = [r for r in range(1, count + 1) if len(np.unique(expected[labels == r])) > 1]
+        across = any(
+            {0, h - 1} <= set(rows.tolist()) or {0, w - 1} <= set(cols.tolist())
+            for rows, cols in (np.nonzero(labels == r) for r in joined)
+        )
+        hint = _WRAP if across else " A region holds only pixels connected to each other through defect pixels"
+        raise AssertionError(f"{task}: {where} you found {_regions(count)} where there are {n_expected}.{hint}")
+    if n_pairs == n_got:  # each of your regions lies in one true region: you cut some
+        hint = hint or (
+            " Keep following neighbours (a queue or a stack) until none is left: every pixel connected to a "
+            "region through defect pixels (sides or corners) belongs to it"
+        )
+        raise AssertionError(f"{task}: {where} you found {_regions(count)} where there are {n_expected}.{hint}")
+    raise AssertionError(
+        f"{task}: {where} your regions differ from the 8-connected regions of the mask: expected labels "
+        f"(numbers aside)\n{expected}\ngot\n{labels}"
+    )
+
+
+def _check_the_regions_cover_the_mask(task: str, where: str, mask: np.ndarray, labels: np.ndarray) -> None:
+    """Every True pixel of the mask, and only those, belongs to a region."""
+    missed, extra = mask & (labels == 0), ~mask & (labels != 0)
+    if missed.any() or extra.any():
+        rows, cols = np.nonzero(missed if missed.any() else extra)
+        edge = (
+            " They lie on the last row or column: does your loop reach index height - 1 and width - 1?"
+            if missed.any() and ((rows == mask.shape[0] - 1) | (cols == mask.shape[1] - 1)).all()
+            else ""
+        )
+        what = "defect pixels got no region (label 0)" if missed.any() else "pixels outside the mask got a region"
+        raise AssertionError(
+            f"{task}: {where} {int(missed.sum() or extra.sum())} {what}, e.g. at row {rows[0]}, column "
+            f"{cols[0]}; every True pixel of the mask, and only those, belongs to a region.{edge}"
+        )
 
 
 def _pro_answers(masks: list[np.ndarray], maps: list[np.ndarray], threshold: float) -> dict:
@@ -340,15 +358,11 @@ def check_pro_at_threshold(pro_at_threshold) -> None:
         for threshold in thresholds:
             where = f"on {description} at threshold {threshold}"
             masks_in, maps_in = [m.copy() for m in masks], [m.copy() for m in maps]
-            try:
-                result = call_student(task, pro_at_threshold, masks_in, maps_in, threshold)
-            except AssertionError:
-                raise
-            except Exception as err:
-                raise AssertionError(
-                    f"{task}: {where} your function raised {type(err).__name__}: {err}. The images differ in "
-                    f"size (as real ones do): handle them one at a time in a loop, without stacking them"
-                ) from None
+            one_at_a_time = (
+                ". The images differ in size (as real ones do): handle them one at a time in a loop, without "
+                "stacking them"
+            )
+            result = call_with_feedback(task, where, one_at_a_time, pro_at_threshold, masks_in, maps_in, threshold)
             if not all(np.array_equal(a, b) for a, b in zip(masks_in + maps_in, masks + maps)):
                 raise AssertionError(f"{task}: your function changed the masks or maps it was given; leave them alone")
             if not (isinstance(result, (tuple, list)) and len(result) == 2):

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 __lecture__ = 6
 
+from pathlib import Path
+from typing import NamedTuple
+
 import numpy as np
 
 from ..metrics import to_numpy
-from .machinery import call_student, passed, refuse_the_package
+from .machinery import call_with_feedback, passed, refuse_the_package
 
 
 def _write_png(path, pixels) -> None:
     """Write a uint8 array (H, W) or (H, W, 3) as an image file of the suffix's
     format (.png, .jpg), making its folder."""
-    from pathlib import Path
-
     from PIL import Image
 
     path = Path(path)
@@ -50,7 +51,6 @@ def _write_mvtec_category(folder, rng, defects: dict, masks: dict, good=("0", "1
 
 def _check_pairs(task: str, got, folder, expected: dict, where: str) -> None:
     """Compare the student's pairs with the expected {image: mask or None}."""
-    from pathlib import Path
 
     def shown(path) -> str:
         try:
@@ -139,7 +139,6 @@ def check_pair_masks(pair_masks) -> None:
     ground_truth/<defect>/<name>_mask.png)``, and ``(test/good/<name>.png, None)``;
     a defect image without its mask raises an error that names the image."""
     import tempfile
-    from pathlib import Path
 
     task = "Exercise 6b.1 (pairing masks by name)"
     refuse_the_package(task, pair_masks)
@@ -147,20 +146,15 @@ def check_pair_masks(pair_masks) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch).resolve()
 
+        def may_be_a_str(err) -> str:
+            return (
+                " (category_folder may be a str: start with Path(category_folder))"
+                if isinstance(err, TypeError)
+                else ""
+            )
+
         def run(folder, where):
-            try:
-                return call_student(task, pair_masks, str(folder))
-            except AssertionError:
-                raise
-            except Exception as err:
-                hint = (
-                    " (category_folder may be a str: start with Path(category_folder))"
-                    if isinstance(err, TypeError)
-                    else ""
-                )
-                raise AssertionError(
-                    f"{task}: {where} your function raised {type(err).__name__}: {err}{hint}"
-                ) from None
+            return call_with_feedback(task, where, may_be_a_str, pair_masks, str(folder))
 
         # Names 1, 2, 10 sort as 1, 10, 2 but their masks as 10_mask, 1_mask, 2_mask; both defect
         # types have a 1 and a 10, so a lookup by name alone finds the other type's mask.
@@ -174,17 +168,11 @@ def check_pair_masks(pair_masks) -> None:
         folder = scratch / "stray"
         expected = _write_mvtec_category(folder, rng, {"crack": ["1", "2", "10"]}, {"crack": ["1", "2", "5", "10"]})
         where = "on a category whose ground_truth/crack/ also holds 5_mask.png, a mask without an image:"
-        try:
-            got = call_student(task, pair_masks, str(folder))
-        except AssertionError:
-            raise
-        except Exception as err:
-            if "5_mask.png" not in str(err):
-                raise AssertionError(
-                    f"{task}: {where} your function raised {type(err).__name__}: {err}. Either ignore a mask "
-                    f"without an image or say which mask it is (5_mask.png)"
-                ) from None
-        else:
+        hint = ". Either ignore a mask without an image or say which mask it is (5_mask.png)"
+        got = call_with_feedback(
+            task, where, hint, pair_masks, str(folder), accept=lambda err: "5_mask.png" in str(err)
+        )
+        if not isinstance(got, Exception):  # an error that names the stray mask is fine too
             _check_pairs(task, got, folder, expected, where)
 
         # test/crack/3.png has no mask (test/scratch/3.png has one).
@@ -193,18 +181,15 @@ def check_pair_masks(pair_masks) -> None:
             folder, rng, {"crack": ["1", "2", "3"], "scratch": ["3"]}, {"crack": ["1", "2"], "scratch": ["3"]}
         )
         where = "on a category where test/crack/3.png has no mask:"
-        try:
-            got = call_student(task, pair_masks, str(folder))
-        except AssertionError:
-            raise
-        except Exception as err:
-            message = str(err)
+        got = call_with_feedback(task, where, "", pair_masks, str(folder), accept=lambda err: True)
+        if isinstance(got, Exception):  # the error this case wants: it must name the image
+            message = str(got)
             if "3.png" not in message or "crack" not in message:
                 raise AssertionError(
-                    f"{task}: {where} your error says {type(err).__name__}: {message!r}, which does not name the "
+                    f"{task}: {where} your error says {type(got).__name__}: {message!r}, which does not name the "
                     f"image: say which image has no mask (its defect folder and file name, crack/3.png, e.g. its "
                     f"full path) and where its mask was expected"
-                ) from None
+                )
         else:
             image = (folder / "test" / "crack" / "3.png").resolve()
             listed = {}
@@ -231,52 +216,66 @@ def check_pair_masks(pair_masks) -> None:
     passed(task)
 
 
+class _LoadPairFiles(NamedTuple):
+    """The image files of Exercise 6b.2's check and the size of the readable ones."""
+
+    part: Path  # RGB
+    part_mask: Path  # grey, every level of _MASK_LEVELS
+    tile: Path  # grey, JPEG (the magnetic tiles' layout)
+    tile_mask: Path  # a grey mask stored as RGB
+    small: Path  # a mask smaller than the image
+    turned: Path  # a mask of (width, height): as many pixels as the image, in another shape
+    height: int
+    width: int
+
+
+_MASK_LEVELS = np.array([0, 1, 2, 3, 60, 126, 127, 128, 129, 200, 254, 255], dtype=np.uint8)  # specks, edges, defect
+
+
+def _write_load_pair_files(scratch: Path) -> _LoadPairFiles:
+    """Write Exercise 6b.2's image and mask files into the folder ``scratch``."""
+    rng = np.random.default_rng(64)
+    height, width = 9, 13  # not square, so that (width, height) and (height, width) differ
+    files = _LoadPairFiles(
+        scratch / "part.png",
+        scratch / "part_mask.png",
+        scratch / "tile.jpg",
+        scratch / "tile.png",
+        scratch / "small_mask.png",
+        scratch / "turned_mask.png",
+        height,
+        width,
+    )
+    _write_png(files.part, rng.integers(0, 256, (height, width, 3)))
+    grey = _MASK_LEVELS[rng.integers(0, len(_MASK_LEVELS), (height, width))]
+    grey.flat[: len(_MASK_LEVELS)] = _MASK_LEVELS  # every level appears
+    _write_png(files.part_mask, grey)
+    _write_png(files.tile, rng.integers(0, 256, (height, width)))
+    _write_png(files.tile_mask, np.repeat(grey[::-1, :, None], 3, axis=2))  # a grey mask stored as RGB
+    _write_png(files.small, 255 * (rng.random((7, 11)) < 0.5))
+    _write_png(files.turned, 255 * (rng.random((width, height)) < 0.5))
+    return files
+
+
 def check_load_pair(load_pair) -> None:
     """Exercise 6b.2: ``load_pair(image_path, mask_path)`` returns ``(image,
     mask)``: the image as floats in [0, 1] of shape (H, W, 3) (grey images
     converted to RGB), the mask as bool (H, W), True where its grey value is above
     127 (all False when ``mask_path`` is None). A mask of another size than its
     image raises an error naming both files and both sizes."""
-    import re
     import tempfile
-    from pathlib import Path
-
-    from PIL import Image
 
     task = "Exercise 6b.2 (loading an image and its mask)"
     refuse_the_package(task, load_pair)
-    rng = np.random.default_rng(64)
-    height, width = 9, 13  # not square, so that (width, height) and (height, width) differ
-    levels = np.array([0, 1, 2, 3, 60, 126, 127, 128, 129, 200, 254, 255], dtype=np.uint8)  # specks, edges, defect
     with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch).resolve()
-        part, part_mask = scratch / "part.png", scratch / "part_mask.png"
-        _write_png(part, rng.integers(0, 256, (height, width, 3)))
-        grey = levels[rng.integers(0, len(levels), (height, width))]
-        grey.flat[: len(levels)] = levels  # every level appears
-        _write_png(part_mask, grey)
-        tile, tile_mask = scratch / "tile.jpg", scratch / "tile.png"  # the magnetic tiles' layout
-        _write_png(tile, rng.integers(0, 256, (height, width)))
-        _write_png(tile_mask, np.repeat(grey[::-1, :, None], 3, axis=2))  # a grey mask stored as RGB
-        small, turned = scratch / "small_mask.png", scratch / "turned_mask.png"
-        _write_png(small, 255 * (rng.random((7, 11)) < 0.5))
-        _write_png(turned, 255 * (rng.random((width, height)) < 0.5))
-
-        def run(image_path, mask_path, where):
-            try:
-                return call_student(task, load_pair, image_path, mask_path)
-            except AssertionError:
-                raise
-            except Exception as err:
-                raise AssertionError(f"{task}: {where} your function raised {type(err).__name__}: {err}") from None
-
+        files = _write_load_pair_files(Path(scratch).resolve())
         cases = [
-            ("for part.png (RGB) and part_mask.png (grey, values 0 to 255):", part, part_mask),
-            ("for tile.jpg (grey) and tile.png (a grey mask stored as RGB):", tile, tile_mask),
-            ("for part.png with mask_path None (a good image):", part, None),
+            ("for part.png (RGB) and part_mask.png (grey, values 0 to 255):", files.part, files.part_mask),
+            ("for tile.jpg (grey) and tile.png (a grey mask stored as RGB):", files.tile, files.tile_mask),
+            ("for part.png with mask_path None (a good image):", files.part, None),
         ]
         for where, image_path, mask_path in cases:
-            result = run(image_path, mask_path, where)
+            result = call_with_feedback(task, where, "", load_pair, image_path, mask_path)
             if not (isinstance(result, (tuple, list)) and len(result) == 2):
                 raise AssertionError(f"{task}: return a pair (image, mask), got {type(result).__name__}")
             image, mask = result
@@ -284,103 +283,121 @@ def check_load_pair(load_pair) -> None:
                 raise AssertionError(
                     f"{task}: {where} your mask is None; return an all-False mask of the image's (height, width)"
                 )
-            image, mask = np.asarray(to_numpy(image)), np.asarray(to_numpy(mask))
-            with Image.open(image_path) as picture:
-                expected_image = np.asarray(picture.convert("RGB"), dtype=np.float64) / 255
-            if image.shape == (height, width):
-                raise AssertionError(
-                    f"{task}: {where} your image has shape {image.shape}; return 3 channels (height, width, 3) for "
-                    f"every image, grey ones included (PIL: .convert('RGB'))"
-                )
-            if image.shape != (height, width, 3):
-                raise AssertionError(
-                    f"{task}: {where} expected an image of shape (height, width, 3) = {(height, width, 3)}, got "
-                    f"{image.shape}"
-                )
-            if not np.issubdtype(image.dtype, np.floating) or image.max() > 1:
-                raise AssertionError(
-                    f"{task}: {where} your image holds values up to {image.max()} ({image.dtype}); return floats "
-                    f"in [0, 1] (divide the 8-bit values by 255)"
-                )
-            if not np.allclose(image, expected_image, atol=1e-6):
-                raise AssertionError(
-                    f"{task}: {where} your image differs from the file's pixels by up to "
-                    f"{np.abs(image - expected_image).max():.3f}; read it with PIL, .convert('RGB'), divide by 255"
-                )
-            if mask_path is None:
-                expected_grey = np.zeros((height, width), dtype=np.uint8)
-            else:
-                with Image.open(mask_path) as picture:
-                    expected_grey = np.asarray(picture.convert("L"))
-            if mask.shape == (width, height):
-                raise AssertionError(
-                    f"{task}: {where} your mask has shape {mask.shape}, (width, height); numpy arrays are "
-                    f"(height, width) = {(height, width)}, while PIL's .size is (width, height)"
-                )
-            if mask.ndim == 3 and mask.shape[:2] == (height, width):
-                raise AssertionError(
-                    f"{task}: {where} your mask has shape {mask.shape}: it still has colour channels; convert it to "
-                    f"grey first (PIL: .convert('L')), then threshold"
-                )
-            if mask.shape != (height, width):
-                raise AssertionError(f"{task}: {where} expected a mask of shape {(height, width)}, got {mask.shape}")
-            if mask.dtype != bool:
-                raise AssertionError(
-                    f"{task}: {where} your mask is {mask.dtype}; return a bool array (True = defect pixel)"
-                )
-            if np.array_equal(mask, expected_grey > 127):
-                continue
-            wrong = [
-                (
-                    expected_grey > 0,
-                    "you counted every non-zero pixel as defect, the faint specks (values 1 to 127) "
-                    "included; a pixel is a defect pixel when its grey value is above 127",
-                ),
-                (expected_grey >= 127, "a grey value of exactly 127 is not a defect pixel: the rule is > 127"),
-                (
-                    expected_grey == 255,
-                    "you kept only the pixels at 255; the soft edges of a drawn defect (128 to "
-                    "254) are defect pixels too: the rule is grey value > 127",
-                ),
-            ]
-            hint = next((h for answer, h in wrong if np.array_equal(mask, answer)), None)
-            hint = hint or "the mask is True where its grey value (PIL: .convert('L')) is above 127, else False"
-            raise AssertionError(
-                f"{task}: {where} {int((mask != (expected_grey > 127)).sum())} mask pixels are wrong. "
-                f"{hint[0].upper()}{hint[1:]}"
-            )
-
-        # sizes that differ
-        for mask_path, (w, h) in ((small, (11, 7)), (turned, (height, width))):
-            where = f"for part.png ({width} x {height} px, width x height) and {mask_path.name} ({w} x {h} px):"
-            try:
-                call_student(task, load_pair, part, mask_path)
-            except AssertionError:
-                raise
-            except Exception as err:
-                message = str(err)
-            else:
-                same_count = (
-                    " It has as many pixels in another shape: compare (height, width), not the numbers of "
-                    "pixels (numpy's .size)."
-                    if w * h == width * height
-                    else ""
-                )
-                raise AssertionError(
-                    f"{task}: {where} your function returned without an error; a mask of another size than its "
-                    f"image does not belong to it (or was saved wrong): raise an error naming both files and "
-                    f"their sizes, and never resize the mask to fit.{same_count}"
-                )
-            if part.name not in message or mask_path.name not in message:
-                raise AssertionError(
-                    f"{task}: {where} your error says {message!r}; name both files (the image and the mask), so "
-                    f"that the reader knows which pair to fix"
-                )
-            numbers = message.replace(str(part), " ").replace(str(mask_path), " ")
-            numbers = numbers.replace(part.name, " ").replace(mask_path.name, " ")
-            if not all(re.search(rf"(?<!\d){n}(?!\d)", numbers) for n in (w, h, width, height)):
-                raise AssertionError(
-                    f"{task}: {where} your error says {message!r}; give both sizes too (e.g. 'the mask is "
-                    f"{w} x {h} px but the image is {width} x {height} px')"
-                )
+            size = (files.height, files.width)
+            _check_loaded_image(task, where, np.asarray(to_numpy(image)), image_path, size)
+            _check_loaded_mask(task, where, np.asarray(to_numpy(mask)), mask_path, size)
+        # masks of another (height, width) than the image
+        for mask_path, mask_size in ((files.small, (7, 11)), (files.turned, (files.width, files.height))):
+            _check_size_error(task, load_pair, files.part, mask_path, mask_size, (files.height, files.width))
     passed(task)
+
+
+def _check_loaded_image(task: str, where: str, image: np.ndarray, image_path: Path, size: tuple[int, int]) -> None:
+    """The image: floats in [0, 1] of shape (height, width, 3), the file's pixels."""
+    from PIL import Image
+
+    height, width = size
+    with Image.open(image_path) as picture:
+        expected_image = np.asarray(picture.convert("RGB"), dtype=np.float64) / 255
+    if image.shape == (height, width):
+        raise AssertionError(
+            f"{task}: {where} your image has shape {image.shape}; return 3 channels (height, width, 3) for "
+            f"every image, grey ones included (PIL: .convert('RGB'))"
+        )
+    if image.shape != (height, width, 3):
+        raise AssertionError(
+            f"{task}: {where} expected an image of shape (height, width, 3) = {(height, width, 3)}, got {image.shape}"
+        )
+    if not np.issubdtype(image.dtype, np.floating) or image.max() > 1:
+        raise AssertionError(
+            f"{task}: {where} your image holds values up to {image.max()} ({image.dtype}); return floats "
+            f"in [0, 1] (divide the 8-bit values by 255)"
+        )
+    if not np.allclose(image, expected_image, atol=1e-6):
+        raise AssertionError(
+            f"{task}: {where} your image differs from the file's pixels by up to "
+            f"{np.abs(image - expected_image).max():.3f}; read it with PIL, .convert('RGB'), divide by 255"
+        )
+
+
+def _check_loaded_mask(task: str, where: str, mask: np.ndarray, mask_path: Path | None, size: tuple[int, int]):
+    """The mask: bool of shape (height, width), True where the file's grey value
+    is above 127 (all False without a mask file)."""
+    from PIL import Image
+
+    height, width = size
+    if mask_path is None:
+        expected_grey = np.zeros((height, width), dtype=np.uint8)
+    else:
+        with Image.open(mask_path) as picture:
+            expected_grey = np.asarray(picture.convert("L"))
+    if mask.shape == (width, height):
+        raise AssertionError(
+            f"{task}: {where} your mask has shape {mask.shape}, (width, height); numpy arrays are "
+            f"(height, width) = {(height, width)}, while PIL's .size is (width, height)"
+        )
+    if mask.ndim == 3 and mask.shape[:2] == (height, width):
+        raise AssertionError(
+            f"{task}: {where} your mask has shape {mask.shape}: it still has colour channels; convert it to "
+            f"grey first (PIL: .convert('L')), then threshold"
+        )
+    if mask.shape != (height, width):
+        raise AssertionError(f"{task}: {where} expected a mask of shape {(height, width)}, got {mask.shape}")
+    if mask.dtype != bool:
+        raise AssertionError(f"{task}: {where} your mask is {mask.dtype}; return a bool array (True = defect pixel)")
+    if np.array_equal(mask, expected_grey > 127):
+        return
+    wrong = [
+        (
+            expected_grey > 0,
+            "you counted every non-zero pixel as defect, the faint specks (values 1 to 127) "
+            "included; a pixel is a defect pixel when its grey value is above 127",
+        ),
+        (expected_grey >= 127, "a grey value of exactly 127 is not a defect pixel: the rule is > 127"),
+        (
+            expected_grey == 255,
+            "you kept only the pixels at 255; the soft edges of a drawn defect (128 to "
+            "254) are defect pixels too: the rule is grey value > 127",
+        ),
+    ]
+    hint = next((h for answer, h in wrong if np.array_equal(mask, answer)), None)
+    hint = hint or "the mask is True where its grey value (PIL: .convert('L')) is above 127, else False"
+    raise AssertionError(
+        f"{task}: {where} {int((mask != (expected_grey > 127)).sum())} mask pixels are wrong. "
+        f"{hint[0].upper()}{hint[1:]}"
+    )
+
+
+def _check_size_error(task: str, load_pair, part: Path, mask_path: Path, mask_size, image_size) -> None:
+    """A mask of another size than its image (both sizes as (height, width)): an
+    error that names both files and both sizes."""
+    import re
+
+    (h, w), (height, width) = mask_size, image_size
+    where = f"for part.png ({width} x {height} px, width x height) and {mask_path.name} ({w} x {h} px):"
+    got = call_with_feedback(task, where, "", load_pair, part, mask_path, accept=lambda err: True)
+    if not isinstance(got, Exception):
+        same_count = (
+            " It has as many pixels in another shape: compare (height, width), not the numbers of "
+            "pixels (numpy's .size)."
+            if w * h == width * height
+            else ""
+        )
+        raise AssertionError(
+            f"{task}: {where} your function returned without an error; a mask of another size than its "
+            f"image does not belong to it (or was saved wrong): raise an error naming both files and "
+            f"their sizes, and never resize the mask to fit.{same_count}"
+        )
+    message = str(got)
+    if part.name not in message or mask_path.name not in message:
+        raise AssertionError(
+            f"{task}: {where} your error says {message!r}; name both files (the image and the mask), so "
+            f"that the reader knows which pair to fix"
+        )
+    numbers = message.replace(str(part), " ").replace(str(mask_path), " ")
+    numbers = numbers.replace(part.name, " ").replace(mask_path.name, " ")
+    if not all(re.search(rf"(?<!\d){n}(?!\d)", numbers) for n in (w, h, width, height)):
+        raise AssertionError(
+            f"{task}: {where} your error says {message!r}; give both sizes too (e.g. 'the mask is "
+            f"{w} x {h} px but the image is {width} x {height} px')"
+        )

@@ -10,7 +10,7 @@ import types
 
 import numpy as np
 
-from .machinery import call_watched, passed, refuse_the_package
+from .machinery import call_watched, call_with_feedback, passed, refuse_the_package
 
 _TTEST = (
     "the point is to build the interval yourself: the means, the standard error from the two sample variances, "
@@ -206,18 +206,15 @@ def check_welch_interval(welch_interval) -> None:
     for description, a, b, confidence in cases:
         where = f"for {description}:"
         a_in, b_in = (v.copy() if isinstance(v, np.ndarray) else v for v in (a, b))
-        try:
-            result, called = _call_watching_functions(task, welch_interval, a_in, b_in, confidence)
-        except AssertionError:
-            raise
-        except Exception as err:
-            hint = ""
-            if len(a) != len(b):
-                hint = (
-                    f" The two methods may have different numbers of runs ({len(a)} and {len(b)}): the runs are "
-                    f"independent, not paired, so compute each mean and variance on its own sample"
-                )
-            raise AssertionError(f"{task}: {where} your function raised {type(err).__name__}: {err}.{hint}") from None
+        hint = "."
+        if len(a) != len(b):
+            hint += (
+                f" The two methods may have different numbers of runs ({len(a)} and {len(b)}): the runs are "
+                f"independent, not paired, so compute each mean and variance on its own sample"
+            )
+        result, called = call_with_feedback(
+            task, where, hint, welch_interval, a_in, b_in, confidence, call=_call_watching_functions
+        )
         _refuse_the_ttest(task, welch_interval, called)
         if not all(np.array_equal(u, v) for u, v in ((a_in, a), (b_in, b))):
             raise AssertionError(f"{task}: your function changed the samples it was given (sorted them?); leave them")
@@ -272,6 +269,9 @@ def _decide_cases() -> list[tuple[str, list, list, float]]:
         ("B's mean 2.5 points higher, but its runs spread from 77 to 95", b_close, wide, 0.95),
         ("A a little higher, confidence 0.8", middling, b_close, 0.8),
         ("A a little higher (the same runs), confidence 0.99", middling, b_close, 0.99),
+        # 3 runs each: the t quantile (2.78 at about 4 degrees of freedom) is far wider than the normal one
+        # (1.96): the normal interval lies above 0, the t interval holds it
+        ("A 1.4 points higher, 3 runs each", [86.0, 87.4, 86.5], [85.2, 85.9, 84.6], 0.95),
     ]
 
 
@@ -293,6 +293,16 @@ _DECIDE_MISTAKES = {
         "your decisions are those of the 95% interval whatever the confidence asked for: pass the confidence on "
         "to welch_interval"
     ),
+    "normal": (
+        "your decisions are those of an interval built with the normal quantile (z, 1.96 at 95%); with 3 runs "
+        "per method the t quantile of the Welch degrees of freedom is much wider (2.78 here). Decide from the "
+        "interval that welch_interval returns, as it is; if your welch_interval uses the normal quantile, fix it "
+        "first"
+    ),
+    "wrong ends": (
+        'you looked at the wrong ends of the interval: "A" needs the whole interval above 0, so its LOW end '
+        'must be > 0; "B" needs its HIGH end < 0; an interval that holds 0 gives "cannot tell"'
+    ),
 }
 
 
@@ -306,12 +316,9 @@ def check_decide(decide) -> None:
     used_welch, outputs = False, []
     for description, a, b, confidence in _decide_cases():
         where = f"for {description} (A: {a}, B: {b}, confidence {confidence}):"
-        try:
-            got, called = _call_watching_functions(task, decide, list(a), list(b), confidence)
-        except AssertionError:
-            raise
-        except Exception as err:
-            raise AssertionError(f"{task}: {where} your function raised {type(err).__name__}: {err}") from None
+        got, called = call_with_feedback(
+            task, where, "", decide, list(a), list(b), confidence, call=_call_watching_functions
+        )
         _refuse_the_ttest(task, decide, called)
         used_welch = used_welch or any(name == "welch_interval" for _, name in called)
         if not (isinstance(got, str) and got in ("A", "B", "cannot tell")):
@@ -322,6 +329,8 @@ def check_decide(decide) -> None:
             "means only": "A" if difference > 0 else "B" if difference < 0 else "cannot tell",
             "swapped": _decision(-high, -low),
             "confidence": _decision(*_welch_answers(a, b, 0.95)["right"][1:]),
+            "normal": _decision(*_welch_answers(a, b, confidence)["normal"][1:]),
+            "wrong ends": "A" if high > 0 else "B" if low < 0 else "cannot tell",
         }
         outputs.append((where, got, answers, (low, high, confidence)))
     wrong = [o for o in outputs if o[1] != o[2]["right"]]

@@ -30,6 +30,24 @@ def call_student(task: str, fn, *args):
     return result
 
 
+def call_with_feedback(task: str, where: str, hint, fn, *args, call=call_student, accept=None):
+    """Call the student's function through ``call`` (:func:`call_student`, or a
+    variant that also watches the call), turning an exception it raises into
+    feedback: ``where``, the exception, then ``hint``, the text that follows the
+    exception's message (or a function of the exception that returns that text).
+    An exception for which ``accept(err)`` holds is returned instead, for the
+    check to read: the check wanted the function to refuse its input."""
+    try:
+        return call(task, fn, *args)
+    except AssertionError:  # the check's own feedback: a stub left in place, no return
+        raise
+    except Exception as err:
+        if accept is not None and accept(err):
+            return err
+        text = hint(err) if callable(hint) else hint
+        raise AssertionError(f"{task}: {where} your function raised {type(err).__name__}: {err}{text}") from None
+
+
 def passed(task: str, detail: str = "") -> None:
     print(f"✓ {task}: correct. {detail}".rstrip())
 
