@@ -50,7 +50,7 @@ def steps(workflow: Path):
 
 
 def test_there_are_the_workflows():
-    assert [w.name for w in WORKFLOWS] == ["cpu.yml", "gpu.yml", "pages.yml"]
+    assert [w.name for w in WORKFLOWS] == ["colab-image.yml", "cpu.yml", "gpu.yml", "pages.yml"]
 
 
 # ------------------------------------------------------------------ the linters
@@ -98,6 +98,7 @@ def test_every_action_is_pinned_to_a_commit_with_its_version_beside_it(workflow)
 JOB_PERMISSIONS = {
     ("pages.yml", "site"): {"contents": "write"},  # pushes the site to the gh-pages branch
     ("pages.yml", "deploy"): {"pages": "write", "id-token": "write"},  # deploys it to GitHub Pages
+    ("colab-image.yml", "report"): {"contents": "read", "issues": "write"},  # opens the issue of a failure
 }
 
 
@@ -146,6 +147,27 @@ def test_the_pages_workflow_builds_each_release_with_make_book_and_deploys_it():
     assert [step["with"]["path"] for step in uploads] == ["site/"]
     assert deploy["environment"]["name"] == "github-pages"
     assert [step["uses"].split("@")[0] for step in deploy["steps"]] == ["actions/deploy-pages"]
+
+
+def test_the_colab_image_workflow_runs_the_notebooks_in_colabs_image_and_reports_a_failure():
+    spec = load(ROOT / ".github" / "workflows" / "colab-image.yml")
+    on = spec[True]  # YAML 1.1 reads the key `on` as True
+    assert on["schedule"][0]["cron"].endswith("* * 3") and "workflow_dispatch" in on  # weekly, and by hand
+    run, report = spec["jobs"]["run"], spec["jobs"]["report"]
+    assert run["container"]["image"].startswith("us-docker.pkg.dev/colab-images/public/runtime")
+    scripts = "\n".join(step.get("run", "") for step in run["steps"])
+    # installed as the notebooks' first cell does: a plain pip install from the repository on GitHub
+    cell = json.loads((ROOT / "lectures" / "01_autoencoders.ipynb").read_text())["cells"][1]
+    assert '%pip install -q "anomaly-edu @ git+https://github.com/' in "".join(cell["source"])
+    assert 'pip install -q "anomaly-edu @ git+https://github.com/$REPOSITORY@$COMMIT"' in scripts
+    assert "pip list --format=freeze" in scripts
+    for notebook in ("lectures/01_autoencoders.ipynb", "exercises/solutions/ex07b_seeds.ipynb"):
+        assert notebook in scripts and (ROOT / notebook).is_file()
+    assert "python3 -m papermill" in scripts and "-p PROFILE quick" in scripts
+    assert report["needs"] == "run" and report["if"] == "${{ failure() }}"
+    reporting = "\n".join(step.get("run", "") for step in report["steps"])
+    assert "scripts/refresh_colab_constraints.py from-run/colab-pip-list.txt --dry-run" in reporting
+    assert "gh issue comment" in reporting and "gh issue create" in reporting
 
 
 # ------------------------------------------------------------------ the script's tiny mode
