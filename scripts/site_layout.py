@@ -7,7 +7,7 @@ already in ``site/`` (the GitHub Pages workflow, .github/workflows/pages.yml, ch
 them out of the ``gh-pages`` branch), then:
 
 - ``site/latest/`` becomes a copy of the newest release (a stable address to link to);
-- ``site/index.html`` sends a reader to the newest release, and lists them all;
+- ``site/index.html`` sends a reader to the newest release; ``site/releases.html`` lists them all;
 - every page of every release gets a small banner that names its release and links
   to the newest one (older releases are stamped again, so that each says which is newest);
 - ``site/releases.json`` lists the releases, newest first, and ``site/.nojekyll`` tells
@@ -63,7 +63,7 @@ def banner(release: str, newest: str, depth: int) -> str:
         f"{BANNER_START}"
         f'<div class="anomaly-edu-release" data-release="{release}" role="note" '
         'style="background:#fff3cd;color:#3d3000;padding:.4em 1em;text-align:center;font-size:.9em;">'
-        f'{text} <a href="{up}index.html">All releases</a></div>'
+        f'{text} <a href="{up}releases.html">All releases</a></div>'
         f"{BANNER_END}"
     )
 
@@ -72,7 +72,8 @@ def stamp(page: Path, release: str, newest: str, depth: int) -> None:
     """Put the release banner right after ``<body ...>`` (replacing an earlier one)."""
     text = page.read_text(encoding="utf-8")
     text = re.sub(re.escape(BANNER_START) + ".*?" + re.escape(BANNER_END), "", text, flags=re.S)
-    body = re.search(r"<body\b[^>]*>", text, flags=re.I)
+    head_end = text.lower().find("</head>")  # the body tag after the head, not one named in a comment
+    body = re.compile(r"<body\b[^>]*>", flags=re.I).search(text, max(head_end, 0))
     if body is None:  # not a page of the book (a fragment): left alone
         return
     text = text[: body.end()] + banner(release, newest, depth) + text[body.end() :]
@@ -91,27 +92,50 @@ def stamp_release(folder: Path, release: str, newest: str) -> int:
     return count
 
 
-def index_page(all_releases: list[str]) -> str:
-    """The site's root page: it sends the reader to the newest release, and lists them all."""
+def release_list(all_releases: list[str]) -> str:
+    """The releases as an HTML list, newest first."""
     newest = all_releases[0]
-    items = "\n".join(
+    return "\n".join(
         f'    <li><a href="{name}/index.html">{name}</a>{" (newest)" if name == newest else ""}</li>'
         for name in all_releases
     )
-    target = html.escape(f"{newest}/index.html")
+
+
+def releases_page(all_releases: list[str]) -> str:
+    """The page that lists every release (the banners' "All releases")."""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>Anomaly detection and adversarial robustness: releases</title>
+</head>
+<body>
+  <p>Every release of the course, newest first:</p>
+  <ul>
+{release_list(all_releases)}
+  </ul>
+</body>
+</html>
+"""
+
+
+def index_page(all_releases: list[str]) -> str:
+    """The site's root page: it sends the reader to the newest release (and lists them all,
+    for a browser that follows no redirect)."""
+    target = html.escape(f"{all_releases[0]}/index.html")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Anomaly detection and adversarial robustness</title>
   <meta http-equiv="refresh" content="0; url={target}">
   <link rel="canonical" href="{target}">
   <script>window.location.replace("{target}" + window.location.hash);</script>
 </head>
 <body>
-  <p>The newest release of the course is <a href="{target}">{newest}</a>. Every release:</p>
+  <p>The newest release of the course is <a href="{target}">{all_releases[0]}</a>. Every release:</p>
   <ul>
-{items}
+{release_list(all_releases)}
   </ul>
 </body>
 </html>
@@ -139,6 +163,7 @@ def lay_out(built: Path, release: str, site: Path) -> list[str]:
     shutil.copytree(site / newest, site / LATEST)
     stamp_release(site / LATEST, newest, newest)
     (site / "index.html").write_text(index_page(all_releases), encoding="utf-8")
+    (site / "releases.html").write_text(releases_page(all_releases), encoding="utf-8")
     (site / "releases.json").write_text(json.dumps({"newest": newest, "releases": all_releases}, indent=2) + "\n")
     (site / ".nojekyll").write_text("")
     return all_releases

@@ -64,6 +64,7 @@ def test_each_release_has_its_own_folder_and_latest_is_the_newest(site):
         ".nojekyll",
         "index.html",
         "latest",
+        "releases.html",
         "releases.json",
         "v0.1.0",
         "v0.1.1",
@@ -79,12 +80,15 @@ def test_each_release_has_its_own_folder_and_latest_is_the_newest(site):
     }
 
 
-def test_the_root_page_redirects_to_the_newest_release_and_lists_them_all(site):
+def test_the_root_page_redirects_to_the_newest_release_and_another_lists_them_all(site):
     index = (site / "index.html").read_text()
     assert '<meta http-equiv="refresh" content="0; url=v0.2.0/index.html">' in index
     assert 'window.location.replace("v0.2.0/index.html"' in index
+    listing = (site / "releases.html").read_text()
+    assert "refresh" not in listing and "location" not in listing  # the list itself stays put
     for version in ("v0.1.0", "v0.1.1", "v0.2.0"):
         assert f'<a href="{version}/index.html">{version}</a>' in index
+        assert f'<a href="{version}/index.html">{version}</a>' in listing
 
 
 def test_every_page_is_stamped_once_with_its_release_and_links_to_the_newest(site):
@@ -92,7 +96,7 @@ def test_every_page_is_stamped_once_with_its_release_and_links_to_the_newest(sit
     assert banners(old) == ["v0.1.0"]  # stamped again at each release, never twice
     text = old.read_text()
     assert 'The newest is <a href="../../v0.2.0/index.html">v0.2.0</a>' in text
-    assert '<a href="../../index.html">All releases</a>' in text
+    assert '<a href="../../releases.html">All releases</a>' in text
     assert text.index("<body") < text.index("data-release") < text.index("<h1>")  # at the top of the page
     assert banners(site / "v0.1.1" / "index.html") == ["v0.1.1"]
     assert 'href="../v0.2.0/index.html"' in (site / "v0.1.1" / "index.html").read_text()
