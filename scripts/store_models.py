@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from anomaly_edu import data, profiles, robust  # noqa: E402
+from anomaly_edu.data.licences import data_licence  # noqa: E402
 from anomaly_edu.experiments import methods, reproduce, results, tables, trained  # noqa: E402
 from anomaly_edu.experiments.checkpoints import fit_with_checkpoint  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
@@ -168,6 +169,8 @@ def store(name: str, split, device, seed: int = 0, checkpoints: Path | None = No
     about = {
         "description": f"{method} trained on {described}: the quick settings with {recipe['changes']}",
         "data": {**where, "n_train": len(split.x_train)},
+        # the data set's terms apply to a model made from it (book/data_licences.md)
+        "data_licence": data_licence("mnist" if table == "mnist" else case),
         "figures": figures,
         "provenance": results.provenance(
             settings={
@@ -263,6 +266,7 @@ def store_network(name: str, device, seed: int = 0) -> dict:
         f"{recipe['entry']!r} settings, {'adversarial' if recipe['adversarial'] else 'standard'} training",
         "settings": settings,
         "adversarial": recipe["adversarial"],
+        "data_licence": data_licence("mnist"),
         "history": [round(loss, 6) for loss in history],
         "provenance": results.provenance(
             settings={"seed": seed, **recipe, "command": "python scripts/store_models.py"},

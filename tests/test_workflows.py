@@ -49,8 +49,8 @@ def steps(workflow: Path):
             yield name, step
 
 
-def test_there_are_the_two_workflows():
-    assert [w.name for w in WORKFLOWS] == ["cpu.yml", "gpu.yml"]
+def test_there_are_the_workflows():
+    assert [w.name for w in WORKFLOWS] == ["colab-image.yml", "cpu.yml", "gpu.yml", "pages.yml"]
 
 
 # ------------------------------------------------------------------ the linters
@@ -94,6 +94,14 @@ def test_every_action_is_pinned_to_a_commit_with_its_version_beside_it(workflow)
         assert re.search(r"@[0-9a-f]{40} # v\d+(\.\d+)*$", line), f"no version comment: {line.strip()}"
 
 
+# The only jobs that get more than the workflow's `contents: read`, and what they get.
+JOB_PERMISSIONS = {
+    ("pages.yml", "site"): {"contents": "write"},  # pushes the site to the gh-pages branch
+    ("pages.yml", "deploy"): {"pages": "write", "id-token": "write"},  # deploys it to GitHub Pages
+    ("colab-image.yml", "report"): {"contents": "read", "issues": "write"},  # opens the issue of a failure
+}
+
+
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda w: w.name)
 def test_least_privilege_timeouts_and_concurrency(workflow):
     spec = load(workflow)
@@ -101,7 +109,8 @@ def test_least_privilege_timeouts_and_concurrency(workflow):
     assert "group" in spec["concurrency"]
     for name, job in spec["jobs"].items():
         assert "timeout-minutes" in job, f"job {name} has no timeout"
-        assert "permissions" not in job, f"job {name} asks for more than contents: read"
+        expected = JOB_PERMISSIONS.get((workflow.name, name))
+        assert job.get("permissions") == expected, f"job {name} asks for {job.get('permissions')}, not {expected}"
     for name, step in steps(workflow):
         if step.get("uses", "").startswith("actions/checkout@"):
             assert step["with"]["persist-credentials"] is False, f"job {name}: checkout keeps the token"
@@ -121,6 +130,44 @@ def test_every_step_of_the_gpu_workflow_is_the_script():
     assert "mnist" in matrix["table"] and matrix["classes"] == ["0-4", "5-9"]
     scripts = [step["run"] for _, step in steps(ROOT / ".github" / "workflows" / "gpu.yml") if "run" in step]
     assert scripts and all(s.startswith("bash scripts/gpu_ci.sh ") and "\n" not in s.strip() for s in scripts)
+
+
+def test_the_pages_workflow_builds_each_release_with_make_book_and_deploys_it():
+    path = ROOT / ".github" / "workflows" / "pages.yml"
+    spec = load(path)
+    on = spec[True]  # YAML 1.1 reads the key `on` as True
+    assert on["push"] == {"tags": ["v*"]} and on["workflow_dispatch"]["inputs"]["tag"]["required"] is True
+    assert spec["concurrency"]["cancel-in-progress"] is False  # a queued release is never dropped
+    build, site, deploy = (spec["jobs"][name] for name in ("build", "site", "deploy"))
+    assert [step["run"] for step in build["steps"] if step.get("run", "").startswith("make book")] == ["make book"]
+    assert site["needs"] == "build" and deploy["needs"] == "site"
+    scripts = "\n".join(step.get("run", "") for step in site["steps"])
+    assert 'site_layout.py book "$TAG" site' in scripts and "push --quiet origin gh-pages" in scripts
+    uploads = [step for step in site["steps"] if step.get("uses", "").startswith("actions/upload-pages-artifact@")]
+    assert [step["with"]["path"] for step in uploads] == ["site/"]
+    assert deploy["environment"]["name"] == "github-pages"
+    assert [step["uses"].split("@")[0] for step in deploy["steps"]] == ["actions/deploy-pages"]
+
+
+def test_the_colab_image_workflow_runs_the_notebooks_in_colabs_image_and_reports_a_failure():
+    spec = load(ROOT / ".github" / "workflows" / "colab-image.yml")
+    on = spec[True]  # YAML 1.1 reads the key `on` as True
+    assert on["schedule"][0]["cron"].endswith("* * 3") and "workflow_dispatch" in on  # weekly, and by hand
+    run, report = spec["jobs"]["run"], spec["jobs"]["report"]
+    assert run["container"]["image"].startswith("us-docker.pkg.dev/colab-images/public/runtime")
+    scripts = "\n".join(step.get("run", "") for step in run["steps"])
+    # installed as the notebooks' first cell does: a plain pip install from the repository on GitHub
+    cell = json.loads((ROOT / "lectures" / "01_autoencoders.ipynb").read_text())["cells"][1]
+    assert '%pip install -q "anomaly-edu @ git+https://github.com/' in "".join(cell["source"])
+    assert 'pip install -q "anomaly-edu @ git+https://github.com/$REPOSITORY@$COMMIT"' in scripts
+    assert "pip list --format=freeze" in scripts
+    for notebook in ("lectures/01_autoencoders.ipynb", "exercises/solutions/ex07b_seeds.ipynb"):
+        assert notebook in scripts and (ROOT / notebook).is_file()
+    assert "python3 -m papermill" in scripts and "-p PROFILE quick" in scripts
+    assert report["needs"] == "run" and report["if"] == "${{ failure() }}"
+    reporting = "\n".join(step.get("run", "") for step in report["steps"])
+    assert "scripts/refresh_colab_constraints.py from-run/colab-pip-list.txt --dry-run" in reporting
+    assert "gh issue comment" in reporting and "gh issue create" in reporting
 
 
 # ------------------------------------------------------------------ the script's tiny mode

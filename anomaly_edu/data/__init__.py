@@ -122,7 +122,14 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
 
 
 def _download(name: str, root: Path) -> None:
-    """Let torchvision download a data set into the data root."""
+    """Let torchvision download a data set into the data root.
+
+    The addresses and checksums are torchvision's, not ours: its MNIST class
+    tries its own list of mirrors in turn (a copy on Amazon S3, then Yann
+    LeCun's site), Fashion-MNIST and CIFAR-10 have one address each, and every
+    file is checked against the MD5 sum torchvision lists. When they all fail,
+    the loader's :class:`DatasetNotFoundError` says where to put a copy by hand
+    (torchvision's layout under the data root), and the next call finds it."""
     import torchvision
 
     tv_name, _, _ = DATASETS[name]

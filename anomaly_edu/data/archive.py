@@ -1,8 +1,10 @@
-"""Files fetched from elsewhere: download with a progress bar, check a
-SHA-256, and unpack a tar archive without letting it write outside its folder.
+"""Files fetched from elsewhere: download with a progress bar from the first of
+several mirrors that serves the right file, check a SHA-256, and unpack a tar
+archive without letting it write outside its folder.
 
 Lecture 6 (MVTec AD is the first data set the course downloads as an archive);
-any later data set that comes as an archive uses the same three steps.
+any later data set that comes as an archive uses the same steps:
+:func:`download_from_mirrors`, then :func:`safe_extract`.
 """
 
 from __future__ import annotations
@@ -10,20 +12,28 @@ from __future__ import annotations
 __lecture__ = 6
 
 import hashlib
+import http.client
 import lzma
 import os
 import shutil
 import tarfile
 import tempfile
+import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from . import CorruptDataError
+from . import CorruptDataError, DatasetNotFoundError
 
 
 class UnsafeArchiveError(ValueError):
     """An archive holds a member that would be written outside the target folder, or a link."""
+
+
+class DownloadError(DatasetNotFoundError):
+    """No mirror served a data set's file with the expected SHA-256; the message says where
+    to put a copy by hand."""
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -232,3 +242,66 @@ def fetch(url: str, part: Path, progress: bool = True) -> None:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
                 bar.update(len(block))
+
+
+# the errors of one failed attempt: no connection, an HTTP error, a cut transfer, a bad address
+_DOWNLOAD_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, ValueError)
+
+
+def download_from_mirrors(
+    name: str,
+    urls: Sequence[str],
+    sha256: str,
+    destination: str | os.PathLike,
+    progress: bool = True,
+    where_else: str = "",
+) -> Path:
+    """Make sure the file ``destination`` exists with the SHA-256 ``sha256``; return its path.
+
+    A file already at ``destination`` (an earlier download, or a copy put there
+    by hand) is checked and used: a wrong checksum raises
+    :class:`CorruptDataError`. Otherwise each address of ``urls`` is tried in
+    turn: the file is downloaded to ``destination`` + ``.part``, its SHA-256
+    is checked, and only a file with the right one is renamed to
+    ``destination``. An address that fails (no connection, an HTTP error, a
+    wrong checksum) is noted and the next one tried. When all fail, the
+    ``.part`` file is removed and :class:`DownloadError` names the data set
+    ``name``, every address tried with its reason, and where to put a copy by
+    hand (``destination``; ``where_else`` may add where to get one), so that
+    the next call finds it. Lecture 6.
+    """
+    sha256 = check_sha256(sha256)
+    destination = Path(destination)
+    if destination.is_file():
+        verify_checksum(destination, sha256)
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    part = destination.with_name(destination.name + ".part")
+    failures = []
+    for url in urls:
+        try:
+            fetch(url, part, progress)
+        except _DOWNLOAD_ERRORS as err:
+            failures.append(f"{url} ({type(err).__name__}: {err})")
+            continue
+        actual = file_sha256(part)
+        if actual == sha256:
+            os.replace(part, destination)
+            return destination
+        failures.append(f"{url} (served a file whose SHA-256 is {actual}, not {sha256})")
+    part.unlink(missing_ok=True)
+    raise DownloadError(_all_failed(name, failures, sha256, destination, where_else))
+
+
+def _all_failed(name: str, failures: list[str], sha256: str, destination: Path, where_else: str) -> str:
+    """The message of :class:`DownloadError`, on one line (the command line shows the first line of an
+    error): what failed, and how to go on by hand."""
+    if failures:
+        why = f"every address failed, and nothing was kept. Tried: {'; '.join(failures)}."
+    else:
+        why = "no address to download it from was given."
+    return (
+        f"{name} could not be downloaded: {why} "
+        f"Download {destination.name} by hand{f' ({where_else})' if where_else else ''} and put it at "
+        f"{destination}; it is used from there once its SHA-256 is {sha256}."
+    )

@@ -16,19 +16,18 @@ that ``root`` may also be the ``mvtec_anomaly_detection`` folder itself). The
 data root is :func:`anomaly_edu.data.data_root`, set by ``ANOMALY_EDU_DATA``.
 
 MVTec AD is 4.9 GB and is published under CC BY-NC-SA 4.0 (non-commercial use);
-:func:`download_mvtec` fetches it from MVTec's server, checks its SHA-256 and
-unpacks it safely. The course's build machines cannot reach it.
+:func:`download_mvtec` fetches it from the first of its mirrors that serves it
+(:func:`mvtec_mirrors`), checks its SHA-256 and unpacks it safely. The course's
+build machines cannot reach it.
 """
 
 from __future__ import annotations
 
 __lecture__ = 6
 
-import http.client
 import os
-import urllib.error
-import urllib.request
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 
 from . import DATA_ENV_VAR, CorruptDataError, DatasetNotFoundError, OneClassSplit, data_root
-from .archive import check_sha256, fetch, safe_extract, verify_checksum
+from .archive import check_sha256, download_from_mirrors, safe_extract
 
 MVTEC_TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
 MVTEC_OBJECTS = (
@@ -65,6 +64,9 @@ MVTEC_URL = (
     "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/"
     "download/420938113-1629952094/mvtec_anomaly_detection.tar.xz"
 )
+# The mirrors tried after $ANOMALY_EDU_MVTEC_URL, in order. Add one only when it serves the very
+# archive of MVTEC_SHA256 (any other file is refused anyway) and its licence allows it.
+MVTEC_URLS = (MVTEC_URL,)
 MVTEC_URL_ENV_VAR = "ANOMALY_EDU_MVTEC_URL"
 # SHA-256 of mvtec_anomaly_detection.tar.xz (5,264,982,680 bytes), as anomalib's MVTec AD data module lists it.
 MVTEC_SHA256 = "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d"
@@ -193,7 +195,8 @@ def _missing_category(category: str, root: Path) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"MVTec AD ({category}) was not found under the data root: searched {searched}. "
         f"Get it with anomaly_edu.data.mvtec.download_mvtec(root) (4.9 GB, licence CC BY-NC-SA 4.0), or download "
-        f"{MVTEC_ARCHIVE} from {MVTEC_PAGE} and unpack it into {root / MVTEC_FOLDER}, so that "
+        f"{MVTEC_ARCHIVE} from {MVTEC_PAGE} and put it at {root / MVTEC_ARCHIVE} (download_mvtec checks and "
+        f"unpacks it from there), or unpack it yourself into {root / MVTEC_FOLDER}, so that "
         f"{root / MVTEC_FOLDER / category / 'train' / 'good'} exists; or point {DATA_ENV_VAR} at a folder that "
         f"holds {MVTEC_FOLDER}/."
     )
@@ -369,55 +372,59 @@ def mvtec_split(
 
 
 def mvtec_url(url: str | None = None) -> str:
-    """The address MVTec AD is downloaded from: ``url`` if given, else
-    $ANOMALY_EDU_MVTEC_URL, else ``MVTEC_URL``. Lecture 6."""
-    return url or os.environ.get(MVTEC_URL_ENV_VAR) or MVTEC_URL
+    """The first address MVTec AD is downloaded from: ``url`` if given, else the
+    first of $ANOMALY_EDU_MVTEC_URL, else ``MVTEC_URL``. Lecture 6."""
+    return mvtec_mirrors(url)[0]
+
+
+def mvtec_mirrors(url: str | Sequence[str] | None = None) -> list[str]:
+    """The addresses MVTec AD is downloaded from, in the order they are tried.
+
+    ``url`` (one address or a list) when given: the caller's choice, tried
+    alone. Otherwise the addresses in $ANOMALY_EDU_MVTEC_URL (one, or several
+    separated by spaces), then the known mirrors ``MVTEC_URLS`` (MVTec's own
+    server first), each once. Lecture 6."""
+    if url:
+        return [url] if isinstance(url, str) else list(url)
+    chosen = os.environ.get(MVTEC_URL_ENV_VAR, "").split()
+    return list(dict.fromkeys([*chosen, *MVTEC_URLS]))
 
 
 def download_mvtec(
     root: str | os.PathLike | None = None,
-    url: str | None = None,
+    url: str | Sequence[str] | None = None,
     sha256: str = MVTEC_SHA256,
     progress: bool = True,
 ) -> Path:
     """Download MVTec AD into the data root and unpack it; return the folder
     ``<data root>/mvtec_anomaly_detection`` that holds the categories.
 
-    Steps: the archive (4.9 GB) is downloaded from :func:`mvtec_url` (``url``,
-    else $ANOMALY_EDU_MVTEC_URL, else ``MVTEC_URL``) to
-    ``<data root>/mvtec_anomaly_detection.tar.xz.part`` with a progress bar
-    (a ``.part`` file left by an earlier attempt is overwritten); its SHA-256 is
-    checked against ``sha256`` (:func:`verify_checksum`); only then is it renamed
-    to ``mvtec_anomaly_detection.tar.xz``, and unpacked with
-    :func:`safe_extract`. An archive already there is checked and reused; when
-    all 15 categories are already present nothing is done. The archive is kept:
-    delete it yourself to free 4.9 GB. A failed download raises
-    :class:`DatasetNotFoundError` (removing the incomplete ``.part`` file); a
-    wrong checksum raises :class:`CorruptDataError` and keeps the ``.part`` file
-    for you to inspect or delete. MVTec AD's licence is CC BY-NC-SA 4.0
-    (non-commercial use). Lecture 6.
+    Steps: when all 15 categories are already present nothing is done. An
+    archive ``<data root>/mvtec_anomaly_detection.tar.xz`` already there (an
+    earlier download, or a copy put there by hand) is checked against
+    ``sha256`` and used. Otherwise the archive (4.9 GB) is downloaded from the
+    mirrors of :func:`mvtec_mirrors` (``url``, else $ANOMALY_EDU_MVTEC_URL and
+    then ``MVTEC_URLS``), one after the other, with a progress bar, until one
+    serves a file with the SHA-256 ``sha256``
+    (:func:`anomaly_edu.data.archive.download_from_mirrors`). The archive is
+    then unpacked with :func:`safe_extract`, and kept: delete it yourself to
+    free 4.9 GB. When every mirror fails, :class:`DownloadError` (a
+    :class:`DatasetNotFoundError`) lists the addresses tried and why each
+    failed, and says where to put the archive by hand; nothing is kept. A wrong
+    checksum of an archive put there by hand raises :class:`CorruptDataError`.
+    MVTec AD's licence is CC BY-NC-SA 4.0 (non-commercial use). Lecture 6.
     """
     sha256 = check_sha256(sha256)
     root = data_root(root)
     target = root / MVTEC_FOLDER
     if all((target / category / "train" / "good").is_dir() for category in MVTEC_CATEGORIES):
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / MVTEC_ARCHIVE
-    if not archive.is_file():
-        source = mvtec_url(url)
-        part = archive.with_name(archive.name + ".part")
-        try:
-            fetch(source, part, progress)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
-            part.unlink(missing_ok=True)
-            raise DatasetNotFoundError(
-                f"MVTec AD could not be downloaded from {source} ({type(err).__name__}: {err}); the incomplete "
-                f"download was removed. Check the address (pass url= or set {MVTEC_URL_ENV_VAR}), or download "
-                f"{MVTEC_ARCHIVE} from {MVTEC_PAGE} by hand and put it at {archive}."
-            ) from None
-        verify_checksum(part, sha256)
-        os.replace(part, archive)
-    else:
-        verify_checksum(archive, sha256)
+    archive = download_from_mirrors(
+        "MVTec AD",
+        mvtec_mirrors(url),
+        sha256,
+        root / MVTEC_ARCHIVE,
+        progress,
+        where_else=f"from {MVTEC_PAGE}, or set {MVTEC_URL_ENV_VAR} to a mirror",
+    )
     return safe_extract(archive, target)
