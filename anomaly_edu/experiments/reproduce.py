@@ -27,7 +27,7 @@ from ..data.mvtec import available_mvtec
 from ..metrics import au_pro, auroc, choose_threshold, f1_at_threshold, fpr_at_tpr, pixel_auroc
 from ..profiles import get_profile
 from ..puzzle_ae import AGGREGATIONS, VARIANTS, aggregate
-from ..stress import attack_numbers
+from ..score_attacks import attack_numbers
 from ..training import pick_device
 from .batched import fit_stacked
 from .checkpoints import fit_with_checkpoint, open_checkpoints, record_finished
