@@ -37,7 +37,7 @@ def main() -> None:
     if args.out:
         files.check_writable(args.out)  # fail now, not after the training
 
-    started, code_state = time.perf_counter(), results.git_state()
+    run_start = results.RunStart()
     device = pick_device(args.device)
     settings = profiles.get_profile(args.profile)
     x_train, y_train = data.load_dataset("mnist", True, device=device)
@@ -90,16 +90,8 @@ def main() -> None:
             }
             for name, r in accuracies.items()
         }
-        files.write_json_atomically(
-            {
-                "benchmark": "robustness",
-                "results": figures,
-                "provenance": results.provenance(
-                    settings=used, wall_time_s=time.perf_counter() - started, device=device, git=code_state
-                ),
-            },
-            args.out,
-        )
+        record = {"benchmark": "robustness", "results": figures}
+        results.write_with_provenance(record, args.out, start=run_start, settings=used, device=device)
         print(f"wrote {args.out}")
 
 
