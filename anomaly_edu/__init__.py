@@ -10,7 +10,7 @@ teach them (each names its lecture in ``__lecture__``):
 - ``detectors`` : AE, DAE, OCSVM, Deep SVDD, the mean image and PCA with ``fit`` / ``anomaly_score`` (Lecture 1)
 - ``viz``       : plotly figures and a threshold slider (Lecture 1)
 - ``attacks``   : FGSM, PGD and a sparse attack (Lectures 2 and 3)
-- ``robust``    : adversarial training and robust accuracy (Lecture 3)
+- ``adversarial_training``: adversarial training and robust accuracy (Lecture 3)
 - ``arae``      : the latent attack, the ARAE loss and detector, the union of perturbations (Lecture 4)
 - ``saliency``  : occlusion saliency maps (Lecture 4)
 - ``puzzles``   : tiles, permutations and their inverses, colour removal (Lecture 5)
@@ -18,7 +18,7 @@ teach them (each names its lecture in ``__lecture__``):
 - ``puzzle_ae`` : the U-Net, the Puzzle-AE losses and detector, scoring over permutations (Lecture 5)
 - ``anomaly_maps``: per-pixel anomaly maps, the AE with L2 or SSIM loss (Lecture 6)
 - ``geometric`` : the 8 symmetries of the square, the transformation classifier, GT (Lecture 6)
-- ``stress``    : attacks on a detector's score at test time (Lecture 7)
+- ``score_attacks``: attacks on a detector's score at test time (Lecture 7)
 
 Three subpackages hold the rest:
 

@@ -39,12 +39,14 @@ def latent_attack(
     eps: float,
     steps: int,
     alpha: float | None = None,
+    norm: str = "linf",
     check_input: bool = True,
 ) -> torch.Tensor:
     """PGD on the encoder: push ``Enc(x + d)`` away from the clean code ``Enc(x)``
-    (held fixed) within the L-inf ball of radius ``eps``, from a uniform random
-    start, with steps of ``alpha`` (default: :func:`~anomaly_edu.attacks.pgd`'s,
-    as in the ARAE code). ``model`` must have an ``encode`` method.
+    (held fixed) within the L-inf ball of radius ``eps`` (``norm="l2"``: the L-2
+    ball, for the union variant), from a uniform random start, with steps of
+    ``alpha`` (default: :func:`~anomaly_edu.attacks.pgd`'s, as in the ARAE
+    code). ``model`` must have an ``encode`` method.
     ``check_input=False``: see :func:`~anomaly_edu.attacks.pgd` (the ARAE loss
     attacks every mini-batch of images that ``fit`` checked once). Lecture 4."""
     if eps == 0:
@@ -59,6 +61,7 @@ def latent_attack(
         eps=eps,
         alpha=alpha,
         steps=steps,
+        norm=norm,
         random_start=True,
         loss_fn=per_example_mse,
         check_input=check_input,
@@ -205,24 +208,10 @@ def union_candidates(
     images that move the latent code most: L-inf PGD and L-2 PGD (each ``(eps,
     step, steps)``, from a random start) and the spatial grid search (``angles``
     and ``shifts`` as in :func:`spatial_attack`). Returns {name: images}. Lecture 4."""
-    encoder = EncoderOnly(model)
-    with torch.no_grad():
-        clean_code = model.encode(x)
-
-    def latent_pgd(norm, eps, alpha, steps):
-        return pgd(
-            encoder,
-            x,
-            clean_code,
-            eps=eps,
-            alpha=alpha,
-            steps=steps,
-            norm=norm,
-            random_start=True,
-            loss_fn=per_example_mse,
-        )
-
-    candidates = {"L-inf": latent_pgd("linf", *linf), "L-2": latent_pgd("l2", *l2)}
+    eps, alpha, steps = linf
+    candidates = {"L-inf": latent_attack(model, x, eps=eps, alpha=alpha, steps=steps)}
+    eps, alpha, steps = l2
+    candidates["L-2"] = latent_attack(model, x, eps=eps, alpha=alpha, steps=steps, norm="l2")
     if spatial:
         candidates["rotation and shift"] = spatial_attack(model, x, angles=angles, shifts=shifts)
     return candidates

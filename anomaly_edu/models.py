@@ -1,9 +1,26 @@
 """Models: plain ``torch.nn.Module``s used across the course.
 
-- :class:`MLPAutoencoder`: the talk's autoencoder (Lecture 1, used again by ARAE in Lecture 4)
-- :class:`ConvAutoencoder`: a small convolutional autoencoder (Lecture 1)
-- :class:`DeepSVDDNet`: the bias-free network of Deep SVDD (Lecture 1)
-- :class:`MnistCNN`: a small classifier for adversarial examples (Lectures 2 and 3)
+Where each network of the course lives (module and class), in lecture order. The
+first four are here because several lectures use them; the others live beside the
+one method that needs them.
+
+- ``models.MLPAutoencoder``: the talk's autoencoder (Lecture 1; ARAE's in Lecture 4)
+- ``models.ConvAutoencoder``: a small convolutional autoencoder (Lecture 1; the
+  per-pixel AEs of ``anomaly_maps`` in Lecture 6)
+- ``models.DeepSVDDNet``: the bias-free network of Deep SVDD (Lecture 1)
+- ``models.MnistCNN``: a small classifier for adversarial examples (Lectures 2 and 3)
+- ``arae.EncoderOnly``: an autoencoder's encoder as a model of its own, what the
+  latent attack attacks (Lecture 4)
+- ``shortcut.PermutationClassifier``: which puzzle an image shows, and
+  ``shortcut.KeepSeams``, which shows it only the seams (Lecture 5)
+- ``puzzle_networks.UNet``: Puzzle-AE's network; ``puzzle_networks.Discriminator``
+  (and the course's earlier ``CourseDiscriminator``): CPAE-G's discriminator;
+  ``puzzle_networks.PuzzleGAN``: the two, trained together (Lecture 5)
+- ``geometric.TransformClassifier``: which of the 8 symmetries was applied (GT, Lecture 6)
+- ``experiments.batched.StackedAutoencoders``: several ``MLPAutoencoder`` s trained as
+  one model (the experiment harness's speed-up, no concept of its own)
+
+Each detector builds its network in ``new_model``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ the blank margins of an MNIST digit end up in the middle of the image.
 - :func:`published_shortcut_perturbation` is the same remedy as the authors'
   code computes it (the reproducing default of Puzzle-AE, see
   ``SHORTCUT_PERTURBATIONS``); :func:`remove_shortcut` is the course's version.
+  Both are called as ``perturb(model, x_puzzled, target, eps)``.
 """
 
 from __future__ import annotations
@@ -60,10 +61,15 @@ def remove_shortcut(model: torch.nn.Module, x_puzzled: torch.Tensor, target: tor
 PUBLISHED_STEP = 2.0  # the step ("alpha") of the authors' configuration: far larger than any eps
 
 
-def published_shortcut_perturbation(model: torch.nn.Module, x_puzzled: torch.Tensor, eps: float) -> torch.Tensor:
+def published_shortcut_perturbation(
+    model: torch.nn.Module, x_puzzled: torch.Tensor, target: torch.Tensor, eps: float
+) -> torch.Tensor:
     """The shortcut-removing perturbation as the Puzzle-AE code computes it
     (Niousha12/Puzzle_Anomaly_Detection, ``fgsm_attack``): the reproducing
     default of Puzzle-AE (``shortcut="published"``). Lecture 5.
+
+    It takes the same arguments as :func:`remove_shortcut` but never reads
+    ``target`` (the clean image): the authors' code aims at the noisy input.
 
     1. a random start ``d0``, uniform in [-eps, eps], is added to the puzzled
        input (clipped to [0, 1]);
@@ -93,21 +99,9 @@ def published_shortcut_perturbation(model: torch.nn.Module, x_puzzled: torch.Ten
     return (noisy.detach() + step).clamp(0, 1)
 
 
-def clean_target_perturbation(model: torch.nn.Module, x_puzzled: torch.Tensor, target: torch.Tensor, eps: float):
-    """:func:`remove_shortcut` with its default loss: Puzzle-AE's
-    ``shortcut="clean-target"``, the course's version. Lecture 5."""
-    return remove_shortcut(model, x_puzzled, target, eps)
-
-
-def published_perturbation(model: torch.nn.Module, x_puzzled: torch.Tensor, target: torch.Tensor, eps: float):
-    """:func:`published_shortcut_perturbation`, which ignores ``target``:
-    Puzzle-AE's ``shortcut="published"``. Lecture 5."""
-    return published_shortcut_perturbation(model, x_puzzled, eps)
-
-
 # Puzzle-AE's ``shortcut`` setting: how the puzzled input is perturbed in training,
 # each called as perturb(model, x_puzzled, clean_target, eps).
-SHORTCUT_PERTURBATIONS = {"published": published_perturbation, "clean-target": clean_target_perturbation}
+SHORTCUT_PERTURBATIONS = {"published": published_shortcut_perturbation, "clean-target": remove_shortcut}
 
 
 def seam_band(image_shape: tuple, grid: int, width: int = 1) -> torch.Tensor:

@@ -319,7 +319,7 @@ def attack_figure(
     baselines: tuple[str, ...] = ("mean-image", "pca"),
 ) -> go.Figure:
     """AUROC (%) against eps, one colour per detector: ``attack`` maps a name to
-    :func:`~anomaly_edu.stress.auroc_under_attack`'s numbers; a solid line with
+    :func:`~anomaly_edu.score_attacks.auroc_under_attack`'s numbers; a solid line with
     only the normal images attacked, a dashed one with both kinds. The names in
     ``baselines`` are drawn in grey, with thinner lines. Lecture 7."""
     fig = go.Figure()

@@ -188,7 +188,7 @@ def main() -> None:
         except OSError as err:
             parser.error(str(err))
 
-    started, code_state = time.perf_counter(), results.git_state()
+    run_start = results.RunStart()
     device = pick_device(args.device)
     settings = profiles.get_profile("full")
     variants = [parse_variant(text, settings, args.seed) for text in texts]
@@ -217,19 +217,14 @@ def main() -> None:
             "n_train": len(split.x_train),
             "variants": used,
         }
-        files.write_json_atomically(
-            {
-                "benchmark": "arae_budget",
-                "command": shlex.join(["python", "benchmarks/arae_budget.py", *sys.argv[1:]]),
-                "arguments": vars(args),
-                "results": checkpoints,
-                "average_image_auroc": round(average, 2),
-                "provenance": results.provenance(
-                    settings=run, wall_time_s=time.perf_counter() - started, device=device, git=code_state
-                ),
-            },
-            args.out,
-        )
+        record = {
+            "benchmark": "arae_budget",
+            "command": shlex.join(["python", "benchmarks/arae_budget.py", *sys.argv[1:]]),
+            "arguments": vars(args),
+            "results": checkpoints,
+            "average_image_auroc": round(average, 2),
+        }
+        results.write_with_provenance(record, args.out, start=run_start, settings=run, device=device)
         print(f"wrote {args.out}")
 
 

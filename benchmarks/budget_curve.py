@@ -101,7 +101,7 @@ def main() -> None:
         finished = checkpoints.open_checkpoints(folder, run)  # {method: {epochs: figures}} done before
     except ValueError as err:
         parser.error(str(err))
-    started, code_state = time.perf_counter(), results.git_state()
+    run_start = results.RunStart()
     device = pick_device(args.device)
     split = smoke_split(data.load_one_class("mnist", args.normal_class, protocol=2, device=device), args)
     print(f"normal class {args.normal_class}: {split.describe()}; {device}, {torch.get_num_threads()} thread(s)")
@@ -111,24 +111,16 @@ def main() -> None:
 
     def write_out() -> None:
         if args.out:
-            files.write_json_atomically(
-                {
-                    "benchmark": "budget_curve",
-                    "command": shlex.join(["python", "benchmarks/budget_curve.py", *sys.argv[1:]]),
-                    "baselines": baselines,
-                    "results": {
-                        name: [finished[name][str(p)] for p in points if str(p) in finished.get(name, {})]
-                        for name in names
-                    },
-                    "provenance": results.provenance(
-                        settings={**run, "at": points},
-                        wall_time_s=time.perf_counter() - started,
-                        device=device,
-                        git=code_state,
-                    ),
+            record = {
+                "benchmark": "budget_curve",
+                "command": shlex.join(["python", "benchmarks/budget_curve.py", *sys.argv[1:]]),
+                "baselines": baselines,
+                "results": {
+                    name: [finished[name][str(p)] for p in points if str(p) in finished.get(name, {})] for name in names
                 },
-                args.out,
-            )
+            }
+            settings_used = {**run, "at": points}
+            results.write_with_provenance(record, args.out, start=run_start, settings=settings_used, device=device)
 
     for name in names:
         print(f"\n{name}: {settings[name]}")

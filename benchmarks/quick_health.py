@@ -139,7 +139,7 @@ def main() -> None:
         settings = tables.apply_changes(profiles.get_profile("quick", "mnist"), tables.parse_changes(args.set))
     except ValueError as err:
         parser.error(str(err))
-    started, code_state = time.perf_counter(), results.git_state()
+    run_start = results.RunStart()
     device = pick_device(args.device)
     split = smoke_split(data.load_one_class("mnist", args.normal_class, protocol=2, device=device), args)
     print(f"normal class {args.normal_class}: {split.describe()}; {device}, {torch.get_num_threads()} thread(s)")
@@ -177,18 +177,13 @@ def main() -> None:
             "n_test": len(split.x_test),
             "methods": used,
         }
-        files.write_json_atomically(
-            {
-                "benchmark": "quick_health",
-                "command": shlex.join(["python", "benchmarks/quick_health.py", *sys.argv[1:]]),
-                "margin_required": args.margin,
-                "results": figures,
-                "provenance": results.provenance(
-                    settings=run, wall_time_s=time.perf_counter() - started, device=device, git=code_state
-                ),
-            },
-            args.out,
-        )
+        record = {
+            "benchmark": "quick_health",
+            "command": shlex.join(["python", "benchmarks/quick_health.py", *sys.argv[1:]]),
+            "margin_required": args.margin,
+            "results": figures,
+        }
+        results.write_with_provenance(record, args.out, start=run_start, settings=run, device=device)
         print(f"wrote {args.out}")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomaly_edu import data, profiles, robust  # noqa: E402
+from anomaly_edu import adversarial_training, data, profiles  # noqa: E402
 from anomaly_edu.data import files  # noqa: E402
 from anomaly_edu.experiments import results  # noqa: E402
 from anomaly_edu.training import accuracy, pick_device  # noqa: E402
@@ -37,7 +37,7 @@ def main() -> None:
     if args.out:
         files.check_writable(args.out)  # fail now, not after the training
 
-    started, code_state = time.perf_counter(), results.git_state()
+    run_start = results.RunStart()
     device = pick_device(args.device)
     settings = profiles.get_profile(args.profile)
     x_train, y_train = data.load_dataset("mnist", True, device=device)
@@ -47,7 +47,7 @@ def main() -> None:
     models, train_seconds = {}, {}
     for name, adversarial, key in (("standard", False, "cnn"), ("robust", True, "adv_cnn")):
         start = time.perf_counter()
-        models[name], _ = robust.train_classifier(
+        models[name], _ = adversarial_training.train_classifier(
             x_train, y_train, settings[key], adversarial=adversarial, seed=args.seed, progress=False
         )
         train_seconds[name] = round(time.perf_counter() - start, 1)
@@ -58,8 +58,8 @@ def main() -> None:
     for name, model in models.items():
         accuracies[name] = {
             "clean": accuracy(model, x_test, y_test),
-            0.1: robust.robust_accuracy(model, x_test, y_test, eps=0.1, steps=40),
-            0.3: robust.robust_accuracy(model, x_test, y_test, eps=0.3, steps=40),
+            0.1: adversarial_training.robust_accuracy(model, x_test, y_test, eps=0.1, steps=40),
+            0.3: adversarial_training.robust_accuracy(model, x_test, y_test, eps=0.3, steps=40),
         }
         r = accuracies[name]
         print(
@@ -90,16 +90,8 @@ def main() -> None:
             }
             for name, r in accuracies.items()
         }
-        files.write_json_atomically(
-            {
-                "benchmark": "robustness",
-                "results": figures,
-                "provenance": results.provenance(
-                    settings=used, wall_time_s=time.perf_counter() - started, device=device, git=code_state
-                ),
-            },
-            args.out,
-        )
+        record = {"benchmark": "robustness", "results": figures}
+        results.write_with_provenance(record, args.out, start=run_start, settings=used, device=device)
         print(f"wrote {args.out}")
 
 

@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     if args.out:
         files.check_writable(args.out)
     torch.set_num_threads(args.threads)
-    start = time.perf_counter()
+    run_start = results.RunStart()
     print(f"cpu, {torch.get_num_threads()} thread(s); ratio = reference time / this time\n")
     figures = {
         "puzzle_training": puzzle_training(args.steps),
@@ -275,13 +275,9 @@ def main(argv=None) -> int:
         show(rows)
         print()
     if args.out:
-        record = {
-            "figures": figures,
-            "provenance": results.provenance(
-                settings=vars(args), wall_time_s=time.perf_counter() - start, device=torch.device("cpu")
-            ),
-        }
-        files.write_json_atomically(record, args.out)
+        results.write_with_provenance(
+            {"figures": figures}, args.out, start=run_start, settings=vars(args), device=torch.device("cpu")
+        )
         print(f"written: {args.out}")
     return 0
 

@@ -72,7 +72,7 @@ def main() -> None:
         except OSError as err:
             parser.error(str(err))
 
-    started, code_state = time.perf_counter(), results.git_state()
+    run_start = results.RunStart()
     device = pick_device(args.device)
     split = data.load_one_class("mnist", args.normal_class, protocol=2, device=device)
     x_test = split.x_test[: args.images]
@@ -108,12 +108,9 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "methods": settings,
         }
-        prov = results.provenance(
-            settings=used, wall_time_s=time.perf_counter() - started, device=device, git=code_state
-        )
         command = shlex.join(["python", "benchmarks/test_time_cost.py", *sys.argv[1:]])
-        written = {"benchmark": "test_time_cost", "command": command, "results": figures, "provenance": prov}
-        files.write_json_atomically(written, args.out)
+        record = {"benchmark": "test_time_cost", "command": command, "results": figures}
+        results.write_with_provenance(record, args.out, start=run_start, settings=used, device=device)
         print(f"wrote {args.out}")
 
 

@@ -50,7 +50,7 @@ def main() -> None:
         except OSError as err:
             parser.error(str(err))
 
-    started, code_state = time.perf_counter(), results.git_state()
+    run_start = results.RunStart()
     device = pick_device(args.device)
     split = data.load_one_class("mnist", args.normal_class, protocol=2, device=device)
     split = dataclasses.replace(split, x_train=split.x_train[: args.max_train])
@@ -82,18 +82,13 @@ def main() -> None:
             "n_train": len(split.x_train),
             "variants": {name: {**quick, **change} for name, change in variants.items()},
         }
-        files.write_json_atomically(
-            {
-                "benchmark": "union_ablation",
-                "command": shlex.join(["python", "benchmarks/union_ablation.py", *sys.argv[1:]]),
-                "arguments": vars(args),
-                "results": figures,
-                "provenance": results.provenance(
-                    settings=run, wall_time_s=time.perf_counter() - started, device=device, git=code_state
-                ),
-            },
-            args.out,
-        )
+        record = {
+            "benchmark": "union_ablation",
+            "command": shlex.join(["python", "benchmarks/union_ablation.py", *sys.argv[1:]]),
+            "arguments": vars(args),
+            "results": figures,
+        }
+        results.write_with_provenance(record, args.out, start=run_start, settings=run, device=device)
         print(f"wrote {args.out}")
 
 

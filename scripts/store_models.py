@@ -19,7 +19,7 @@ gives it back (the same, unless it is stored at half precision). ``tests/test_tr
 loads every stored model and checks that it still scores what the manifest says.
 
 The classifiers of Lectures 2 and 3 (``STORED_NETWORKS``) are trained with
-``robust.train_classifier`` on all of MNIST's training images and measured on
+``adversarial_training.train_classifier`` on all of MNIST's training images and measured on
 its test set: the accuracy, and the accuracy under a PGD attack.
 
 One model at a time, each written as soon as it is trained: an interrupted run
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from anomaly_edu import data, profiles, robust  # noqa: E402
+from anomaly_edu import adversarial_training, data, profiles  # noqa: E402
 from anomaly_edu.data.licences import data_licence  # noqa: E402
 from anomaly_edu.experiments import methods, reproduce, results, tables, trained  # noqa: E402
 from anomaly_edu.experiments.checkpoints import fit_with_checkpoint  # noqa: E402
@@ -88,7 +88,7 @@ STORED: dict[str, dict] = {
     },
 }
 
-# name: the profile and its entry (robust.train_classifier's settings), standard or adversarial
+# name: the profile and its entry (adversarial_training.train_classifier's settings), standard or adversarial
 # training. The full profile's standard CNN is the one of results/robustness_full.json (99.2% on
 # the test set); at half precision it takes 1.3 MB. The adversarially trained one is the robust CNN
 # of the same run (PGD-10 at eps 0.3 on every batch, 12 epochs: about 55 minutes on one CPU thread)
@@ -240,7 +240,7 @@ def classifier_figures(network: torch.nn.Module, x_test: torch.Tensor, y_test: t
     """A classifier's accuracy (%) on the whole test set, and under ``PGD_CHECK``'s
     attack on its first images."""
     n = PGD_CHECK["n_images"]
-    under_attack = robust.robust_accuracy(
+    under_attack = adversarial_training.robust_accuracy(
         network, x_test[:n], y_test[:n], eps=PGD_CHECK["eps"], steps=PGD_CHECK["steps"]
     )
     return {
@@ -259,7 +259,9 @@ def store_network(name: str, device, seed: int = 0) -> dict:
     started, code_state = time.perf_counter(), results.git_state()
     x_train, y_train = data.load_dataset("mnist", True, device=device)
     x_test, y_test = data.load_dataset("mnist", False, device=device)
-    network, history = robust.train_classifier(x_train, y_train, settings, adversarial=recipe["adversarial"], seed=seed)
+    network, history = adversarial_training.train_classifier(
+        x_train, y_train, settings, adversarial=recipe["adversarial"], seed=seed
+    )
     training_seconds = time.perf_counter() - started
     about = {
         "description": f"MnistCNN trained on MNIST's 60,000 training images: the {recipe['profile']} profile's "

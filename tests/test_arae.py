@@ -180,6 +180,36 @@ def test_union_attack_keeps_per_image_the_candidate_that_moves_the_code_most():
     assert torch.allclose(latent_distance(model, x, union), distances.max(0).values)
 
 
+def test_the_latent_attacks_are_pgd_on_the_encoder_from_the_clean_code():
+    """latent_attack and union_candidates' L-inf and L-2 sets give, under one seed, exactly the
+    tensors of the code path they replaced: attacks.pgd on the encoder, aimed away from the clean code."""
+    from anomaly_edu.attacks import per_example_mse, pgd
+
+    torch.manual_seed(0)
+    model = MLPAutoencoder()
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        clean_code = model.encode(x)
+
+    def by_pgd(norm, eps, alpha, steps):
+        encoder = arae.EncoderOnly(model)
+        return pgd(encoder, x, clean_code, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=True,
+                   loss_fn=per_example_mse)  # fmt: skip
+
+    torch.manual_seed(5)
+    candidates = arae.union_candidates(model, x, linf=(0.1, 0.05, 3), l2=(1.0, 0.5, 3), spatial=False)
+    torch.manual_seed(5)
+    expected = {"L-inf": by_pgd("linf", 0.1, 0.05, 3), "L-2": by_pgd("l2", 1.0, 0.5, 3)}
+    assert list(candidates) == list(expected)
+    for name in expected:
+        assert torch.equal(candidates[name], expected[name]), name
+    torch.manual_seed(7)
+    attacked = arae.latent_attack(model, x, eps=0.1, steps=3)
+    torch.manual_seed(7)
+    assert torch.equal(attacked, by_pgd("linf", 0.1, None, 3))
+    assert torch.equal(arae.latent_attack(model, x, eps=0, steps=3), x)
+
+
 # ------------------------------------------------------------------ the union variant's objective: combine
 
 # Three fixed "attacked" batches of two 4-pixel images, and the clean batch. Per image, the

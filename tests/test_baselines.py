@@ -172,7 +172,7 @@ def test_pcas_differentiable_score_is_scikit_learns_error_and_its_gradient_is_th
 
 @pytest.mark.parametrize("detector", [MeanImageDetector(), PCADetector(n_components=2)])
 def test_an_attack_raises_a_baselines_score_on_normal_images(detector):
-    from anomaly_edu.stress import attack_scores
+    from anomaly_edu.score_attacks import attack_scores
 
     train, test = images(30), images(6, seed=1)
     detector.fit(train)

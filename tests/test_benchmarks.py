@@ -77,6 +77,28 @@ def check_provenance(written, benchmark):
     return prov["settings"]
 
 
+def test_the_provenance_goes_last_and_the_file_is_written_whole(tmp_path):
+    """The one writer that reproduce and the benchmarks share: the record's own
+    keys first, then its provenance (with "resumed" where a run went on from
+    checkpoints); a record that cannot be written leaves the old file as it was."""
+    from anomaly_edu.experiments.results import RunStart, with_provenance, write_with_provenance
+
+    start = RunStart()
+    record = with_provenance({"table": "t", "results": {}}, start=start, settings={"seed": 0}, device="cpu")
+    assert list(record) == ["table", "results", "provenance"]
+    assert record["provenance"]["settings"] == {"seed": 0} and "resumed" not in record["provenance"]
+    assert record["provenance"]["commit"] == start.git["commit"]
+    resumed = with_provenance({}, start=start, settings={}, device="cpu", resumed=True)
+    assert resumed["provenance"]["resumed"] is True
+    out = tmp_path / "result.json"
+    write_with_provenance({"benchmark": "b"}, out, start=start, settings={"n": 1}, device="cpu")
+    written = json.loads(out.read_text())
+    assert list(written) == ["benchmark", "provenance"] and written["provenance"]["settings"] == {"n": 1}
+    with pytest.raises(TypeError):
+        write_with_provenance({"benchmark": object()}, out, start=start, settings={}, device="cpu")
+    assert json.loads(out.read_text()) == written
+
+
 def test_arae_budget_writes_its_checkpoints_with_provenance(mnist_root, mnist, tmp_path):
     out, record = tmp_path / "budget.json", tmp_path / "aurocs.npz"
     args = ["--epochs", 2, "--every", 1, "--variants", "ae,arae", "--max-train", 64, "--device", "cpu", "--out", out]

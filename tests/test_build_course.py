@@ -209,7 +209,9 @@ def test_the_run_times_each_cell_and_records_the_slowest_check_cell(course):
     assert all("wall_s" in cell.metadata for cell in executed.cells)
     assert executed.cells[3].metadata["wall_s"] >= 1.2
     slowest = statistics["notebooks"][LECTURE.as_posix()]["slowest_check_s"]
-    assert 0.6 <= slowest < 1.2
+    # the check cell's own recorded time, however long each cell took on this machine
+    # (the slower cell after it is not a check)
+    assert slowest == executed.cells[2].metadata["wall_s"] >= 0.6
     assert f"| {slowest:.1f} |" in build_course.statistics_table(statistics)
 
 

@@ -207,7 +207,7 @@ def test_strip_solutions_keeps_indentation_and_surrounding_code():
 
 import torch.nn.functional as F  # noqa: E402
 
-from anomaly_edu import arae, attacks, robust, saliency  # noqa: E402
+from anomaly_edu import adversarial_training, arae, attacks, saliency  # noqa: E402
 
 
 def signed_gradient(model, x, y):
@@ -748,7 +748,7 @@ PACKAGE_ANSWERS = {
     "check_project_l2": lambda d, e: d * torch.clamp(e / attacks._l2_norms(d), max=1.0).view(-1, 1, 1, 1),
     "check_one_step_l0": lambda m, x, y, k: attacks.sparse_attack(m, x, y, k=k, steps=1),
     "check_pgd": lambda m, x, y, e, a, s: attacks.pgd(m, x, y, eps=e, alpha=a, steps=s),
-    "check_adversarial_batch_loss": lambda m, x, y, e, a, s: robust.adversarial_loss(
+    "check_adversarial_batch_loss": lambda m, x, y, e, a, s: adversarial_training.adversarial_loss(
         eps=e, alpha=a, steps=s, random_start=False
     )(m, x, y),
     "check_latent_objective": attacks.per_example_mse,

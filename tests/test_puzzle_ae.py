@@ -85,16 +85,17 @@ def test_the_published_perturbation_reaches_twice_eps_and_never_sees_the_target(
     unet = UNet(widths=(4, 8))
     puzzled = apply_permutation(images(16), puzzle_permutations(2)[5], 2)
     torch.manual_seed(3)
-    perturbed = published_shortcut_perturbation(unet, puzzled, eps=0.1)
+    perturbed = published_shortcut_perturbation(unet, puzzled, images(16), eps=0.1)
     moved = (perturbed - puzzled).abs()
     assert moved.max() > 0.15 and moved.max() <= 0.2 + 1e-6
     inside = (puzzled > 0.2) & (puzzled < 0.8)  # pixels that no clipping to [0, 1] touches
     assert moved[inside].mean() == pytest.approx(0.1, abs=0.02), "on average about eps"
     assert (moved[inside] > 0.1 + 1e-6).float().mean() > 0.2, "a good share of pixels beyond eps"
     assert perturbed.min() >= 0 and perturbed.max() <= 1
-    # remove_shortcut's clean target changes its step; the published one takes no target at all
+    # remove_shortcut's clean target changes its step; the published one never reads its target
+    another_target = images(16, seed=1)
     torch.manual_seed(3)
-    again = published_shortcut_perturbation(unet, puzzled, eps=0.1)
+    again = published_shortcut_perturbation(unet, puzzled, another_target, eps=0.1)
     torch.testing.assert_close(again, perturbed)
     torch.manual_seed(3)
     course = remove_shortcut(unet, puzzled, images(16), eps=0.1)
@@ -108,7 +109,7 @@ def test_the_published_perturbation_steps_along_the_gradient_of_its_own_noisy_in
     x = 0.2 + 0.6 * images(4)  # no pixel near 0 or 1: no clipping
     eps = 0.05
     torch.manual_seed(7)
-    perturbed = published_shortcut_perturbation(unet, x, eps=eps)
+    perturbed = published_shortcut_perturbation(unet, x, x, eps=eps)
     torch.manual_seed(7)
     start = torch.empty_like(x).uniform_(-eps, eps)
     x0 = (x + start).requires_grad_(True)

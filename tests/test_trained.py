@@ -160,8 +160,8 @@ def test_a_stored_detector_scores_its_test_set_as_its_manifest_says(name, mnist_
 
 @pytest.mark.parametrize("name", sorted(n for n, e in STORED_MODELS.items() if e["kind"] == "network"))
 def test_a_stored_classifier_measures_as_its_manifest_says(name, mnist_root):
+    from anomaly_edu.adversarial_training import robust_accuracy
     from anomaly_edu.data import load_dataset
-    from anomaly_edu.robust import robust_accuracy
     from anomaly_edu.training import accuracy
 
     entry = STORED_MODELS[name]

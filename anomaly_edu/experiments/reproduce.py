@@ -27,12 +27,12 @@ from ..data.mvtec import available_mvtec
 from ..metrics import au_pro, auroc, choose_threshold, f1_at_threshold, fpr_at_tpr, pixel_auroc
 from ..profiles import get_profile
 from ..puzzle_ae import AGGREGATIONS, VARIANTS, aggregate
-from ..stress import attack_numbers
+from ..score_attacks import attack_numbers
 from ..training import pick_device
 from .batched import fit_stacked
 from .checkpoints import fit_with_checkpoint, open_checkpoints, record_finished
 from .methods import METHODS, check_methods, make_detector
-from .results import git_state, provenance
+from .results import RunStart, with_provenance
 from .splits import fewer_training_images, table_splits
 from .tables import (
     COIL100_SETTINGS,
@@ -109,7 +109,7 @@ def run_table(
     if checkpoints is not None and stacked:
         raise ValueError("stacked training has no checkpoints: resume with --stacked no (one model at a time)")
     device = pick_device(device)
-    start, code_state = time.perf_counter(), git_state()
+    run_start = RunStart()
     splits = table_splits(table, classes, seed=seed, root=root, device=device, size=size)
     if n_train is not None:
         splits, settings = fewer_training_images(splits, settings, methods, int(n_train), seed=seed)
@@ -132,20 +132,13 @@ def run_table(
         used["classes"] = classes  # the normal classes, or the MVTec categories
     if table == "mnist-attack":
         used["attack"] = settings["stress"]
-    finished = {} if checkpoints is None else open_checkpoints(checkpoints, {**used, "commit": code_state["commit"]})
+    finished = {} if checkpoints is None else open_checkpoints(checkpoints, {**used, "commit": run_start.git["commit"]})
     resumed = bool(finished) or checkpoints is not None and any(Path(checkpoints).glob("*.pt"))
     run = dict(table=table, splits=splits, settings=settings, seed=seed, device=device, progress=progress)
     run |= dict(finished=finished, checkpoints=checkpoints, checkpoint_every=checkpoint_every)
     results = {m: method_results(m, stacked=m in side_by_side, **run) for m in methods}
-    prov = provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device, git=code_state)
-    if resumed:
-        prov["resumed"] = True  # from checkpoints; wall_time_s counts the last session only
-    return {
-        "table": table,
-        "metric": METRIC_OF_PROTOCOL.get(spec.protocol, "AUROC (%)"),
-        "results": results,
-        "provenance": prov,
-    }
+    record = {"table": table, "metric": METRIC_OF_PROTOCOL.get(spec.protocol, "AUROC (%)"), "results": results}
+    return with_provenance(record, start=run_start, settings=used, device=device, resumed=resumed)
 
 
 # what the numbers of a table are, by protocol (others: AUROC alone)
@@ -335,7 +328,7 @@ def run_puzzle_ablation(
         raise ValueError(f"{spec.dataset}'s classes are 0 to 9, got {classes}")
     settings = apply_changes(get_profile(profile, spec.dataset), changes or {})["puzzle-ae"]
     device = pick_device(device)
-    start, code_state = time.perf_counter(), git_state()
+    run_start = RunStart()
     splits = table_splits(table, classes, seed=seed, root=root, device=device)
     used = {
         "table": table,
@@ -350,7 +343,7 @@ def run_puzzle_ablation(
         "aggregations": list(AGGREGATIONS),
         "methods": {"puzzle-ae": {k: v for k, v in settings.items() if k not in ("variant", "aggregation")}},
     }
-    finished = {} if checkpoints is None else open_checkpoints(checkpoints, {**used, "commit": code_state["commit"]})
+    finished = {} if checkpoints is None else open_checkpoints(checkpoints, {**used, "commit": run_start.git["commit"]})
     resumed = bool(finished) or checkpoints is not None and any(Path(checkpoints).glob("*.pt"))
     results = {f"{v.upper()} {a}": {"auc": {}} for a in AGGREGATIONS for v in variants}  # the talk's row names
     for case, split in splits.items():
@@ -373,10 +366,8 @@ def run_puzzle_ablation(
                 print(f"{table} {case} {variant}: AUC {aucs}", flush=True)
     for row in results.values():
         row["mean"] = round(float(np.mean(list(row["auc"].values()))), 2)
-    prov = provenance(settings=used, wall_time_s=time.perf_counter() - start, device=device, git=code_state)
-    if resumed:
-        prov["resumed"] = True  # from checkpoints; wall_time_s counts the last session only
-    return {"table": table, "metric": "AUROC (%)", "results": results, "provenance": prov}
+    record = {"table": table, "metric": "AUROC (%)", "results": results}
+    return with_provenance(record, start=run_start, settings=used, device=device, resumed=resumed)
 
 
 def run_generality(

@@ -19,11 +19,14 @@ import json
 import os
 import platform
 import subprocess
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
+from ..data.files import write_json_atomically
 
 # The stored results: in a checkout a link to the repository's results/ folder,
 # in an installed package the copy of its files that the wheel carries.
@@ -113,6 +116,33 @@ def provenance(*, settings: dict, wall_time_s: float, device, git: dict | None =
         "wall_time_s": round(wall_time_s, 1),
         "settings": settings,
     }
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run's provenance needs from the moment it started: the clock and
+    the commit (:func:`git_state`). Make one when the run starts
+    (``run_start = RunStart()``), then hand it to :func:`with_provenance`. Lecture 1."""
+
+    clock: float = field(default_factory=time.perf_counter)
+    git: dict = field(default_factory=git_state)
+
+
+def with_provenance(record: dict, *, start: RunStart, settings: dict, device, resumed: bool = False) -> dict:
+    """``record`` with its :func:`provenance` added last, as ``"provenance"``:
+    the settings, the device, and the wall time since ``start``. ``resumed``:
+    the run went on from checkpoints, so the wall time counts its last session
+    only (the provenance says so). Lecture 1."""
+    prov = provenance(settings=settings, wall_time_s=time.perf_counter() - start.clock, device=device, git=start.git)
+    if resumed:
+        prov["resumed"] = True
+    return {**record, "provenance": prov}
+
+
+def write_with_provenance(record: dict, path: str | os.PathLike, *, start: RunStart, settings: dict, device) -> None:
+    """Write :func:`with_provenance`'s record to the JSON file ``path``, whole
+    or not at all (the benchmarks' ``--out``). Lecture 1."""
+    write_json_atomically(with_provenance(record, start=start, settings=settings, device=device), path)
 
 
 def read_stored(*names: str, folder: str | os.PathLike = STORED_RESULTS) -> dict | None:

@@ -13,7 +13,7 @@ from anomaly_edu.detectors import AEDetector, OCSVMDetector
 from anomaly_edu.experiments.report import format_comparison
 from anomaly_edu.experiments.reproduce import run_table
 from anomaly_edu.puzzle_ae import PuzzleAEDetector
-from anomaly_edu.stress import attack_scores, auroc_under_attack, balanced_subset, check_attackable
+from anomaly_edu.score_attacks import attack_scores, auroc_under_attack, balanced_subset, check_attackable
 
 
 def blobs(n, bright, seed):

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from anomaly_edu import attacks, profiles, robust, training
+from anomaly_edu import adversarial_training, attacks, profiles, training
 
 
 def tiny_model():
@@ -16,7 +16,7 @@ def tiny_batch(n=32):
 
 def test_adversarial_loss_is_the_loss_on_pgd_examples():
     model, (x, y) = tiny_model(), tiny_batch()
-    loss = robust.adversarial_loss(eps=0.1, alpha=0.03, steps=5, random_start=False)(model, x, y)
+    loss = adversarial_training.adversarial_loss(eps=0.1, alpha=0.03, steps=5, random_start=False)(model, x, y)
     x_adv = attacks.pgd(model, x, y, eps=0.1, alpha=0.03, steps=5)
     assert torch.isclose(loss, F.cross_entropy(model(x_adv), y))
     assert loss > F.cross_entropy(model(x), y)
@@ -29,7 +29,7 @@ def test_adversarial_training_plugs_into_the_training_loop():
         model,
         x,
         y,
-        batch_loss=robust.adversarial_loss(eps=0.1, alpha=0.03, steps=3),
+        batch_loss=adversarial_training.adversarial_loss(eps=0.1, alpha=0.03, steps=3),
         epochs=3,
         batch_size=8,
         progress=False,
@@ -40,8 +40,8 @@ def test_adversarial_training_plugs_into_the_training_loop():
 def test_robust_accuracy_at_eps_zero_is_the_clean_accuracy_and_drops_under_attack():
     model, (x, y) = tiny_model(), tiny_batch()
     y = model(x).argmax(1)  # all correct when clean
-    assert robust.robust_accuracy(model, x, y, eps=0) == 1.0
-    assert robust.robust_accuracy(model, x, y, eps=0.5, steps=10) < 1.0
+    assert adversarial_training.robust_accuracy(model, x, y, eps=0) == 1.0
+    assert adversarial_training.robust_accuracy(model, x, y, eps=0.5, steps=10) < 1.0
 
 
 def test_input_gradient_matches_autograd():
@@ -56,8 +56,8 @@ def test_input_gradient_matches_autograd():
 def test_train_classifier_uses_the_profile_settings(mnist):
     (x, y), _ = mnist
     settings = dict(profiles.settings("quick", "cnn"), epochs=1, max_train=256)
-    model, history = robust.train_classifier(x, y, settings, progress=False)
+    model, history = adversarial_training.train_classifier(x, y, settings, progress=False)
     assert len(history) == 1 and not model.training
     settings = dict(profiles.settings("quick", "adv_cnn"), epochs=1, max_train=128, steps=2)
-    model, history = robust.train_classifier(x, y, settings, adversarial=True, progress=False)
+    model, history = adversarial_training.train_classifier(x, y, settings, adversarial=True, progress=False)
     assert len(history) == 1
