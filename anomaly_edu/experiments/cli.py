@@ -1,4 +1,4 @@
-"""Command line: ``python -m anomaly_edu data``, ``... reproduce``, ``... merge`` and ``... sweep``."""
+"""Command line: ``python -m anomaly_edu data``, ``... reproduce``, ``... merge``, ``... sweep``, ``... verdicts``."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ import sys
 import torch
 
 from ..data import DATA_ENV_VAR, DATASETS, available_datasets, data_root, load_dataset
-from ..data.files import check_writable, write_json_atomically
+from ..data.files import atomic_file, check_writable, write_json_atomically
 from ..data.magnetic_tile import available_magnetic_tiles
 from ..data.mvtec import MVTEC_URL_ENV_VAR, available_mvtec, download_mvtec
 from .methods import METHODS
 from .report import format_comparison, merge_results
 from .reproduce import run_seeds, run_table
+from .results import STORED_RESULTS
 from .sweep import collect_sweep, parse_shard, read_sweep_file, run_name, run_sweep, sweep_runs
 from .tables import TABLES, parse_changes, parse_classes, parse_seeds
+from .verdicts import REPORT_PAGE, report_page
 
 
 def _data(args) -> int:
@@ -102,6 +104,17 @@ def _sweep(args) -> int:
     options = {"device": args.device, "root": args.data_root, "progress": not args.no_progress}
     done = run_sweep(runs, args.out, shard=shard, **options)
     print(f"{len(done['ran'])} runs done, {len(done['skipped'])} already there (skipped), results in {args.out}")
+    return 0
+
+
+def _verdicts(args) -> int:
+    page = report_page(args.results)
+    if args.out:
+        with atomic_file(args.out) as f:
+            f.write(page)
+        print(f"written: {args.out}")
+    else:
+        print(page)
     return 0
 
 
@@ -198,7 +211,12 @@ def main(argv=None) -> int:
     sweep.add_argument("--no-progress", action="store_true")
     sweep.set_defaults(run=_sweep)
 
-    for command in (data, rep, merge, sweep):
+    verdicts = sub.add_parser("verdicts", help="the reproduction report: each claim of the talk with its verdict")
+    verdicts.add_argument("--results", default=str(STORED_RESULTS), help="the stored results folder (results/)")
+    verdicts.add_argument("--out", default=None, help=f"write the page here (the book's: {REPORT_PAGE})")
+    verdicts.set_defaults(run=_verdicts)
+
+    for command in (data, rep, merge, sweep, verdicts):
         command.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
     args = parser.parse_args(argv)

@@ -95,7 +95,7 @@ def run_table(
         return run_generality(methods, classes, **shared)
     classes = table_cases(table, classes, root)
     settings = run_settings(table, methods, profile, changes)
-    size = settings["images"].get("size")  # the profile's image size, where the table resizes
+    size = settings.get("images", {}).get("size")  # the profile's image size, where the table resizes
     check_methods(
         methods, (*spec.image_shape[:-2], size, size) if size else spec.image_shape, where=f"the {table} table"
     )
