@@ -203,12 +203,14 @@ class GTDetector(Detector):
 
     ``fit(x)`` trains a fresh :class:`TransformClassifier` with cross-entropy
     on the 8 transformed copies of every normal image (mini-batches of
-    ``batch_size`` transformed images, shuffled together). ``score(x)`` is
-    :func:`gt_score` with ``scoring``: ``"probability"`` (the GT code's, the
-    full profile's) or ``"log"`` (the course's, the quick profile's); higher =
-    more anomalous. ``score(x, scoring="log")`` reuses the fitted network with
-    the other scoring, so both are measured on the same run. Fitted:
-    ``model_``, ``history_`` (mean loss per epoch), ``device_``.
+    ``batch_size`` transformed images, shuffled together), then fits each
+    transformation's Dirichlet on the training images. ``anomaly_score(x)`` is
+    :func:`gt_score` with ``scoring``: ``"dirichlet"`` (the GT code's, the full
+    profile's), ``"probability"`` (the code's simplified score) or ``"log"``
+    (the course's, the quick profile's); higher = more anomalous.
+    ``anomaly_score(x, scoring="log")`` reuses the fitted network with another
+    scoring, so all three are measured on the same run. Fitted: ``model_``,
+    ``dirichlet_alphas_`` (8, 8), ``history_`` (mean loss per epoch), ``device_``.
 
     Read from the GT code (izikgo/AnomalyDetectionTransformations at 6327041,
     ``experiments.py``, ``_transformations_experiment``): its "simplified

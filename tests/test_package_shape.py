@@ -431,3 +431,32 @@ def test_ctrl_c_is_one_line_too(monkeypatch, capsys):
     monkeypatch.setattr("anomaly_edu.experiments.cli.run_table", interrupted)
     assert main(["reproduce", "mnist", "--methods", "ae", "--resume", "somewhere"]) == 130
     assert capsys.readouterr().err == "interrupted (rerun the same command to resume)\n"
+
+
+def test_class_docstrings_call_only_methods_that_exist():
+    """A ``name(...)`` in a class's docstring is one of its methods or attributes, a name of its
+    module, a builtin, or PyTorch's or math's (the docstrings quote the authors' code)."""
+    import builtins
+    import importlib
+    import inspect
+    import math
+    import pkgutil
+    import re
+
+    import torch
+
+    import anomaly_edu
+
+    known = (builtins, math, torch, torch.nn, torch.Tensor)
+    wrong = []
+    for info in pkgutil.walk_packages(anomaly_edu.__path__, "anomaly_edu."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, cls in vars(module).items():
+            if not inspect.isclass(cls) or cls.__module__ != info.name:
+                continue
+            for called in re.findall(r"``(\w+)\(", inspect.getdoc(cls) or ""):
+                if not (hasattr(cls, called) or called in vars(module) or any(hasattr(k, called) for k in known)):
+                    wrong.append(f"{info.name}.{name}: ``{called}(``")
+    assert not wrong, f"docstrings name methods that do not exist: {wrong}"
