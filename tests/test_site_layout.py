@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_book import CHROMIUM_FLAGS  # Chromium with no network, as the book's test opens it
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("site_layout", ROOT / "scripts" / "site_layout.py")
@@ -140,19 +141,6 @@ def test_pre_releases_sort_before_their_release():
 def test_the_command_line(tmp_path, capsys):
     site_layout.main([str(fake_book(tmp_path / "built", "v0.3.0")), "v0.3.0", str(tmp_path / "site")])
     assert "releases v0.3.0; newest v0.3.0" in capsys.readouterr().out
-
-
-# Chromium offline: every http(s) request goes to a proxy that does not exist.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--proxy-server=127.0.0.1:9",
-    "--virtual-time-budget=5000",
-    "--dump-dom",
-]
 
 
 def test_chromium_opening_the_site_lands_on_the_newest_release(site, tmp_path):
