@@ -143,7 +143,8 @@ def test_reproduce_command_writes_results_with_provenance(mnist_root, tmp_path, 
     assert numbers == {"auc": auc, "fpr_995": result["results"]["dae"]["fpr_995"]["8"]}  # protocol 2: and Figure 3
     check_evaluation(detector, split, numbers, "dae 8")  # scikit-learn's AUROC and FPR on the DAE's own scores
     prov = result["provenance"]
-    assert {"commit", "device", "versions", "date", "wall_time_s", "settings"} <= set(prov)
+    assert {"commit", "device", "precision", "versions", "date", "wall_time_s", "settings"} <= set(prov)
+    assert prov["precision"] == "float32"
     assert prov["settings"]["classes"] == [8] and prov["settings"]["profile"] == "quick"
     assert prov["versions"]["torch"] == torch.__version__
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind

@@ -94,8 +94,10 @@ def cpu_name() -> str:
 
 
 def provenance(*, settings: dict, wall_time_s: float, device, git: dict | None = None) -> dict:
-    """Where a result came from: commit, device, library versions, date, wall
-    time and settings. Pass ``git=git_state()`` taken when the run started.
+    """Where a result came from: commit, device (with its threads), the
+    floating-point precision of the run, library versions, date, wall time and
+    settings: what the reproduction report compares to pair only runs of one
+    configuration. Pass ``git=git_state()`` taken when the run started.
     Lecture 1."""
     import sklearn
     import torch
@@ -104,6 +106,7 @@ def provenance(*, settings: dict, wall_time_s: float, device, git: dict | None =
     return {
         **(git or git_state()),
         "device": describe_device(device),
+        "precision": str(torch.get_default_dtype()).removeprefix("torch."),
         "versions": {
             "python": platform.python_version(),
             "anomaly_edu": __version__,

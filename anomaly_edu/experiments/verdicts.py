@@ -107,8 +107,9 @@ def read(name: str, folder: Path) -> dict | None:
 
 
 def configuration(result: dict) -> str:
-    """Where a stored run ran: the machine kind and threads of its provenance."""
-    return result["provenance"]["device"]
+    """Where a stored run ran: the machine kind, threads and precision of its provenance (files
+    written before the provenance named a precision ran in PyTorch's default, float32)."""
+    return f"{result['provenance']['device']}, {result['provenance'].get('precision', 'float32')}"
 
 
 def table1_runs(digit: int, folder: Path) -> dict[int, dict]:
