@@ -94,11 +94,7 @@ def run_table(
     if table == "generality":
         return run_generality(methods, classes, **shared)
     classes = table_cases(table, classes, root)
-    settings = run_settings(table, methods, profile, changes)
-    size = settings.get("images", {}).get("size")  # the profile's image size, where the table resizes
-    check_methods(
-        methods, (*spec.image_shape[:-2], size, size) if size else spec.image_shape, where=f"the {table} table"
-    )
+    check_methods(methods, spec.image_shape, where=f"the {table} table")
     if table in PUZZLE_ABLATIONS:  # one method, in three variants
         if list(methods) != ["puzzle-ae"]:
             raise ValueError(
@@ -106,6 +102,8 @@ def run_table(
                 f"run it with --methods puzzle-ae (or no --methods), not {', '.join(methods)}"
             )
         return run_puzzle_ablation(classes, table=table, **shared)
+    settings = run_settings(table, methods, profile, changes)
+    size = settings.get("images", {}).get("size")  # the profile's image size, where the table resizes
     if checkpoints is not None and stacked:
         raise ValueError("stacked training has no checkpoints: resume with --stacked no (one model at a time)")
     device = pick_device(device)
