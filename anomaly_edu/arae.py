@@ -315,3 +315,21 @@ class UnionARAEDetector(AEDetector):
                 lambda model, x: list(union_candidates(model, x, **sets).values()), self.gamma
             )
         return robust_reconstruction_loss(lambda model, x: union_attack(model, x, **sets), self.gamma)
+
+
+@torch.no_grad()
+def reconstruction_nearness(
+    detector: AEDetector, x: torch.Tensor, x_normal: torch.Tensor, images_per_pass: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The talk's Figure 1 as two numbers per image of ``x``: the distance (root mean squared over
+    the pixels) of the detector's reconstruction to the image itself, and to the nearest of the
+    normal images ``x_normal``. An autoencoder that draws a normal image for an anomaly (ARAE, as
+    the talk shows it) is nearer to a normal image than to its input; one that copies its input
+    (the DAE) is nearer to the input. Lecture 4."""
+    normal = x_normal.flatten(1)
+    to_input, to_normal = [], []
+    for batch in x.split(images_per_pass):
+        rebuilt = detector.reconstruct(batch).flatten(1)
+        to_input.append((rebuilt - batch.flatten(1)).pow(2).mean(1).sqrt())
+        to_normal.append((torch.cdist(rebuilt, normal).min(1).values.pow(2) / normal.shape[1]).sqrt())
+    return torch.cat(to_input), torch.cat(to_normal)
