@@ -298,3 +298,20 @@ def test_a_single_attacked_batch_in_a_list_is_the_arae_loss():
 @pytest.mark.parametrize("dataset,epochs", [("mnist", 1600), ("fashion-mnist", 8000), ("coil100", 1000)])
 def test_the_full_profile_trains_arae_as_long_as_the_authors_code_on_each_data_set(dataset, epochs):
     assert get_profile("full", dataset)["arae"]["epochs"] == epochs
+
+
+def test_reconstruction_nearness_measures_both_distances_against_a_hand_computation():
+    class Copier:  # reconstructs every image exactly: nearer its input than any normal image
+        def reconstruct(self, x):
+            return x.clone()
+
+    class Averager:  # draws the same grey image whatever it is given
+        def reconstruct(self, x):
+            return torch.full_like(x, 0.5)
+
+    normal = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])
+    x = torch.tensor([[[[0.0, 0.0], [0.0, 1.0]]]])  # one pixel of four differs from the all-zero normal image
+    to_input, to_normal = arae.reconstruction_nearness(Copier(), x, normal)
+    assert to_input.tolist() == [0.0] and to_normal.tolist() == pytest.approx([0.5])  # sqrt(1 / 4)
+    to_input, to_normal = arae.reconstruction_nearness(Averager(), x, normal)
+    assert to_input.tolist() == pytest.approx([0.5]) and to_normal.tolist() == pytest.approx([0.5])

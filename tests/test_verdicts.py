@@ -87,7 +87,16 @@ def test_the_books_report_is_the_one_the_stored_results_make(tmp_path):
     )
     keys = [c.key for c in verdicts.report_claims()]
     assert len(keys) == len(set(keys))
-    for key in ("table1-digit8", "figure3-digit8", "head-ct", "figure10", "table9", "generality", "brain-mri"):
+    for key in (
+        "table1-digit8",
+        "figure3-digit8",
+        "figure1",
+        "head-ct",
+        "figure10",
+        "table9",
+        "generality",
+        "brain-mri",
+    ):
         assert key in keys and f"(report-{key})=" in page
     assert "reproduction_report" in (ROOT / "_toc.yml").read_text()
 
