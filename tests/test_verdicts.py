@@ -49,7 +49,7 @@ def test_reaching_the_talks_number_fails_only_at_the_published_budget():
 
 
 def fake_table1_run(folder: Path, digit: int, seed: int, arae: float, dae: float, device="cpu (AMD EPYC, 1 threads)"):
-    name = f"mnist_quick400_class{digit}.json" if seed == 0 else f"mnist_quick400_class{digit}_seed{seed}.json"
+    name = f"mnist_quick400_class{digit}.json" if seed == 0 else f"mnist_quick400_seed{seed}_class{digit}.json"
     case = str(digit)
     result = {
         "results": {

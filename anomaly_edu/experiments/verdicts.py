@@ -113,10 +113,11 @@ def configuration(result: dict) -> str:
 
 
 def table1_runs(digit: int, folder: Path) -> dict[int, dict]:
-    """The stored 400-epoch runs of one digit by seed: seed 0 in ``mnist_quick400_class{digit}.json``,
-    the others in ``mnist_quick400_class{digit}_seed{seed}.json``."""
+    """The stored 400-epoch runs of one digit by seed: seed 0 in ``mnist_quick400_class{digit}.json``
+    (a part of ``mnist_quick400.json``), the others in ``mnist_quick400_seed{seed}_class{digit}.json``."""
     runs = {}
-    for path in sorted(folder.glob(f"mnist_quick400_class{digit}*.json")):
+    paths = [folder / f"mnist_quick400_class{digit}.json", *folder.glob(f"mnist_quick400_seed*_class{digit}.json")]
+    for path in sorted(p for p in paths if p.is_file()):
         result = json.loads(path.read_text())
         runs[result["provenance"]["settings"]["seed"]] = result | {"file": path.name}
     return runs
@@ -140,7 +141,7 @@ def table1_claims(folder: Path) -> list[Claim]:
         command = (
             f"python -m anomaly_edu reproduce mnist --methods dae,arae --classes {digit} --seed SEED "
             f"--set dae.epochs=400 --set arae.epochs=400 --device cpu "
-            f"--out results/mnist_quick400_class{digit}_seedSEED.json  (1 thread; SEED in {missing})"
+            f"--out results/mnist_quick400_seedSEED_class{digit}.json  (1 thread; SEED in {missing})"
         )
         hours = sum(r["provenance"]["wall_time_s"] for r in same) / 3600
         per_run = hours / len(same)
