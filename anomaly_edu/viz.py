@@ -52,7 +52,7 @@ def setup_notebook() -> None:
 GLUE_PREFIX = "application/papermill.record/"  # myst-nb's mark of a glued value
 
 
-def glue(name: str, value) -> dict:
+def glue(name: str, value) -> None:
     """Record ``value`` under ``name`` for the text of the book's page, without showing it.
 
     The page reads it back with myst-nb's role, for example
@@ -60,8 +60,8 @@ def glue(name: str, value) -> dict:
     computed instead of a typed copy. The output is the one ``myst_nb.glue(name,
     value, display=False)`` writes, made here so that a notebook needs no
     myst-nb (Colab has none). ``value`` is a number or a string; numpy numbers
-    are stored as Python numbers, so that the page can format them. Returns the
-    output's data. Lecture 1.
+    are stored as Python numbers, so that the page can format them. Returns
+    nothing, so that a cell ending with it shows nothing either. Lecture 1.
     """
     if isinstance(value, np.generic):
         value = value.item()
@@ -71,7 +71,6 @@ def glue(name: str, value) -> dict:
     from IPython.display import display
 
     display(data, raw=True, metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
-    return data
 
 
 def roc_figure(curves: dict, title: str = "ROC curves") -> go.Figure:

@@ -71,7 +71,8 @@ def test_glue_writes_the_output_myst_nb_glue_writes_and_refuses_what_a_page_cann
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda data, **kwargs: shown.append((data, kwargs)))
-    assert viz.glue("fpr", np.float64(0.25)) == {"application/papermill.record/text/plain": "0.25"}
+    assert viz.glue("fpr", np.float64(0.25)) is None  # a cell that ends with it shows nothing more
+    assert shown[0][0] == {"application/papermill.record/text/plain": "0.25"}
     glue_module = pytest.importorskip("myst_nb.ext.glue")
     monkeypatch.setattr(glue_module, "ipy_display", lambda data, **kwargs: shown.append((data, kwargs)))
     glue_module.glue("fpr", 0.25, display=False)
