@@ -306,7 +306,8 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
 # The table is a talk table (paper_tables/*.csv: a row per method) or a stored result
 # (results/*.json: each method's "auc" per case; FILE#normal or FILE#both: Figure 10's
 # AUROC per eps; manifest.json: each stored model's AUROC on its normal class); FILE[8]
-# keeps the case 8 only, for a sentence about some of a table's cases (it names them).
+# keeps the case 8 only, for a sentence about some of a table's cases (it names them). A
+# method whose name has spaces is written with underscores: Puzzle-AE_(9_parts).
 # "on" lists every case where the comparison holds, or says "every", "none" or "every but
 # A, B". The test recomputes that list from the table and checks that the cell's prose
 # names each listed case, so that text and table cannot drift apart.
@@ -333,6 +334,11 @@ def claim_table(source: str) -> dict[str, dict[str, float]]:
         lines = (ROOT / "anomaly_edu" / "paper_tables" / source).read_text().strip().splitlines()
         header = lines[0].split(",")
         rows = [line.split(",") for line in lines[1:]]
+        if header == ["dataset", "method", "mean_auc"]:  # the talk's summary: a line per data set and method
+            summary: dict[str, dict[str, float]] = {}
+            for dataset, method, value in rows:
+                summary.setdefault(method, {})[dataset] = float(value)
+            return summary
         return {r[0]: {c: float(v) for c, v in zip(header[1:], r[1:]) if c != "mean"} for r in rows}
     if source == "manifest.json":  # the stored models: each one's AUROC on its normal class
         entries = json.loads((ROOT / "models" / "manifest.json").read_text())
@@ -372,6 +378,7 @@ def claim_errors(cell_text: str, glued: dict | None = None) -> list[str]:
     errors += glue_claim_errors(cell_text, glued or {})
     for source, a, op, b, listed in CLAIM.findall(cell_text):
         table = claim_table(source)
+        a, b = (m if m in table else m.replace("_", " ") for m in (a, b))  # Puzzle-AE_(9_parts)
         missing = [m for m in (a, b) if m not in table]
         if missing:
             errors.append(f"{source} has no row {missing}")
