@@ -305,7 +305,8 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
 #   <!-- claim: mvtec_image_auc.csv AE_L2 > Puzzle-AE on metal_nut, tile -->
 # The table is a talk table (paper_tables/*.csv: a row per method) or a stored result
 # (results/*.json: each method's "auc" per case; FILE#normal or FILE#both: Figure 10's
-# AUROC per eps; manifest.json: each stored model's AUROC on its normal class); FILE[8]
+# AUROC per eps; FILE:fpr_995: another of its numbers than the AUROC; manifest.json: each
+# stored model's AUROC on its normal class); FILE[8]
 # keeps the case 8 only, for a sentence about some of a table's cases (it names them). A
 # method whose name has spaces is written with underscores: Puzzle-AE_(9_parts).
 # "on" lists every case where the comparison holds, or says "every", "none" or "every but
@@ -349,10 +350,11 @@ def claim_table(source: str) -> dict[str, dict[str, float]]:
             if "auroc" in entry.get("figures", {}) and "normal_class" in entry.get("data", {})
         }
     source, _, attacked = source.partition("#")  # e.g. mnist_attack_quick.json#normal: AUROC per eps
+    source, _, metric = source.partition(":")  # e.g. mnist_quick400.json:fpr_995: another number than the AUROC
     stored = json.loads((ROOT / "results" / source).read_text())["results"]
     if attacked:
         return {method: next(iter(numbers["attack"].values()))[attacked] for method, numbers in stored.items()}
-    return {method: numbers["auc"] for method, numbers in stored.items()}
+    return {method: numbers[metric or "auc"] for method, numbers in stored.items()}
 
 
 def claimed_cases(listed: str, cases: list[str]) -> tuple[list[str], list[str]]:
@@ -497,6 +499,8 @@ def test_the_claim_check_fails_a_sentence_that_names_the_wrong_method_or_rows():
     assert claim_errors(swapped), "a claim naming the wrong method ahead must fail"
     unnamed = f"AE_L2 is ahead.\n<!-- claim: mvtec_image_auc.csv AE_L2 > AE_SSIM on {listed} -->"
     assert claim_errors(unnamed), "a claim whose cases the sentence does not name must fail"
+    stored = json.loads((ROOT / "results" / "mnist_quick400.json").read_text())["results"]
+    assert claim_table("mnist_quick400.json:fpr_995[8]")["ae"] == {"8": stored["ae"]["fpr_995"]["8"]}
     some = [c for c in table["AE_L2"] if c not in ahead][:1] + ahead[:1]
     claim = f"<!-- claim: mvtec_image_auc.csv[{','.join(some)}] AE_L2 > AE_SSIM on {ahead[0]} -->"
     assert claim_errors(f"On {' and '.join(some).replace('_', ' ')}: AE_L2 ahead on one.\n{claim}") == []
