@@ -305,7 +305,7 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
 #   <!-- claim: mvtec_image_auc.csv AE_L2 > Puzzle-AE on metal_nut, tile -->
 # The table is a talk table (paper_tables/*.csv: a row per method) or a stored result
 # (results/*.json: each method's "auc" per case; FILE#normal or FILE#both: Figure 10's
-# AUROC per eps; FILE:fpr_995: another of its numbers than the AUROC; manifest.json: each
+# AUROC per eps; FILE:fpr_995 or FILE:mean: another of its numbers; manifest.json: each
 # stored model's AUROC on its normal class); FILE[8]
 # keeps the case 8 only, for a sentence about some of a table's cases (it names them). A
 # method whose name has spaces is written with underscores: Puzzle-AE_(9_parts).
@@ -319,9 +319,13 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
 # Both values must be glued by a cell that nbval checks (# NBVAL_CHECK_OUTPUT), so that its
 # reference holds them and every run is compared with it, and the comparison must hold at
 # the far ends of that cell's tolerance: a run that nbval passes cannot make the sentence
-# false. The cell's text must paste both numbers. A claim comment in neither form fails.
+# false. The cell's text must paste both numbers. A whole number that the text types (the
+# digit with the lowest error) is checked the same way, against the literal it types:
+#   <!-- claim: glue lowest_error_digit = 1 -->
+# holds when the reference is that number and the cell's tolerance admits no other whole
+# number, and the text must type it. A claim comment in none of these forms fails.
 CLAIM = re.compile(r"<!-- claim: (\S+) (\S+) ([<>]) (\S+) on (.*?) -->")
-GLUE_CLAIM = re.compile(r"<!-- claim: glue (\S+) ([<>]) (\S+) -->")
+GLUE_CLAIM = re.compile(r"<!-- claim: glue (\S+) ([<>=]) (\S+) -->")
 ANY_CLAIM = re.compile(r"<!--\s*claim\b.*?-->", re.S)
 
 
@@ -354,7 +358,8 @@ def claim_table(source: str) -> dict[str, dict[str, float]]:
     stored = json.loads((ROOT / "results" / source).read_text())["results"]
     if attacked:
         return {method: next(iter(numbers["attack"].values()))[attacked] for method, numbers in stored.items()}
-    return {method: numbers[metric or "auc"] for method, numbers in stored.items()}
+    numbers = {method: values[metric or "auc"] for method, values in stored.items()}
+    return {m: v if isinstance(v, dict) else {metric: v} for m, v in numbers.items()}  # FILE:mean: one case
 
 
 def claimed_cases(listed: str, cases: list[str]) -> tuple[list[str], list[str]]:
@@ -423,6 +428,9 @@ def glue_claim_errors(cell_text: str, glued: dict) -> list[str]:
     """What is wrong with each glue claim of a markdown cell (see above)."""
     errors = []
     for a, op, b in GLUE_CLAIM.findall(cell_text):
+        if op == "=":
+            errors += typed_glue_errors(cell_text, glued, a, b)
+            continue
         unchecked = [name for name in (a, b) if name not in glued]
         if unchecked:
             errors.append(f"glue {unchecked}: no cell that nbval checks glues them (their reference holds them)")
@@ -440,6 +448,20 @@ def glue_claim_errors(cell_text: str, glued: dict) -> list[str]:
         if unpasted:
             errors.append(f"the text around the claim glue {a} {op} {b} does not paste {sorted(unpasted)}")
     return errors
+
+
+def typed_glue_errors(cell_text: str, glued: dict, name: str, typed: str) -> list[str]:
+    """What is wrong with a claim that the glued whole number ``name`` is ``typed``."""
+    if name not in glued:
+        return [f"glue {name}: no cell that nbval checks glues it (its reference holds it)"]
+    value, tolerance = glued[name]
+    if value != int(typed):
+        return [f"glue {name} = {typed}: the reference reads {value}"]
+    if tolerance and max(tolerance.absolute, tolerance.relative * abs(value)) >= 1:
+        return [f"glue {name} = {typed}: its cell's tolerance ({tolerance}) admits another whole number"]
+    if not re.search(rf"(?<![\w.]){re.escape(typed)}(?![\d.])", prose(cell_text)):
+        return [f"the text around the claim glue {name} = {typed} does not type {typed}"]
+    return []
 
 
 @pytest.mark.parametrize("path", LECTURES, ids=str)
@@ -473,6 +495,11 @@ def test_the_glue_claim_check_fails_a_false_a_fragile_an_unchecked_or_an_unquote
     assert claim_errors(text + "<!-- claim: glue ae > live -->", glued), "a value nbval does not check must fail"
     assert claim_errors("The AE is worse.\n<!-- claim: glue ae > mean -->", glued), "unquoted numbers must fail"
     assert claim_errors(text + "<!-- claim: ae > mean -->", glued), "a claim in neither form must fail"
+    glued |= {"digit": (1, relative), "count": (12, relative)}
+    assert claim_errors("The 1s score lowest.\n<!-- claim: glue digit = 1 -->", glued) == []
+    assert claim_errors("The 2s score lowest.\n<!-- claim: glue digit = 2 -->", glued), "a wrong number must fail"
+    assert claim_errors("The 2s score lowest.\n<!-- claim: glue digit = 1 -->", glued), "the text must type it"
+    assert claim_errors("12 of them.\n<!-- claim: glue count = 12 -->", glued), "13 is within 10% of 12"
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\n# NBVAL_TOLERANCE relative\nviz.glue('ae', 0.92)")]
     nb.cells[0].outputs = [
