@@ -382,6 +382,11 @@ def claim_errors(cell_text: str, glued: dict | None = None) -> list[str]:
         for c in ANY_CLAIM.findall(cell_text)
         if not (CLAIM.fullmatch(c) or GLUE_CLAIM.fullmatch(c))
     ]
+    errors += [
+        f"text after a claim on its line is raw HTML, its markdown unrendered: {line.strip()!r}"
+        for line in cell_text.splitlines()
+        if re.search(r"<!--\s*claim\b.*-->\s*\S", line)
+    ]
     errors += glue_claim_errors(cell_text, glued or {})
     for source, a, op, b, listed in CLAIM.findall(cell_text):
         table = claim_table(source)
@@ -495,6 +500,7 @@ def test_the_glue_claim_check_fails_a_false_a_fragile_an_unchecked_or_an_unquote
     assert claim_errors(text + "<!-- claim: glue ae > live -->", glued), "a value nbval does not check must fail"
     assert claim_errors("The AE is worse.\n<!-- claim: glue ae > mean -->", glued), "unquoted numbers must fail"
     assert claim_errors(text + "<!-- claim: ae > mean -->", glued), "a claim in neither form must fail"
+    assert claim_errors(text + "<!-- claim: glue ae > mean --> So **this** is raw.", glued), "text after it must fail"
     glued |= {"digit": (1, relative), "count": (12, relative)}
     assert claim_errors("The 1s score lowest.\n<!-- claim: glue digit = 1 -->", glued) == []
     assert claim_errors("The 2s score lowest.\n<!-- claim: glue digit = 2 -->", glued), "a wrong number must fail"
