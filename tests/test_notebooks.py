@@ -305,9 +305,10 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
 #   <!-- claim: mvtec_image_auc.csv AE_L2 > Puzzle-AE on metal_nut, tile -->
 # The table is a talk table (paper_tables/*.csv: a row per method) or a stored result
 # (results/*.json: each method's "auc" per case; FILE#normal or FILE#both: Figure 10's
-# AUROC per eps; FILE:fpr_995 or FILE:mean: another of its numbers; manifest.json: each
-# stored model's AUROC on its normal class); FILE[8]
-# keeps the case 8 only, for a sentence about some of a table's cases (it names them). A
+# AUROC per eps; FILE:fpr_995 or FILE:mean: another of its numbers; a sweep: each method's
+# AUROC per seed, or with FILE#range the lowest and highest over the seeds, as ae.min and
+# ae.max; manifest.json: each stored model's AUROC on its normal class); FILE[8] keeps the
+# case 8 only, for a sentence about some of a table's cases (it names them). A
 # method whose name has spaces is written with underscores: Puzzle-AE_(9_parts).
 # "on" lists every case where the comparison holds, or says "every", "none" or "every but
 # A, B". The test recomputes that list from the table and checks that the cell's prose
@@ -355,11 +356,36 @@ def claim_table(source: str) -> dict[str, dict[str, float]]:
         }
     source, _, attacked = source.partition("#")  # e.g. mnist_attack_quick.json#normal: AUROC per eps
     source, _, metric = source.partition(":")  # e.g. mnist_quick400.json:fpr_995: another number than the AUROC
-    stored = json.loads((ROOT / "results" / source).read_text())["results"]
+    stored = json.loads((ROOT / "results" / source).read_text())
+    if "runs" in stored:  # a sweep: its runs at the profile's settings, each method's AUROC per seed
+        return sweep_table(stored["runs"], attacked)
+    stored = stored["results"]
     if attacked:
         return {method: next(iter(numbers["attack"].values()))[attacked] for method, numbers in stored.items()}
     numbers = {method: values[metric or "auc"] for method, values in stored.items()}
     return {m: v if isinstance(v, dict) else {metric: v} for m, v in numbers.items()}  # FILE:mean: one case
+
+
+def sweep_table(runs: list[dict], kind: str) -> dict[str, dict[str, float]]:
+    """A sweep's runs at the profile's settings (all its training images, no change) as
+    {method: {seed: AUROC}}, for one normal class; kind "range": {"ae.min": {class: lowest
+    AUROC over the seeds}, "ae.max": {class: highest}}, for a claim about every seed."""
+    by_method: dict[str, dict[str, dict[str, float]]] = {}
+    for run in runs:
+        settings = run["run"]
+        if settings["changes"] or settings["n_train"] is not None:
+            continue
+        for case, value in run["results"][settings["method"]]["auc"].items():
+            by_method.setdefault(settings["method"], {}).setdefault(case, {})[str(settings["seed"])] = value
+    if kind == "range":
+        return {
+            f"{method}.{end}": {case: pick(seeds.values()) for case, seeds in cases.items()}
+            for method, cases in by_method.items()
+            for end, pick in (("min", min), ("max", max))
+        }
+    assert not kind, f"a sweep has no {kind!r} numbers"
+    (only,) = {case for cases in by_method.values() for case in cases}  # one normal class
+    return {method: cases[only] for method, cases in by_method.items()}
 
 
 def claimed_cases(listed: str, cases: list[str]) -> tuple[list[str], list[str]]:
@@ -534,6 +560,8 @@ def test_the_claim_check_fails_a_sentence_that_names_the_wrong_method_or_rows():
     assert claim_errors(unnamed), "a claim whose cases the sentence does not name must fail"
     stored = json.loads((ROOT / "results" / "mnist_quick400.json").read_text())["results"]
     assert claim_table("mnist_quick400.json:fpr_995[8]")["ae"] == {"8": stored["ae"]["fpr_995"]["8"]}
+    seeds = claim_table("stability_quick.json")["arae"]
+    assert len(seeds) > 1 and claim_table("stability_quick.json#range")["arae.min"] == {"8": min(seeds.values())}
     some = [c for c in table["AE_L2"] if c not in ahead][:1] + ahead[:1]
     claim = f"<!-- claim: mvtec_image_auc.csv[{','.join(some)}] AE_L2 > AE_SSIM on {ahead[0]} -->"
     assert claim_errors(f"On {' and '.join(some).replace('_', ' ')}: AE_L2 ahead on one.\n{claim}") == []
