@@ -303,13 +303,14 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
 # Claims about which method is ahead where. A sentence that ranks methods row by row
 # carries a claim in an HTML comment (not rendered), which names the table it reads:
 #   <!-- claim: mvtec_image_auc.csv AE_L2 > Puzzle-AE on metal_nut, tile -->
-# The table is a talk table (paper_tables/*.csv: a row per method) or a stored result
-# (results/*.json: each method's "auc" per case; FILE#normal or FILE#both: Figure 10's
-# AUROC per eps; FILE:fpr_995 or FILE:mean: another of its numbers; a sweep: each method's
-# AUROC per seed, or with FILE#range the lowest and highest over the seeds, as ae.min and
-# ae.max; manifest.json: each stored model's AUROC on its normal class); FILE[8] keeps the
-# case 8 only, for a sentence about some of a table's cases (it names them). A
-# method whose name has spaces is written with underscores: Puzzle-AE_(9_parts).
+# The table is a talk table (paper_tables/*.csv: a row per method; the summary table: a
+# column per data set) or a stored result (results/*.json: each method's "auc" per case;
+# FILE:fpr_995 or FILE:mean: another of its numbers; FILE#normal or FILE#both: Figure 10's
+# AUROC per eps; a sweep: each method's AUROC per seed, or with FILE#range the lowest and
+# highest over the seeds, as ae.min and ae.max; a budget curve: each method's AUROC per
+# number of epochs; manifest.json: each stored model's AUROC on its normal class).
+# FILE[8] keeps the case 8 only, for a sentence about some of a table's cases (it names
+# them). A method whose name has spaces is written with underscores: Puzzle-AE_(9_parts).
 # "on" lists every case where the comparison holds, or says "every", "none" or "every but
 # A, B". The test recomputes that list from the table and checks that the cell's prose
 # names each listed case, so that text and table cannot drift apart.
@@ -359,6 +360,8 @@ def claim_table(source: str) -> dict[str, dict[str, float]]:
     stored = json.loads((ROOT / "results" / source).read_text())
     if "runs" in stored:  # a sweep: its runs at the profile's settings, each method's AUROC per seed
         return sweep_table(stored["runs"], attacked)
+    if "benchmark" in stored:  # a budget curve: each method's AUROC per number of epochs
+        return {m: {str(p["epochs"]): p["auroc"] for p in points} for m, points in stored["results"].items()}
     stored = stored["results"]
     if attacked:
         return {method: next(iter(numbers["attack"].values()))[attacked] for method, numbers in stored.items()}
