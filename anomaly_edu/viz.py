@@ -1,6 +1,5 @@
 """Figures: plotly for plots and image grids, ipywidgets for one interactive
-control, and :func:`glue`, which hands a computed number to the page's text.
-Introduced in Lecture 1; Lecture 6 adds defect overlays
+control. Introduced in Lecture 1; Lecture 6 adds defect overlays
 (:func:`overlay`, :func:`picture_grid`) and PRO curves (:func:`pro_figure`);
 Lecture 7 adds AUROC under attack (:func:`attack_figure`), the spread over
 seeds (:func:`spread_figure`) and AUROC against a setting (:func:`sweep_figure`).
@@ -47,30 +46,6 @@ def setup_notebook() -> None:
     """Make plotly figures render inside notebooks and the book, offline. Lecture 1."""
     pio.renderers["course"] = _OfflineNotebookRenderer()
     pio.renderers.default = "course"
-
-
-GLUE_PREFIX = "application/papermill.record/"  # myst-nb's mark of a glued value
-
-
-def glue(name: str, value) -> None:
-    """Record ``value`` under ``name`` for the text of the book's page, without showing it.
-
-    The page reads it back with myst-nb's role, for example
-    ``{glue:text}`ae_fpr99:.3f```, so that a sentence quotes the number this run
-    computed instead of a typed copy. The output is the one ``myst_nb.glue(name,
-    value, display=False)`` writes, made here so that a notebook needs no
-    myst-nb (Colab has none). ``value`` is a number or a string; numpy numbers
-    are stored as Python numbers, so that the page can format them. Returns
-    nothing, so that a cell ending with it shows nothing either. Lecture 1.
-    """
-    if isinstance(value, np.generic):
-        value = value.item()
-    if not isinstance(value, (int, float, str)) or isinstance(value, bool):
-        raise TypeError(f"glue {name!r}: a number or a string, not {type(value).__name__}")
-    data = {GLUE_PREFIX + "text/plain": repr(value)}
-    from IPython.display import display
-
-    display(data, raw=True, metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
 
 
 def roc_figure(curves: dict, title: str = "ROC curves") -> go.Figure:

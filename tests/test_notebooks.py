@@ -15,7 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from anomaly_edu import profiles, viz
+from anomaly_edu import profiles
+from anomaly_edu.experiments import report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -316,7 +317,7 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
 # names each listed case, so that text and table cannot drift apart.
 #
 # A sentence that compares two numbers of the lecture's own run reads them with glue
-# (viz.glue in a code cell, {glue:text}`name` in the text) and carries
+# (report.glue in a code cell, {glue:text}`name` in the text) and carries
 #   <!-- claim: glue ae_fpr99 > mean_image_fpr99 -->
 # Both values must be glued by a cell that nbval checks (# NBVAL_CHECK_OUTPUT), so that its
 # reference holds them and every run is compared with it, and the comparison must hold at
@@ -447,7 +448,7 @@ def glued_references(cells) -> dict[str, tuple[object, nbval_tolerance.Tolerance
             continue
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            text = output.get("data", {}).get(viz.GLUE_PREFIX + "text/plain")
+            text = output.get("data", {}).get(report.GLUE_PREFIX + "text/plain")
             if name and text is not None:
                 glued[name] = (ast.literal_eval(text), nbval_tolerance.declared_tolerance(cell.source))
     return glued
@@ -536,16 +537,16 @@ def test_the_glue_claim_check_fails_a_false_a_fragile_an_unchecked_or_an_unquote
     assert claim_errors("The 2s score lowest.\n<!-- claim: glue digit = 1 -->", glued), "the text must type it"
     assert claim_errors("12 of them.\n<!-- claim: glue count = 12 -->", glued), "13 is within 10% of 12"
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\n# NBVAL_TOLERANCE relative\nviz.glue('ae', 0.92)")]
+    nb.cells = [nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\n# NBVAL_TOLERANCE relative\nreport.glue('ae', 0.92)")]
     nb.cells[0].outputs = [
         nbformat.v4.new_output(
             "display_data",
-            data={viz.GLUE_PREFIX + "text/plain": "0.92"},
-            metadata={"scrapbook": {"name": "ae", "mime_prefix": viz.GLUE_PREFIX}},
+            data={report.GLUE_PREFIX + "text/plain": "0.92"},
+            metadata={"scrapbook": {"name": "ae", "mime_prefix": report.GLUE_PREFIX}},
         )
     ]
     assert glued_references(nb.cells) == {"ae": (0.92, relative)}
-    nb.cells[0].source = "viz.glue('ae', 0.92)"  # unchecked: nbval compares nothing
+    nb.cells[0].source = "report.glue('ae', 0.92)"  # unchecked: nbval compares nothing
     assert glued_references(nb.cells) == {}
 
 

@@ -62,20 +62,3 @@ def test_the_fpr_figure_draws_each_methods_fpr_per_class_with_the_baselines_in_g
     assert figure.layout.barmode == "group" and "lower is better" in figure.layout.yaxis.title.text
     with pytest.raises(ValueError, match="no FPR at TPR 99.5%"):
         viz.fpr_by_class_figure({"results": {"ae": {"auc": {"0": 99.0}, "mean": 99.0}}})
-
-
-def test_glue_writes_the_output_myst_nb_glue_writes_and_refuses_what_a_page_cannot_format(monkeypatch):
-    """viz.glue needs no myst-nb, but the book's myst-nb must read its output as its own."""
-    import IPython.display
-    import numpy as np
-
-    shown = []
-    monkeypatch.setattr(IPython.display, "display", lambda data, **kwargs: shown.append((data, kwargs)))
-    assert viz.glue("fpr", np.float64(0.25)) is None  # a cell that ends with it shows nothing more
-    assert shown[0][0] == {"application/papermill.record/text/plain": "0.25"}
-    glue_module = pytest.importorskip("myst_nb.ext.glue")
-    monkeypatch.setattr(glue_module, "ipy_display", lambda data, **kwargs: shown.append((data, kwargs)))
-    glue_module.glue("fpr", 0.25, display=False)
-    assert shown[0] == shown[1]
-    with pytest.raises(TypeError, match="fpr"):
-        viz.glue("fpr", [0.25])
