@@ -6,6 +6,7 @@ nbclient), which skips notebooks whose executed copy is up to date; these tests
 read the executed copies. The book test reuses them.
 """
 
+import ast
 import json
 import re
 import sys
@@ -15,10 +16,12 @@ import nbformat
 import pytest
 
 from anomaly_edu import profiles
+from anomaly_edu.experiments import report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_course  # noqa: E402
+import nbval_tolerance  # noqa: E402
 import pin_release  # noqa: E402
 
 LECTURES = sorted(p.relative_to(ROOT) for p in (ROOT / "lectures").glob("*.ipynb"))
@@ -226,6 +229,7 @@ NUMBERS_FROM_ELSEWHERE = {
     "lectures/05_puzzle_ae.ipynb": {"362,879": "9! - 1 permutations of a 3 x 3 puzzle other than the identity"},
     "lectures/06_industrial_evaluation.ipynb": {
         "4.9": "MVTec AD's download, 4.9 GB",
+        "1,344": "the magnetic-tile defects set: 1,344 images (Huang, Qiu and Yuan; its repository's README)",
         "72": "the GT paper's 72 transformations",
         "1.05": "the Puzzle-AE code's MVTec augmentation: a random zoom between 1.05 and 1.2",
         "1.2": "the Puzzle-AE code's MVTec augmentation: a random zoom between 1.05 and 1.2",
@@ -238,9 +242,9 @@ NUMBERS_FROM_ELSEWHERE = {
 
 def prose(markdown: str) -> str:
     """A markdown cell without its headings, code, math and link targets."""
-    for pattern in (r"<!--.*?-->", r"```.*?```", r"`[^`]*`", r"\$\$.*?\$\$", r"\$[^$]*\$", r"\]\([^)]*\)", r"^#+ .*$"):
-        markdown = re.sub(pattern, " ", markdown, flags=re.S | re.M)
-    return markdown
+    for pattern in (r"<!--.*?-->", r"```.*?```", r"`[^`]*`", r"\$\$.*?\$\$", r"\$[^$]*\$", r"\]\([^)]*\)"):
+        markdown = re.sub(pattern, " ", markdown, flags=re.S)
+    return re.sub(r"^#+ .*$", " ", markdown, flags=re.M)  # a heading ends at its line's end
 
 
 def spellings(value: float) -> set[str]:
@@ -300,26 +304,92 @@ def test_every_number_in_a_lectures_text_comes_from_a_source(executed, stored_nu
 # Claims about which method is ahead where. A sentence that ranks methods row by row
 # carries a claim in an HTML comment (not rendered), which names the table it reads:
 #   <!-- claim: mvtec_image_auc.csv AE_L2 > Puzzle-AE on metal_nut, tile -->
-# The table is a talk table (paper_tables/*.csv: a row per method) or a stored result
-# (results/*.json: each method's "auc" per case; FILE#normal or FILE#both: Figure 10's
-# AUROC per eps). "on" lists every case where the comparison holds, or says "every",
-# "none" or "every but A, B". The test recomputes that list from the table and checks
-# that the cell's prose names each listed case, so that text and table cannot drift apart.
+# The table is a talk table (paper_tables/*.csv: a row per method; the summary table: a
+# column per data set) or a stored result (results/*.json: each method's "auc" per case;
+# FILE:fpr_995 or FILE:mean: another of its numbers; FILE#normal or FILE#both: Figure 10's
+# AUROC per eps; a sweep: each method's AUROC per seed, or with FILE#range the lowest and
+# highest over the seeds, as ae.min and ae.max; a budget curve: each method's AUROC per
+# number of epochs; manifest.json: each stored model's AUROC on its normal class).
+# FILE[8] keeps the case 8 only, for a sentence about some of a table's cases (it names
+# them). A method whose name has spaces is written with underscores: Puzzle-AE_(9_parts).
+# "on" lists every case where the comparison holds, or says "every", "none" or "every but
+# A, B". The test recomputes that list from the table and checks that the cell's prose
+# names each listed case, so that text and table cannot drift apart.
+#
+# A sentence that compares two numbers of the lecture's own run reads them with glue
+# (report.glue in a code cell, {glue:text}`name` in the text) and carries
+#   <!-- claim: glue ae_fpr99 > mean_image_fpr99 -->
+# Both values must be glued by a cell that nbval checks (# NBVAL_CHECK_OUTPUT), so that its
+# reference holds them and every run is compared with it, and the comparison must hold at
+# the far ends of that cell's tolerance: a run that nbval passes cannot make the sentence
+# false. The cell's text must paste both numbers. A whole number that the text types (the
+# digit with the lowest error) is checked the same way, against the literal it types:
+#   <!-- claim: glue lowest_error_digit = 1 -->
+# holds when the reference is that number and the cell's tolerance admits no other whole
+# number, and the text must type it. A claim comment in none of these forms fails.
 CLAIM = re.compile(r"<!-- claim: (\S+) (\S+) ([<>]) (\S+) on (.*?) -->")
+GLUE_CLAIM = re.compile(r"<!-- claim: glue (\S+) ([<>=]) (\S+) -->")
+ANY_CLAIM = re.compile(r"<!--\s*claim\b.*?-->", re.S)
 
 
 def claim_table(source: str) -> dict[str, dict[str, float]]:
-    """{method: {case: value}} of a talk table or a stored result."""
+    """{method: {case: value}} of a talk table or a stored result; "FILE[8,9]": its cases 8 and 9 only."""
+    source, _, only = source.partition("[")
+    if only:
+        kept = [c.strip() for c in only.rstrip("]").split(",")]
+        return {m: {c: v for c, v in values.items() if c in kept} for m, values in claim_table(source).items()}
     if source.endswith(".csv"):
         lines = (ROOT / "anomaly_edu" / "paper_tables" / source).read_text().strip().splitlines()
         header = lines[0].split(",")
         rows = [line.split(",") for line in lines[1:]]
+        if header == ["dataset", "method", "mean_auc"]:  # the talk's summary: a line per data set and method
+            summary: dict[str, dict[str, float]] = {}
+            for dataset, method, value in rows:
+                summary.setdefault(method, {})[dataset] = float(value)
+            return summary
         return {r[0]: {c: float(v) for c, v in zip(header[1:], r[1:]) if c != "mean"} for r in rows}
+    if source == "manifest.json":  # the stored models: each one's AUROC on its normal class
+        entries = json.loads((ROOT / "models" / "manifest.json").read_text())
+        entries = entries.get("models", entries)
+        return {
+            name: {str(entry["data"]["normal_class"]): entry["figures"]["auroc"]}
+            for name, entry in entries.items()
+            if "auroc" in entry.get("figures", {}) and "normal_class" in entry.get("data", {})
+        }
     source, _, attacked = source.partition("#")  # e.g. mnist_attack_quick.json#normal: AUROC per eps
-    stored = json.loads((ROOT / "results" / source).read_text())["results"]
+    source, _, metric = source.partition(":")  # e.g. mnist_quick400.json:fpr_995: another number than the AUROC
+    stored = json.loads((ROOT / "results" / source).read_text())
+    if "runs" in stored:  # a sweep: its runs at the profile's settings, each method's AUROC per seed
+        return sweep_table(stored["runs"], attacked)
+    if "benchmark" in stored:  # a budget curve: each method's AUROC per number of epochs
+        return {m: {str(p["epochs"]): p["auroc"] for p in points} for m, points in stored["results"].items()}
+    stored = stored["results"]
     if attacked:
         return {method: next(iter(numbers["attack"].values()))[attacked] for method, numbers in stored.items()}
-    return {method: numbers["auc"] for method, numbers in stored.items()}
+    numbers = {method: values[metric or "auc"] for method, values in stored.items()}
+    return {m: v if isinstance(v, dict) else {metric: v} for m, v in numbers.items()}  # FILE:mean: one case
+
+
+def sweep_table(runs: list[dict], kind: str) -> dict[str, dict[str, float]]:
+    """A sweep's runs at the profile's settings (all its training images, no change) as
+    {method: {seed: AUROC}}, for one normal class; kind "range": {"ae.min": {class: lowest
+    AUROC over the seeds}, "ae.max": {class: highest}}, for a claim about every seed."""
+    by_method: dict[str, dict[str, dict[str, float]]] = {}
+    for run in runs:
+        settings = run["run"]
+        if settings["changes"] or settings["n_train"] is not None:
+            continue
+        for case, value in run["results"][settings["method"]]["auc"].items():
+            by_method.setdefault(settings["method"], {}).setdefault(case, {})[str(settings["seed"])] = value
+    if kind == "range":
+        return {
+            f"{method}.{end}": {case: pick(seeds.values()) for case, seeds in cases.items()}
+            for method, cases in by_method.items()
+            for end, pick in (("min", min), ("max", max))
+        }
+    assert not kind, f"a sweep has no {kind!r} numbers"
+    (only,) = {case for cases in by_method.values() for case in cases}  # one normal class
+    return {method: cases[only] for method, cases in by_method.items()}
 
 
 def claimed_cases(listed: str, cases: list[str]) -> tuple[list[str], list[str]]:
@@ -334,11 +404,23 @@ def claimed_cases(listed: str, cases: list[str]) -> tuple[list[str], list[str]]:
     return names, names
 
 
-def claim_errors(cell_text: str) -> list[str]:
-    """What is wrong with each claim of a markdown cell (empty: all hold)."""
-    errors = []
+def claim_errors(cell_text: str, glued: dict | None = None) -> list[str]:
+    """What is wrong with each claim of a markdown cell (empty: all hold). ``glued``:
+    the values that the notebook's checked cells glue (glued_references)."""
+    errors = [
+        f"a claim in neither form (table or glue): {c!r}"
+        for c in ANY_CLAIM.findall(cell_text)
+        if not (CLAIM.fullmatch(c) or GLUE_CLAIM.fullmatch(c))
+    ]
+    errors += [
+        f"text after a claim on its line is raw HTML, its markdown unrendered: {line.strip()!r}"
+        for line in cell_text.splitlines()
+        if re.search(r"<!--\s*claim\b.*-->\s*\S", line)
+    ]
+    errors += glue_claim_errors(cell_text, glued or {})
     for source, a, op, b, listed in CLAIM.findall(cell_text):
         table = claim_table(source)
+        a, b = (m if m in table else m.replace("_", " ") for m in (a, b))  # Puzzle-AE_(9_parts)
         missing = [m for m in (a, b) if m not in table]
         if missing:
             errors.append(f"{source} has no row {missing}")
@@ -346,6 +428,8 @@ def claim_errors(cell_text: str) -> list[str]:
         cases = [c for c in table[a] if c in table[b]]
         holds = [c for c in cases if (table[a][c] > table[b][c] if op == ">" else table[a][c] < table[b][c])]
         names, named = claimed_cases(listed.strip(), cases)
+        if "[" in source:  # a claim about some of a table's cases names them all
+            named = sorted(set(named) | set(cases))
         if sorted(names) != sorted(holds):
             errors.append(f"{source}: {a} {op} {b} on {sorted(holds)}, the claim says {sorted(names)}")
         text = prose(cell_text).lower()
@@ -355,11 +439,115 @@ def claim_errors(cell_text: str) -> list[str]:
     return errors
 
 
+def glued_references(cells) -> dict[str, tuple[object, nbval_tolerance.Tolerance | None]]:
+    """{name: (value, tolerance)} of every value glued by a cell that nbval checks, read
+    from the cell's reference; the tolerance is the cell's (None: compared exactly)."""
+    glued = {}
+    for cell in cells:
+        if not build_course.is_marked(cell):
+            continue
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            text = output.get("data", {}).get(report.GLUE_PREFIX + "text/plain")
+            if name and text is not None:
+                glued[name] = (ast.literal_eval(text), nbval_tolerance.declared_tolerance(cell.source))
+    return glued
+
+
+def pasted(cell_text: str) -> set[str]:
+    """The glued names a markdown cell pastes ({glue}`name`, {glue:text}`name:.1f`)."""
+    return set(re.findall(r"\{glue(?::\w+)?\}`(?:[^`:]*::)?([^`:]+)", cell_text))
+
+
+def glue_claim_errors(cell_text: str, glued: dict) -> list[str]:
+    """What is wrong with each glue claim of a markdown cell (see above)."""
+    errors = []
+    for a, op, b in GLUE_CLAIM.findall(cell_text):
+        if op == "=":
+            errors += typed_glue_errors(cell_text, glued, a, b)
+            continue
+        unchecked = [name for name in (a, b) if name not in glued]
+        if unchecked:
+            errors.append(f"glue {unchecked}: no cell that nbval checks glues them (their reference holds them)")
+            continue
+        (x, x_tolerance), (y, y_tolerance) = glued[a], glued[b]
+        if op == "<":
+            (x, x_tolerance), (y, y_tolerance) = (y, y_tolerance), (x, x_tolerance)
+        low = x - (max(x_tolerance.absolute, x_tolerance.relative * abs(x)) if x_tolerance else 0)
+        high = y + (max(y_tolerance.absolute, y_tolerance.relative * abs(y)) if y_tolerance else 0)
+        if not x > y:
+            errors.append(f"glue {a} {op} {b}: the references read {glued[a][0]} and {glued[b][0]}")
+        elif not low > high:
+            errors.append(f"glue {a} {op} {b}: holds in the references, but not at the ends of their tolerance")
+        unpasted = {a, b} - pasted(cell_text)
+        if unpasted:
+            errors.append(f"the text around the claim glue {a} {op} {b} does not paste {sorted(unpasted)}")
+    return errors
+
+
+def typed_glue_errors(cell_text: str, glued: dict, name: str, typed: str) -> list[str]:
+    """What is wrong with a claim that the glued whole number ``name`` is ``typed``."""
+    if name not in glued:
+        return [f"glue {name}: no cell that nbval checks glues it (its reference holds it)"]
+    value, tolerance = glued[name]
+    if value != int(typed):
+        return [f"glue {name} = {typed}: the reference reads {value}"]
+    if tolerance and max(tolerance.absolute, tolerance.relative * abs(value)) >= 1:
+        return [f"glue {name} = {typed}: its cell's tolerance ({tolerance}) admits another whole number"]
+    if not re.search(rf"(?<![\w.]){re.escape(typed)}(?![\d.])", prose(cell_text)):
+        return [f"the text around the claim glue {name} = {typed} does not type {typed}"]
+    return []
+
+
 @pytest.mark.parametrize("path", LECTURES, ids=str)
 def test_every_ranking_claim_in_a_lecture_holds_in_its_table(path):
     cells = nbformat.read(ROOT / path, as_version=4).cells
-    errors = [(i, e) for i, c in enumerate(cells) if c.cell_type == "markdown" for e in claim_errors(c.source)]
+    glued = glued_references(cells)
+    errors = [(i, e) for i, c in enumerate(cells) if c.cell_type == "markdown" for e in claim_errors(c.source, glued)]
     assert not errors, f"{path}: ranking claims that their tables contradict (cell, problem): {errors}"
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=str)
+def test_every_number_a_lectures_text_pastes_is_glued_by_its_code(path):
+    """myst-nb leaves a pasted name that no cell glued as a warning, which fails the book;
+    this says so without building it."""
+    cells = nbformat.read(ROOT / path, as_version=4).cells
+    code = "".join(c.source for c in cells if c.cell_type == "code")
+    glued = set(re.findall(r"\bglue\(\s*[\"']([^\"']+)[\"']", code))
+    unglued = [(i, n) for i, c in enumerate(cells) if c.cell_type == "markdown" for n in pasted(c.source) - glued]
+    assert not unglued, f"{path}: the text pastes names that no code cell glues (cell, name): {unglued}"
+
+
+def test_the_glue_claim_check_fails_a_false_a_fragile_an_unchecked_or_an_unquoted_comparison():
+    relative = nbval_tolerance.TOLERANCES["relative"]
+    glued = {"ae": (0.92, relative), "mean": (0.63, relative), "close": (0.88, relative), "exact": (0.5, None)}
+    text = "The AE flags {glue:text}`ae:.1%`, the mean image {glue:text}`mean:.1%`.\n"
+    assert claim_errors(text + "<!-- claim: glue ae > mean -->", glued) == []
+    assert claim_errors(text + "<!-- claim: glue mean < ae -->", glued) == []
+    assert claim_errors(text + "<!-- claim: glue mean > ae -->", glued), "a false comparison must fail"
+    fragile = "{glue}`ae` against {glue}`close`\n<!-- claim: glue ae > close -->"
+    assert claim_errors(fragile, glued), "a comparison that a run within tolerance can reverse must fail"
+    assert claim_errors(text + "<!-- claim: glue ae > live -->", glued), "a value nbval does not check must fail"
+    assert claim_errors("The AE is worse.\n<!-- claim: glue ae > mean -->", glued), "unquoted numbers must fail"
+    assert claim_errors(text + "<!-- claim: ae > mean -->", glued), "a claim in neither form must fail"
+    assert claim_errors(text + "<!-- claim: glue ae > mean --> So **this** is raw.", glued), "text after it must fail"
+    glued |= {"digit": (1, relative), "count": (12, relative)}
+    assert claim_errors("The 1s score lowest.\n<!-- claim: glue digit = 1 -->", glued) == []
+    assert claim_errors("The 2s score lowest.\n<!-- claim: glue digit = 2 -->", glued), "a wrong number must fail"
+    assert claim_errors("The 2s score lowest.\n<!-- claim: glue digit = 1 -->", glued), "the text must type it"
+    assert claim_errors("12 of them.\n<!-- claim: glue count = 12 -->", glued), "13 is within 10% of 12"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\n# NBVAL_TOLERANCE relative\nreport.glue('ae', 0.92)")]
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={report.GLUE_PREFIX + "text/plain": "0.92"},
+            metadata={"scrapbook": {"name": "ae", "mime_prefix": report.GLUE_PREFIX}},
+        )
+    ]
+    assert glued_references(nb.cells) == {"ae": (0.92, relative)}
+    nb.cells[0].source = "report.glue('ae', 0.92)"  # unchecked: nbval compares nothing
+    assert glued_references(nb.cells) == {}
 
 
 def test_the_claim_check_fails_a_sentence_that_names_the_wrong_method_or_rows():
@@ -374,10 +562,21 @@ def test_the_claim_check_fails_a_sentence_that_names_the_wrong_method_or_rows():
     assert claim_errors(swapped), "a claim naming the wrong method ahead must fail"
     unnamed = f"AE_L2 is ahead.\n<!-- claim: mvtec_image_auc.csv AE_L2 > AE_SSIM on {listed} -->"
     assert claim_errors(unnamed), "a claim whose cases the sentence does not name must fail"
+    stored = json.loads((ROOT / "results" / "mnist_quick400.json").read_text())["results"]
+    assert claim_table("mnist_quick400.json:fpr_995[8]")["ae"] == {"8": stored["ae"]["fpr_995"]["8"]}
+    seeds = claim_table("stability_quick.json")["arae"]
+    assert len(seeds) > 1 and claim_table("stability_quick.json#range")["arae.min"] == {"8": min(seeds.values())}
+    some = [c for c in table["AE_L2"] if c not in ahead][:1] + ahead[:1]
+    claim = f"<!-- claim: mvtec_image_auc.csv[{','.join(some)}] AE_L2 > AE_SSIM on {ahead[0]} -->"
+    assert claim_errors(f"On {' and '.join(some).replace('_', ' ')}: AE_L2 ahead on one.\n{claim}") == []
+    assert claim_errors(f"AE_L2 is ahead on {ahead[0].replace('_', ' ')}.\n{claim}"), "it names every kept case"
+    wrong = claim.replace(f" on {ahead[0]} ", f" on {some[0]} ")
+    assert claim_errors(f"On {' and '.join(some).replace('_', ' ')}.\n{wrong}"), "the kept cases are checked"
 
 
 def test_the_number_scan_reads_the_prose_only_and_spells_sources_as_quoted():
     text = "The AE reaches 83.17% on 5,851 images (`epochs=30`, $d = 784$).\n## 8. Summary"
     assert NUMBER.findall(prose(text)) == ["83.17", "5,851"]
+    assert NUMBER.findall(prose("## 8. Summary\n\n- 97.3 for the AE")) == ["97.3"], "a heading is one line"
     assert "83.17" not in numbers_in("AUROC 83.2 %") and "83.2" in numbers_in({"auc": 83.17})
     assert "95.5" in numbers_in([0.955]) and "5851" in numbers_in("train 5851 normal")

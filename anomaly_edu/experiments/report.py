@@ -1,6 +1,7 @@
 """Results as the lectures print them: our numbers beside the talk's, the
 attack table, MVTec's means, and one table merged from parts run separately
-(by class, on several machines or sessions). Lecture 1 (merging: Lecture 4)."""
+(by class, on several machines or sessions); and :func:`glue`, which hands a
+number of the run to the page's text. Lecture 1 (merging: Lecture 4)."""
 
 from __future__ import annotations
 
@@ -213,3 +214,27 @@ def mvtec_means(result: dict) -> list[str]:
                     line += f", talk {np.mean([talk[row][c] for c in cases]):.1f}"
                 lines.append(line)
     return lines
+
+
+GLUE_PREFIX = "application/papermill.record/"  # myst-nb's mark of a glued value
+
+
+def glue(name: str, value) -> None:
+    """Record ``value`` under ``name`` for the text of the book's page, without showing it.
+
+    The page reads it back with myst-nb's role, for example
+    ``{glue:text}`ae_fpr99:.3f```, so that a sentence quotes the number this run
+    computed instead of a typed copy. The output is the one ``myst_nb.glue(name,
+    value, display=False)`` writes, made here so that a notebook needs no
+    myst-nb (Colab has none). ``value`` is a number or a string; numpy numbers
+    are stored as Python numbers, so that the page can format them. Returns
+    nothing, so that a cell ending with it shows nothing either. Lecture 1.
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+        raise TypeError(f"glue {name!r}: a number or a string, not {type(value).__name__}")
+    from IPython.display import display
+
+    data = {GLUE_PREFIX + "text/plain": repr(value)}
+    display(data, raw=True, metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
