@@ -24,7 +24,9 @@ code unless a line here says otherwise):
   (:func:`~anomaly_edu.shortcut.published_shortcut_perturbation`: up to 2 eps,
   aimed at the noisy input itself); ``"clean-target"`` is the course's version
   (:func:`~anomaly_edu.shortcut.remove_shortcut`: within eps, aimed at the
-  clean image);
+  clean image). The detector and the loss functions below share one default,
+  the quick profile's (``"clean-target"``); the full profile sets
+  ``"published"``;
 - ``lr_factor``, ``lr_patience``: the code's ``ReduceLROnPlateau`` on the
   U-Net's learning rate (0.5 and 30 on MNIST, 0.8 and 50 elsewhere); the
   discriminator's learning rate is never decayed;
@@ -84,7 +86,7 @@ def puzzle_input(
     grid: int,
     colour: bool,
     eps: float,
-    shortcut: str = "published",
+    shortcut: str = QUICK["shortcut"],
 ) -> torch.Tensor:
     """What the U-Net sees in training: ``x`` under one random permutation of
     ``perms``, with one tile's colour removed (``colour``, CPAE), perturbed by
@@ -99,7 +101,7 @@ def puzzle_input(
     return x_in
 
 
-def puzzle_loss(*, grid: int, perms: torch.Tensor, colour: bool, eps: float, shortcut: str = "published"):
+def puzzle_loss(*, grid: int, perms: torch.Tensor, colour: bool, eps: float, shortcut: str = QUICK["shortcut"]):
     """The batch loss of PAE and CPAE: mean squared error between the U-Net's
     output on :func:`puzzle_input` and the original images (not the puzzled
     ones: the network must undo the puzzle). Lecture 5."""
@@ -111,7 +113,7 @@ def puzzle_loss(*, grid: int, perms: torch.Tensor, colour: bool, eps: float, sho
     return loss
 
 
-def puzzle_gan_loss(*, grid: int, perms: torch.Tensor, eps: float, shortcut: str = "published"):
+def puzzle_gan_loss(*, grid: int, perms: torch.Tensor, eps: float, shortcut: str = QUICK["shortcut"]):
     """CPAE-G's batch loss for a :class:`PuzzleGAN`: the CPAE loss plus
     ``FEATURE_MATCHING_WEIGHT`` x the mean squared difference of the
     discriminator's features of the original and the reconstruction, and the

@@ -506,3 +506,12 @@ def test_puzzle_ae_learns_a_structured_toy_and_beats_the_mean_image():
     # it has learned the puzzle: its error is far below that of always answering the mean image
     mean_image_error = ((x_train - mean_image) ** 2).mean().item()
     assert detector.history_[-1] < 0.2 * mean_image_error
+
+
+def test_the_loss_functions_and_the_detector_share_one_shortcut_default():
+    import inspect
+
+    default = PuzzleAEDetector().shortcut
+    for function in (puzzle_ae.puzzle_input, puzzle_ae.puzzle_loss, puzzle_ae.puzzle_gan_loss):
+        assert inspect.signature(function).parameters["shortcut"].default == default, function.__name__
+    assert default == get_profile("quick")["puzzle-ae"]["shortcut"]
