@@ -180,7 +180,7 @@ def table1_claims(folder: Path) -> list[Claim]:
                 f"figure3-digit{digit}",
                 f"ARAE's FPR at TPR 99.5% is below DAE's on digit {digit} (Figure 3)",
                 "a figure",
-                f"DAE - ARAE = {interval} points of FPR",
+                f"DAE - ARAE, in points of FPR: {interval}",
                 verdict,
                 evidence[:1] + evidence[2:],
                 0.0,
