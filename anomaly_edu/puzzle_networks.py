@@ -37,9 +37,9 @@ def double_conv(channels_in: int, channels_out: int, channels_mid: int | None = 
 
 
 def upsample_to(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """``x`` upsampled x2 (bilinear, ``align_corners=True``), then zero-padded on
-    the right and bottom (split evenly, the extra pixel last) to the size of the
-    skip connection ``skip``: the Puzzle-AE code's ``Up`` before its block.
+    """``x`` upsampled x2 (bilinear, ``align_corners=True``), then zero-padded to
+    the size of the skip connection ``skip``, half on each side (an odd pixel on
+    the right or bottom): the Puzzle-AE code's ``Up`` before its block.
     At 28x28 the maps go 1 -> 2 (padded to 3) -> 6 (to 7) -> 14 -> 28. Lecture 5."""
     x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
     dy, dx = skip.shape[-2] - x.shape[-2], skip.shape[-1] - x.shape[-1]
