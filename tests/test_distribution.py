@@ -6,6 +6,7 @@ data's licence; CITATION.cff is valid CFF 1.2.0 and agrees with pyproject.toml a
 the README's BibTeX; the errata form asks for the release, the page and the cell.
 """
 
+import fnmatch
 import json
 import os
 import re
@@ -62,6 +63,19 @@ def test_the_page_lists_every_data_set_with_its_source_and_licence_as_the_packag
         assert re.search(r"https?://\S+", entry.source).group(0) in source
         if entry.licence_url:
             assert entry.licence_url in licence
+
+
+def test_every_stored_results_file_has_a_row_with_its_data_licence():
+    patterns = []
+    for row in table_rows(PAGE.read_text()):
+        if len(row) == 3 and "results/" in row[0]:
+            patterns += [name.removeprefix("results/") for name in re.findall(r"`([^`]+)`", row[0])]
+    uncovered = [
+        path.name
+        for path in sorted((ROOT / "results").glob("*.json"))
+        if not any(fnmatch.fnmatch(path.name, p if p.endswith(".json") else p + "*") for p in patterns)
+    ]
+    assert not uncovered, f"{PAGE.name} names no data licence for results/{uncovered}: add them to its table"
 
 
 def test_the_licences_the_course_is_sure_of_and_the_ones_it_is_not():

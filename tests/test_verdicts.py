@@ -77,6 +77,64 @@ def test_table1_pairs_the_seeds_of_one_configuration(tmp_path):
     digit2 = {c.key: c for c in verdicts.table1_claims(tmp_path)}["table1-digit2"]
     assert digit2.verdict == verdicts.UNDECIDED and "--classes 2 --seed SEED" in digit2.to_decide
     assert "SEED in [1, 2]" in digit2.to_decide
+    assert "2 more run(s), about 2.0 machine-hours here" in digit2.to_decide
+
+
+def test_an_undecided_digit_with_three_seeds_gets_the_published_budget(tmp_path):
+    for seed, (arae, dae) in enumerate([(92.0, 90.0), (90.0, 92.0), (91.0, 91.5)]):
+        fake_table1_run(tmp_path, 8, seed, arae, dae)
+    table1 = {c.key: c for c in verdicts.table1_claims(tmp_path)}["table1-digit8"]
+    assert table1.verdict == verdicts.UNDECIDED
+    # 1 hour per stored run, scaled by 1600 / 400 epochs and (40 + 1) / (5 + 1) attack passes, 3 seeds
+    hours = 3 * 1600 / 400 * 41 / 6
+    assert f"about {hours:.1f} machine-hours here" in table1.to_decide and "--profile full" in table1.to_decide
+    assert f"{hours / verdicts.ASSUMED_GPU_SPEEDUP:.2f} GPU-hours" in table1.to_decide
+
+
+def fake_head_ct_run(folder: Path, seed: int, puzzle: float, device="cpu (AMD EPYC, 1 threads)"):
+    methods = {"mean-image": 65.0, "pca": 82.0, "puzzle-ae": puzzle}
+    result = {
+        "results": {m: {"auc": {"head-ct": v}, "fpr_995": {"head-ct": 100 - v}} for m, v in methods.items()},
+        "provenance": {
+            "device": device,
+            "wall_time_s": 1800.0,
+            "settings": {
+                "seed": seed,
+                "image_shape": [1, 128, 128],
+                "methods": {
+                    "puzzle-ae": {
+                        "variant": "cpae-g",
+                        "epochs": 100,
+                        "widths": [16, 32, 64, 128, 128],
+                        "networks": "published",
+                        "batch_size": 8,
+                        "eps": 0.07,
+                    },
+                    "ae": {"epochs": 100},
+                },
+            },
+        },
+    }
+    (folder / f"medical_head_ct_faithful_seed{seed}.json").write_text(json.dumps(result))
+
+
+def test_head_ct_reads_the_faithful_runs_one_file_per_seed(tmp_path):
+    (claim,) = verdicts.head_ct_claim(tmp_path)  # nothing stored: a row that says so
+    assert claim.verdict == verdicts.UNDECIDED and claim.ours == "no faithful run stored yet"
+    fake_head_ct_run(tmp_path, 0, 70.0)
+    (claim,) = verdicts.head_ct_claim(tmp_path)
+    assert "1 run" in claim.ours and "2 more seed(s)" in claim.to_decide and "seedSEED.json" in claim.to_decide
+    fake_head_ct_run(tmp_path, 1, 72.0)
+    fake_head_ct_run(tmp_path, 2, 74.0)
+    fake_head_ct_run(tmp_path, 3, 99.0, device="cpu (Intel(R) Xeon(R) Processor, 2 threads)")  # left out
+    (claim,) = verdicts.head_ct_claim(tmp_path)
+    assert claim.verdict == verdicts.UNDECIDED and claim.ours.startswith("72.00 [") and "3 seeds" in claim.ours
+    assert claim.talk.startswith("86.43") and claim.hours == pytest.approx(1.5)
+    assert any("left out" in line for line in claim.evidence)
+    assert any(line.startswith("beside") and "pca 82.00" in line for line in claim.evidence)
+    assert any("128 px" in line and "cpae-g" in line for line in claim.evidence)
+    # the full profile's 1,000 epochs on 3 seeds: the stored 0.5 hour per seed, times 10
+    assert "more seed" not in claim.to_decide and "about 15.0 machine-hours here" in claim.to_decide
 
 
 def test_the_books_report_is_the_one_the_stored_results_make(tmp_path):
