@@ -43,7 +43,6 @@ import torch  # noqa: E402
 
 from anomaly_edu import data, profiles  # noqa: E402
 from anomaly_edu.arae import ARAEDetector, latent_attack, robust_reconstruction_loss  # noqa: E402
-from anomaly_edu.data import files  # noqa: E402
 from anomaly_edu.detectors import AEDetector  # noqa: E402
 from anomaly_edu.experiments import methods, results, tables  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
@@ -182,11 +181,7 @@ def main() -> None:
         parser.error(f"--variants names a variant twice: {args.variants}")
     if min(args.epochs, args.every, args.max_train or 1) < 1:
         parser.error("--epochs, --every and --max-train must be at least 1")
-    if args.out:
-        try:
-            files.check_writable(args.out)  # fail now, not after the training
-        except OSError as err:
-            parser.error(str(err))
+    results.check_out_option(parser, args.out)  # fail now, not after the training
 
     run_start = results.RunStart()
     device = pick_device(args.device)

@@ -32,7 +32,6 @@ import torch  # noqa: E402
 from quick_health import BASELINES, add_run_arguments, evaluate, output_spread, smoke_split  # noqa: E402
 
 from anomaly_edu import data, profiles  # noqa: E402
-from anomaly_edu.data import files  # noqa: E402
 from anomaly_edu.experiments import checkpoints, methods, results, tables  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
 from anomaly_edu.training import pick_device  # noqa: E402
@@ -82,10 +81,9 @@ def main() -> None:
         points = parse_points(args.at)
         methods.check_methods(names, image_shape=(1, 28, 28), where="MNIST")
         settings = tables.apply_changes(profiles.get_profile("quick", "mnist"), tables.parse_changes(args.set))
-        if args.out:
-            files.check_writable(args.out)  # fail now, not after the training
-    except (ValueError, OSError) as err:
+    except ValueError as err:
         parser.error(str(err))
+    results.check_out_option(parser, args.out)  # fail now, not after the training
 
     folder = Path(args.checkpoints)
     run = {

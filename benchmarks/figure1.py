@@ -24,7 +24,6 @@ import torch  # noqa: E402
 
 from anomaly_edu import data  # noqa: E402
 from anomaly_edu.arae import reconstruction_nearness  # noqa: E402
-from anomaly_edu.data import files  # noqa: E402
 from anomaly_edu.experiments import results, trained  # noqa: E402
 
 MODELS = {"ae": "ae-digit8", "dae": "dae-digit8", "arae": "arae-digit8"}
@@ -35,8 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--anomalies", type=int, default=1000, help="how many non-8 test images (the first ones)")
     parser.add_argument("--out", default=None, help="write the figures and their provenance to this JSON file")
     args = parser.parse_args(argv)
-    if args.out:
-        files.check_writable(args.out)
+    results.check_out_option(parser, args.out)
     run_start = results.RunStart()
     x_train, y_train = data.load_dataset("mnist", True)
     x_test, y_test = data.load_dataset("mnist", False)

@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from anomaly_edu import data, profiles  # noqa: E402
-from anomaly_edu.data import files  # noqa: E402
 from anomaly_edu.experiments import methods, results, tables  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
 from anomaly_edu.training import pick_device, predict_in_batches  # noqa: E402
@@ -129,11 +128,7 @@ def main() -> None:
     args = parser.parse_args()
     names = [name for name in args.methods.split(",") if name]
     methods.check_methods(names + BASELINES, image_shape=(1, 28, 28), where="MNIST")
-    if args.out:
-        try:
-            files.check_writable(args.out)  # fail now, not after the training
-        except OSError as err:
-            parser.error(str(err))
+    results.check_out_option(parser, args.out)  # fail now, not after the training
 
     try:  # --set follows the rules of `python -m anomaly_edu reproduce --set`
         settings = tables.apply_changes(profiles.get_profile("quick", "mnist"), tables.parse_changes(args.set))

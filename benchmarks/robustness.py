@@ -21,7 +21,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anomaly_edu import adversarial_training, data, profiles  # noqa: E402
-from anomaly_edu.data import files  # noqa: E402
 from anomaly_edu.experiments import results  # noqa: E402
 from anomaly_edu.training import accuracy, pick_device  # noqa: E402
 
@@ -34,8 +33,7 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=10000, help="test images to evaluate on")
     parser.add_argument("--out", default=None, help="write the figures and their provenance to this JSON file")
     args = parser.parse_args()
-    if args.out:
-        files.check_writable(args.out)  # fail now, not after the training
+    results.check_out_option(parser, args.out)  # fail now, not after the training
 
     run_start = results.RunStart()
     device = pick_device(args.device)

@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from anomaly_edu.arae import arae_loss  # noqa: E402
-from anomaly_edu.data import files  # noqa: E402
 from anomaly_edu.experiments import results  # noqa: E402
 from anomaly_edu.geometric import TransformClassifier, transformed_batch  # noqa: E402
 from anomaly_edu.models import MLPAutoencoder, MnistCNN  # noqa: E402
@@ -258,8 +257,7 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile on the quick U-Net")
     parser.add_argument("--out", default=None, help="write the figures and their provenance to this JSON file")
     args = parser.parse_args(argv)
-    if args.out:
-        files.check_writable(args.out)
+    results.check_out_option(parser, args.out)
     torch.set_num_threads(args.threads)
     run_start = results.RunStart()
     print(f"cpu, {torch.get_num_threads()} thread(s); ratio = reference time / this time\n")

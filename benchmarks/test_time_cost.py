@@ -27,7 +27,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from anomaly_edu import data, profiles  # noqa: E402
-from anomaly_edu.data import files  # noqa: E402
 from anomaly_edu.experiments import results  # noqa: E402
 from anomaly_edu.experiments.methods import make_detector  # noqa: E402
 from anomaly_edu.training import pick_device  # noqa: E402
@@ -66,11 +65,7 @@ def main() -> None:
         parser.error(f"--methods must include {REFERENCE}, the reference the ratios are measured against")
     if min(args.images, args.train, args.repeats) < 1:
         parser.error("--images, --train and --repeats must be at least 1")
-    if args.out:
-        try:
-            files.check_writable(args.out)  # fail now, not after the timing
-        except OSError as err:
-            parser.error(str(err))
+    results.check_out_option(parser, args.out)  # fail now, not after the timing
 
     run_start = results.RunStart()
     device = pick_device(args.device)

@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anomaly_edu import data, profiles  # noqa: E402
 from anomaly_edu.arae import UnionARAEDetector  # noqa: E402
-from anomaly_edu.data import files  # noqa: E402
 from anomaly_edu.experiments import results  # noqa: E402
 from anomaly_edu.metrics import auroc  # noqa: E402
 from anomaly_edu.training import pick_device  # noqa: E402
@@ -44,11 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.epochs, args.max_train or 1) < 1:
         parser.error("--epochs and --max-train must be at least 1")
-    if args.out:
-        try:
-            files.check_writable(args.out)  # fail now, not after the training
-        except OSError as err:
-            parser.error(str(err))
+    results.check_out_option(parser, args.out)  # fail now, not after the training
 
     run_start = results.RunStart()
     device = pick_device(args.device)

@@ -173,7 +173,13 @@ def test_test_time_cost_writes_each_detectors_cost_per_image_and_its_ratio_to_th
 
 @pytest.mark.parametrize(
     "benchmark, bad, message",
-    [("arae_budget", ".", "is a folder"), ("union_ablation", "a_file/x.json", "is a file, not a folder")],
+    [
+        ("arae_budget", ".", "is a folder"),
+        ("union_ablation", "a_file/x.json", "is a file, not a folder"),
+        ("figure1", ".", "is a folder"),
+        ("robustness", "a_file/x.json", "is a file, not a folder"),
+        ("speed", ".", "is a folder"),
+    ],
 )
 def test_a_bad_out_path_fails_before_any_training(mnist_root, tmp_path, benchmark, bad, message):
     (tmp_path / "a_file").write_text("")

@@ -113,25 +113,14 @@ def run_table(
         splits, settings = fewer_training_images(splits, settings, methods, int(n_train), seed=seed)
     stacked = (device.type == "cuda" and checkpoints is None) if stacked is None else stacked
     side_by_side = sorted(m for m in methods if stacked and METHODS[m].stackable and len(splits) > 1)
-    used = {
-        "table": table,
-        "dataset": spec.dataset,
-        "protocol": spec.protocol,
-        "profile": profile,
-        "changed_from_profile": changes or {},
-        "seed": seed,
-        "n_train": n_train,
-        "image_shape": list(next(iter(splits.values())).x_train.shape[1:]),
-        "cases": list(splits),
-        "stacked_training": side_by_side,
-        "methods": {m: settings[m] for m in methods},
-    }
+    used = recorded_settings(table, profile, changes, seed, splits)
+    used |= {"n_train": n_train, "image_shape": list(next(iter(splits.values())).x_train.shape[1:])}
+    used |= {"stacked_training": side_by_side, "methods": {m: settings[m] for m in methods}}
     if spec.protocol in (2, 3):
         used["classes"] = classes  # the normal classes, or the MVTec categories
     if table == "mnist-attack":
         used["attack"] = settings["stress"]
-    finished = {} if checkpoints is None else open_checkpoints(checkpoints, {**used, "commit": run_start.git["commit"]})
-    resumed = bool(finished) or checkpoints is not None and any(Path(checkpoints).glob("*.pt"))
+    finished, resumed = resume_from(checkpoints, used, run_start)
     run = dict(table=table, splits=splits, settings=settings, seed=seed, device=device, progress=progress)
     run |= dict(finished=finished, checkpoints=checkpoints, checkpoint_every=checkpoint_every)
     results = {m: method_results(m, stacked=m in side_by_side, **run) for m in methods}
@@ -186,6 +175,30 @@ def table_cases(table: str, classes, root=None):
     if spec.protocol == 3:
         return mvtec_categories(classes, root)
     return classes
+
+
+def recorded_settings(table: str, profile: str, changes: dict | None, seed: int, splits: dict) -> dict:
+    """What every run's provenance records of its command: the table, its data set and protocol, the
+    profile and the changes to it, the seed and the cases. Lecture 4."""
+    spec = TABLES[table]
+    return {
+        "table": table,
+        "dataset": spec.dataset,
+        "protocol": spec.protocol,
+        "profile": profile,
+        "changed_from_profile": changes or {},
+        "seed": seed,
+        "cases": list(splits),
+    }
+
+
+def resume_from(checkpoints, used: dict, run_start: RunStart) -> tuple[dict, bool]:
+    """The work a run with ``--resume checkpoints`` finished before ({} without one), and whether it
+    resumes at all (a method's checkpoint mid-training counts). Lecture 4."""
+    if checkpoints is None:
+        return {}, False
+    finished = open_checkpoints(checkpoints, {**used, "commit": run_start.git["commit"]})
+    return finished, bool(finished) or any(Path(checkpoints).glob("*.pt"))
 
 
 def run_settings(table: str, methods: list[str], profile: str, changes: dict | None) -> dict:
@@ -328,21 +341,10 @@ def run_puzzle_ablation(
     device = pick_device(device)
     run_start = RunStart()
     splits = table_splits(table, classes, seed=seed, root=root, device=device)
-    used = {
-        "table": table,
-        "dataset": spec.dataset,
-        "protocol": spec.protocol,
-        "profile": profile,
-        "changed_from_profile": changes or {},
-        "seed": seed,
-        "cases": list(splits),
-        "classes": classes,
-        "variants": list(variants),
-        "aggregations": list(AGGREGATIONS),
-        "methods": {"puzzle-ae": {k: v for k, v in settings.items() if k not in ("variant", "aggregation")}},
-    }
-    finished = {} if checkpoints is None else open_checkpoints(checkpoints, {**used, "commit": run_start.git["commit"]})
-    resumed = bool(finished) or checkpoints is not None and any(Path(checkpoints).glob("*.pt"))
+    used = recorded_settings(table, profile, changes, seed, splits)
+    used |= {"classes": classes, "variants": list(variants), "aggregations": list(AGGREGATIONS)}
+    used["methods"] = {"puzzle-ae": {k: v for k, v in settings.items() if k not in ("variant", "aggregation")}}
+    finished, resumed = resume_from(checkpoints, used, run_start)
     results = {f"{v.upper()} {a}": {"auc": {}} for a in AGGREGATIONS for v in variants}  # the talk's row names
     for case, split in splits.items():
         for variant in variants:

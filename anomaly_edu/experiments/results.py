@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __lecture__ = 1
 
+import argparse
 import datetime
 import json
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..data.files import write_json_atomically
+from ..data.files import check_writable, write_json_atomically
 
 # The stored results: in a checkout a link to the repository's results/ folder,
 # in an installed package the copy of its files that the wheel carries.
@@ -146,6 +147,16 @@ def write_with_provenance(record: dict, path: str | os.PathLike, *, start: RunSt
     """Write :func:`with_provenance`'s record to the JSON file ``path``, whole
     or not at all (the benchmarks' ``--out``). Lecture 1."""
     write_json_atomically(with_provenance(record, start=start, settings=settings, device=device), path)
+
+
+def check_out_option(parser: argparse.ArgumentParser, out: str | None) -> None:
+    """Stop a benchmark's command line at once, with the parser's error, when its ``--out`` file could
+    not be written after the run (nothing is created). Lecture 1."""
+    if out:
+        try:
+            check_writable(out)
+        except OSError as err:
+            parser.error(str(err))
 
 
 def read_stored(*names: str, folder: str | os.PathLike = STORED_RESULTS) -> dict | None:
