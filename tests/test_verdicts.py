@@ -73,6 +73,8 @@ def test_table1_pairs_the_seeds_of_one_configuration(tmp_path):
     assert any("left out" in line for line in table1.evidence) and table1.hours == pytest.approx(3.0)
     assert table1.to_decide == "" and "stays below the talk's margin of +3.3" in table1.evidence[0]
     assert figure3.verdict == verdicts.HOLDS  # a lower FPR for ARAE on every seed
+    assert any(line.startswith("AUROC over the same seeds: DAE 90.13 [") for line in table1.evidence)
+    assert not any(line.startswith(("AUROC", "the interval")) for line in figure3.evidence)  # Table 1's, not its own
     fake_table1_run(tmp_path, 2, 0, 90.0, 91.0)  # one seed of digit 2: undecided, with the command that decides
     digit2 = {c.key: c for c in verdicts.table1_claims(tmp_path)}["table1-digit2"]
     assert digit2.verdict == verdicts.UNDECIDED and "--classes 2 --seed SEED" in digit2.to_decide
