@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -28,7 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 LECTURE_1 = "lectures/01_autoencoders"
 # A lecture page's own HTML; plotly.js and the other scripts are files of their own.
 MAX_LECTURE_PAGE_BYTES = 1_500_000
-CHROMIUM_NAMES = ["chromium", "chromium-browser"]
 
 # Chromium with no network: every http(s) request goes to a proxy that does not exist.
 CHROMIUM_FLAGS = [
@@ -115,31 +113,7 @@ def elements(html: str) -> list[Element]:
 
 
 # --- fixtures ----------------------------------------------------------------
-@pytest.fixture(scope="session")
-def book_html(notebooks_in_background) -> Path:
-    """Build the book (quick profile) and return the folder of its HTML; strict:
-    an output beyond its tolerance fails here, as in every test. (The notebooks
-    have run in the background by then, see conftest.py: only what is not up to
-    date runs here.)"""
-    try:
-        return build_course.build_book(profile="quick", strict=True).parent
-    except build_course.BuildError as error:
-        message = str(error)
-    pytest.fail(f"the book did not build: {message}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail(
-        "headless Chromium is needed to check the rendered book, and none was "
-        "found on PATH; install Debian's package: apt-get install chromium"
-    )
-
-
+# book_html (the built book) and chromium are conftest.py's: tests/test_pdf.py shares them.
 def rendered(page: Path, chromium: str, profile: Path) -> list[Element]:
     """A page as Chromium renders it offline, after its scripts have run."""
     result = subprocess.run(
