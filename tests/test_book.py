@@ -252,7 +252,48 @@ def test_widget_is_rendered(lecture_1_dom):
     )
 
 
+def test_every_plotly_figure_has_an_accessible_name(lecture_doms):
+    """Plotly draws a figure as SVG in a <div>, which has no alt text: book/_static/figures.js
+    names each drawn figure by its title (role="img", aria-label), for screen readers and
+    for the figure tags of the course's PDF."""
+    unnamed = [
+        f"{name}: the plotly figure {figure.attrs.get('id')}"
+        for name, dom in lecture_doms.items()
+        for figure in plotly_figures(dom)[0]
+        if figure.attrs.get("role") != "img" or not (figure.attrs.get("aria-label") or "").strip()
+    ]
+    assert not unnamed, (
+        "plotly figures without an accessible name (is _static/figures.js there, and linked by the page?):\n"
+        + "\n".join(unnamed)
+    )
+
+
 # --- every page ----------------------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
+
+
+def missing_alt_text(page: Path, book_html: Path) -> list[str]:
+    """`page: <img src=...>` for every image of a page without a meaningful alt text: none,
+    blank, or only the image's file name or path (Sphinx's default for an image directive)."""
+    found = []
+    for element in elements(page.read_text(encoding="utf-8")):
+        if element.tag != "img":
+            continue
+        alt, src = (element.attrs.get("alt") or "").strip(), element.attrs.get("src") or ""
+        if not alt or alt == src or alt.lower().endswith(IMAGE_SUFFIXES):
+            shown = src if not src.startswith("data:") else src[:40] + "..."
+            found.append(f"{page.relative_to(book_html)}: <img src={shown!r} alt={alt!r}>")
+    return found
+
+
+def test_every_image_has_alt_text(book_html):
+    """Students who use a screen reader hear the alt text in place of an image. Markdown
+    images say it in brackets, ![what it shows](file.png); a notebook's image output gets
+    it from the cell's metadata (myst-nb: mystnb: image: alt: ...)."""
+    missing = [line for page in sorted(book_html.rglob("*.html")) for line in missing_alt_text(page, book_html)]
+    assert not missing, "images without alt text (say what each one shows):\n" + "\n".join(missing)
+
+
 def test_lecture_pages_are_light(book_html):
     pages = sorted((book_html / "lectures").glob("*.html"))
     assert pages, "no lecture page was built"
