@@ -2,6 +2,8 @@
 #   make book   set up everything, execute the notebooks, build the HTML book (an output
 #               that drifts beyond its tolerance is reported, not fatal: README, nbval)
 #   make test   set up everything, lint, run the whole test suite (what CI runs)
+#   make pdf    the book as one PDF, _build/pdf/anomaly-edu.pdf (builds the book first;
+#               prints each page with headless Chromium: scripts/build_pdf.py)
 #   make lint   ruff: lint and format check of the code and the notebooks
 # Both create a virtual environment in .venv with the pinned versions of
 # requirements-ci.txt the first time; later runs reuse it.
@@ -11,10 +13,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCHATTACKS := torchattacks==3.5.1
 
-.PHONY: book test lint format student setup npm browser clean
+.PHONY: book pdf test lint format student setup npm browser clean
 
 book: setup npm
 	$(PY) scripts/build_course.py book
+
+# Prints the number of pages and the size of the PDF.
+pdf: book browser
+	$(PY) scripts/build_pdf.py
 
 test: setup npm browser lint
 	$(PY) -m pytest
@@ -59,9 +65,9 @@ endef
 npm:
 	$(call need,npm,npm,The book fetches its offline assets with npm)
 
-# The book's test opens pages in headless Chromium.
+# The book's test opens pages in headless Chromium, and `make pdf` prints them with it.
 browser:
-	$(call need,chromium,chromium,The book's test needs Chromium)
+	$(call need,chromium,chromium,The book's test and the PDF need Chromium)
 
 clean:
 	rm -rf _build book/_offline_assets

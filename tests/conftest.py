@@ -1,7 +1,9 @@
 """Shared fixtures. Tests that need real MNIST read it from the data root
 ($ANOMALY_EDU_DATA); .ci/run points that at ../shared/data."""
 
+import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,12 +38,16 @@ def pytest_configure(config):
 
 BACKGROUND_LOG = ROOT / "_build" / "notebooks_in_background.log"
 _background: dict = {}
+# To work on the book's tests (tests/test_book.py, tests/test_pdf.py) without building the book:
+# ANOMALY_EDU_BOOK_HTML=<the html folder of a built book> makes them check that book, and no
+# notebook runs in the background. CI never sets it.
+BUILT_BOOK_VAR = "ANOMALY_EDU_BOOK_HTML"
 
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they deselect
 def pytest_collection_modifyitems(session, config, items):
     needing = [item for item in items if "notebooks_in_background" in item.fixturenames]  # directly or not
-    if not needing or config.getoption("collectonly"):
+    if not needing or config.getoption("collectonly") or os.environ.get(BUILT_BOOK_VAR):
         return
     waiting = {id(item) for item in needing}
     items[:] = [item for item in items if id(item) not in waiting] + needing
@@ -67,6 +73,46 @@ def notebooks_in_background():
     process = _background.get("process")
     if process is not None:
         process.wait()
+
+
+def load_build_course():
+    spec = importlib.util.spec_from_file_location("build_course", ROOT / "scripts" / "build_course.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The built book, shared by tests/test_book.py and tests/test_pdf.py: built once per session.
+@pytest.fixture(scope="session")
+def book_html(notebooks_in_background) -> Path:
+    """Build the book (quick profile) and return the folder of its HTML; strict:
+    an output beyond its tolerance fails here, as in every test. (The notebooks
+    have run in the background by then: only what is not up to date runs here.)
+    With $ANOMALY_EDU_BOOK_HTML set, that built book instead."""
+    given = os.environ.get(BUILT_BOOK_VAR)
+    if given:
+        if not (Path(given) / "index.html").is_file():
+            pytest.fail(f"{BUILT_BOOK_VAR}={given} is not the html folder of a built book", pytrace=False)
+        return Path(given).resolve()
+    build_course = load_build_course()
+    try:
+        return build_course.build_book(profile="quick", strict=True).parent
+    except build_course.BuildError as error:
+        message = str(error)
+    pytest.fail(f"the book did not build: {message}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium, which opens the built book (Debian's package)."""
+    for name in ["chromium", "chromium-browser"]:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail(
+        "headless Chromium is needed to check the rendered book, and none was "
+        "found on PATH; install Debian's package: apt-get install chromium"
+    )
 
 
 def pytest_unconfigure(config):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -28,7 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 LECTURE_1 = "lectures/01_autoencoders"
 # A lecture page's own HTML; plotly.js and the other scripts are files of their own.
 MAX_LECTURE_PAGE_BYTES = 1_500_000
-CHROMIUM_NAMES = ["chromium", "chromium-browser"]
 
 # Chromium with no network: every http(s) request goes to a proxy that does not exist.
 CHROMIUM_FLAGS = [
@@ -115,31 +113,7 @@ def elements(html: str) -> list[Element]:
 
 
 # --- fixtures ----------------------------------------------------------------
-@pytest.fixture(scope="session")
-def book_html(notebooks_in_background) -> Path:
-    """Build the book (quick profile) and return the folder of its HTML; strict:
-    an output beyond its tolerance fails here, as in every test. (The notebooks
-    have run in the background by then, see conftest.py: only what is not up to
-    date runs here.)"""
-    try:
-        return build_course.build_book(profile="quick", strict=True).parent
-    except build_course.BuildError as error:
-        message = str(error)
-    pytest.fail(f"the book did not build: {message}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail(
-        "headless Chromium is needed to check the rendered book, and none was "
-        "found on PATH; install Debian's package: apt-get install chromium"
-    )
-
-
+# book_html (the built book) and chromium are conftest.py's: tests/test_pdf.py shares them.
 def rendered(page: Path, chromium: str, profile: Path) -> list[Element]:
     """A page as Chromium renders it offline, after its scripts have run."""
     result = subprocess.run(
@@ -278,7 +252,48 @@ def test_widget_is_rendered(lecture_1_dom):
     )
 
 
+def test_every_plotly_figure_has_an_accessible_name(lecture_doms):
+    """Plotly draws a figure as SVG in a <div>, which has no alt text: book/_static/figures.js
+    names each drawn figure by its title (role="img", aria-label), for screen readers and
+    for the figure tags of the course's PDF."""
+    unnamed = [
+        f"{name}: the plotly figure {figure.attrs.get('id')}"
+        for name, dom in lecture_doms.items()
+        for figure in plotly_figures(dom)[0]
+        if figure.attrs.get("role") != "img" or not (figure.attrs.get("aria-label") or "").strip()
+    ]
+    assert not unnamed, (
+        "plotly figures without an accessible name (is _static/figures.js there, and linked by the page?):\n"
+        + "\n".join(unnamed)
+    )
+
+
 # --- every page ----------------------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
+
+
+def missing_alt_text(page: Path, book_html: Path) -> list[str]:
+    """`page: <img src=...>` for every image of a page without a meaningful alt text: none,
+    blank, or only the image's file name or path (Sphinx's default for an image directive)."""
+    found = []
+    for element in elements(page.read_text(encoding="utf-8")):
+        if element.tag != "img":
+            continue
+        alt, src = (element.attrs.get("alt") or "").strip(), element.attrs.get("src") or ""
+        if not alt or alt == src or alt.lower().endswith(IMAGE_SUFFIXES):
+            shown = src if not src.startswith("data:") else src[:40] + "..."
+            found.append(f"{page.relative_to(book_html)}: <img src={shown!r} alt={alt!r}>")
+    return found
+
+
+def test_every_image_has_alt_text(book_html):
+    """Students who use a screen reader hear the alt text in place of an image. Markdown
+    images say it in brackets, ![what it shows](file.png); a notebook's image output gets
+    it from the cell's metadata (myst-nb: mystnb: image: alt: ...)."""
+    missing = [line for page in sorted(book_html.rglob("*.html")) for line in missing_alt_text(page, book_html)]
+    assert not missing, "images without alt text (say what each one shows):\n" + "\n".join(missing)
+
+
 def test_lecture_pages_are_light(book_html):
     pages = sorted((book_html / "lectures").glob("*.html"))
     assert pages, "no lecture page was built"

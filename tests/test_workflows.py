@@ -98,6 +98,7 @@ def test_every_action_is_pinned_to_a_commit_with_its_version_beside_it(workflow)
 JOB_PERMISSIONS = {
     ("pages.yml", "site"): {"contents": "write"},  # pushes the site to the gh-pages branch
     ("pages.yml", "deploy"): {"pages": "write", "id-token": "write"},  # deploys it to GitHub Pages
+    ("pages.yml", "release"): {"contents": "write"},  # attaches the PDF to the tag's release
     ("colab-image.yml", "report"): {"contents": "read", "issues": "write"},  # opens the issue of a failure
 }
 
@@ -132,14 +133,14 @@ def test_every_step_of_the_gpu_workflow_is_the_script():
     assert scripts and all(s.startswith("bash scripts/gpu_ci.sh ") and "\n" not in s.strip() for s in scripts)
 
 
-def test_the_pages_workflow_builds_each_release_with_make_book_and_deploys_it():
+def test_the_pages_workflow_builds_each_release_with_make_book_and_deploys_it_and_its_pdf():
     path = ROOT / ".github" / "workflows" / "pages.yml"
     spec = load(path)
     on = spec[True]  # YAML 1.1 reads the key `on` as True
     assert on["push"] == {"tags": ["v*"]} and on["workflow_dispatch"]["inputs"]["tag"]["required"] is True
     assert spec["concurrency"]["cancel-in-progress"] is False  # a queued release is never dropped
-    build, site, deploy = (spec["jobs"][name] for name in ("build", "site", "deploy"))
-    assert [step["run"] for step in build["steps"] if step.get("run", "").startswith("make book")] == ["make book"]
+    build, site, deploy, release = (spec["jobs"][name] for name in ("build", "site", "deploy", "release"))
+    assert [step["run"] for step in build["steps"] if step.get("run", "").startswith("make book")] == ["make book pdf"]
     assert site["needs"] == "build" and deploy["needs"] == "site"
     scripts = "\n".join(step.get("run", "") for step in site["steps"])
     assert 'site_layout.py book "$TAG" site' in scripts and "push --quiet origin gh-pages" in scripts
@@ -147,6 +148,12 @@ def test_the_pages_workflow_builds_each_release_with_make_book_and_deploys_it():
     assert [step["with"]["path"] for step in uploads] == ["site/"]
     assert deploy["environment"]["name"] == "github-pages"
     assert [step["uses"].split("@")[0] for step in deploy["steps"]] == ["actions/deploy-pages"]
+    # the PDF (make pdf) goes from the build to the tag's release; that job checks nothing out
+    pdfs = [step["with"]["path"] for step in build["steps"] if step.get("with", {}).get("name") == "pdf"]
+    assert pdfs == ["anomaly-edu/_build/pdf/anomaly-edu.pdf"] and release["needs"] == "build"
+    assert not any(step.get("uses", "").startswith("actions/checkout@") for step in release["steps"])
+    attach = "\n".join(step.get("run", "") for step in release["steps"])
+    assert 'gh release upload "$TAG" "anomaly-edu-$TAG.pdf"' in attach
 
 
 def test_the_colab_image_workflow_runs_the_notebooks_in_colabs_image_and_reports_a_failure():
