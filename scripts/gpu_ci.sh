@@ -217,7 +217,7 @@ cmd_notebooks() {
     set -- $TINY_NOTEBOOKS
   fi
   mkdir -p "$outdir"
-  # The book's own way of running a notebook (scripts/build_course.py): papermill with the
+  # The book's own way of running a notebook (scripts/notebook_runs.py): nbclient with the
   # PROFILE parameter (nbval in the quick profile), its kernel, the notebook's folder as
   # working folder, this checkout's package first on the path. The executed copies go to
   # OUTDIR, not to the book's _build/.
@@ -228,23 +228,24 @@ from pathlib import Path
 
 sys.path.insert(0, sys.argv[1])
 import build_course as bc
+import notebook_runs as runs
 
 outdir, profile, chosen = Path(sys.argv[2]).resolve(), sys.argv[3], sys.argv[4:]
 # notebooks named relative to the repository root, as find_notebooks names them
 notebooks = [Path(n).resolve().relative_to(bc.ROOT) if Path(n).is_absolute() else Path(n) for n in chosen]
 notebooks = notebooks or bc.find_notebooks(bc.EXECUTE_CHECKED)
 failed = []
-with bc.kernel_environment():
+with runs.kernel_environment(bc.ROOT):
     for notebook in notebooks:
         target = outdir / notebook
         target.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         try:
-            run = bc.run_with_nbval if profile == bc.REFERENCE_PROFILE else bc.run_with_papermill
+            run = runs.run_with_nbval if profile == runs.REFERENCE_PROFILE else runs.run_with_nbclient
             run(bc.ROOT / notebook, target, profile, bc.CELL_TIMEOUT_S)
         except Exception as error:  # run the others; the failed copy shows the traceback
             failed.append(notebook.as_posix())
-            print(f"gpu_ci: {notebook}: FAILED: {bc.error_summary(error)}", flush=True)
+            print(f"gpu_ci: {notebook}: FAILED: {runs.error_summary(error)}", flush=True)
             continue
         print(f"gpu_ci: {notebook}: {time.perf_counter() - start:.0f} s ({profile})", flush=True)
 if failed:

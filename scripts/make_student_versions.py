@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import nbformat
-from build_course import unmarked  # beside this script: a cell without nbval's marker and tolerance
+from notebook_runs import unmarked  # beside this script: a cell without nbval's marker and tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "exercises" / "solutions"

@@ -7,10 +7,14 @@ but it throws the outputs away afterwards. With this plugin,
     pytest NOTEBOOK --nbval-lax -p nbval_record --record-to EXECUTED.ipynb
 
 also writes the notebook with every output nbval received (and the state of
-its widgets, for the book), whether or not a cell failed, each code cell's
-running time in its metadata (``wall_s``), and for a cell that nbval failed,
-why (``nbval_problem``: its outputs differ, or an error). The book then shows
-the very run that the checks passed on, and nothing is executed twice.
+its widgets, for the book), whether or not a cell failed. Its metadata
+(``nbval_record``, read back with ``cell_seconds`` and ``cell_problems``) keeps
+each code cell's running time and, for each cell that nbval failed, why: its
+outputs differ, or an error. That is where the build reads a run's failures,
+not from pytest's printed report. The cells themselves keep the metadata they
+have in the notebook, so the run is cached under the notebook's own code
+(jupyter-cache hashes the cells' metadata too). The book then shows the very
+run that the checks passed on, and nothing is executed twice.
 
 It also keeps a long cell's output from being lost: nbval reads the kernel's
 output messages only after a cell has finished, and the queue that holds them
@@ -30,9 +34,20 @@ import pytest
 from nbclient import NotebookClient
 from nbval.plugin import IPyNbCell, NbCellError
 
-# A failed cell's metadata says why nbval failed it (scripts/build_course.py reports it).
-PROBLEM_KEY = "nbval_problem"
+# The notebook's metadata key of what this plugin records (scripts/build_course.py reads it).
+RECORD_KEY = "nbval_record"
 OUTPUTS_DIFFER = "outputs differ"
+
+
+def cell_seconds(nb: nbformat.NotebookNode) -> dict[int, float]:
+    """How long each code cell ran, by code cell number (only the cells that ran)."""
+    return {int(number): seconds for number, seconds in nb.metadata.get(RECORD_KEY, {}).get("seconds", {}).items()}
+
+
+def cell_problems(nb: nbformat.NotebookNode) -> dict[int, str]:
+    """Why nbval failed each cell it failed, by code cell number: OUTPUTS_DIFFER
+    (and the numbers out of tolerance), or "error: " and the error."""
+    return {int(number): why for number, why in nb.metadata.get(RECORD_KEY, {}).get("problems", {}).items()}
 
 
 def pytest_addoption(parser) -> None:
@@ -95,13 +110,14 @@ class Recorder:
             ran = number in self.outputs
             cell.outputs = [nbformat.from_dict(output) for output in self.outputs.get(number, [])]
             cell.execution_count = number + 1 if ran else None
-            if ran:
-                cell.metadata["wall_s"] = self.seconds[number]  # the exercises' check cells are timed from it
-            if number in self.problems:
-                cell.metadata[PROBLEM_KEY] = self.problems[number]  # the build's report reads it
             for output in cell.outputs:
                 if output.output_type == "execute_result":
                     output.execution_count = cell.execution_count
+        # JSON keys are strings: the cell numbers as text (cell_seconds and cell_problems undo it)
+        nb.metadata[RECORD_KEY] = {
+            "seconds": {str(number): seconds for number, seconds in sorted(self.seconds.items())},
+            "problems": {str(number): why for number, why in sorted(self.problems.items())},
+        }
         self.widgets.nb = nb
         self.widgets.set_widgets_metadata()
         nbformat.write(nb, self.target)

@@ -150,10 +150,10 @@ def store(name: str, split, device, seed: int = 0, checkpoints: Path | None = No
     method, precision = recipe["method"], recipe.get("precision", "float32")
     table, case = where_trained(name)
     settings = recipe_settings(name)
-    started, code_state = time.perf_counter(), results.git_state()
+    start = results.RunStart()
     detector = methods.make_detector(method, settings, seed=seed, device=device)
     fit_with_checkpoint(detector, split, checkpoints, method)
-    training_seconds = time.perf_counter() - started
+    training_seconds = time.perf_counter() - start.clock
     image_shape = tuple(split.x_train.shape[1:])
     figures = {
         **figures_as_stored(detector, method, split, settings, precision, device),
@@ -172,18 +172,16 @@ def store(name: str, split, device, seed: int = 0, checkpoints: Path | None = No
         # the data set's terms apply to a model made from it (book/data_licences.md)
         "data_licence": data_licence("mnist" if table == "mnist" else case),
         "figures": figures,
-        "provenance": results.provenance(
-            settings={
-                "seed": seed,
-                "changes": recipe["changes"],
-                "went_on_from": None if checkpoints is None else f"{checkpoints.name}/{method}.pt",
-                "command": "python scripts/store_models.py",
-            },
-            wall_time_s=time.perf_counter() - started,
-            device=device,
-            git=code_state,
-        ),
     }
+    run_settings = {
+        "seed": seed,
+        "changes": recipe["changes"],
+        "went_on_from": None if checkpoints is None else f"{checkpoints.name}/{method}.pt",
+        "command": "python scripts/store_models.py",
+    }
+    about = results.with_provenance(
+        about, start=start, settings=run_settings, device=device, resumed=checkpoints is not None
+    )
     return trained.save_detector(
         detector, name, MODELS, method=method, image_shape=image_shape, precision=precision, **about
     )
@@ -196,7 +194,7 @@ def store_again(name: str, split, device) -> dict:
     AUROC is kept beside them). The rewrite has its own provenance."""
     entry = trained.read_manifest(MODELS)[name]
     was, precision = entry.get("precision", "float32"), STORED[name].get("precision", "float32")
-    started, code_state = time.perf_counter(), results.git_state()
+    start = results.RunStart()
     detector = trained.load_detector(name, MODELS, device=device)
     settings = recipe_settings(name)
     written_by_save = ("kind", "method", "settings", "image_shape", "network_attribute", "history", "precision")
@@ -207,16 +205,12 @@ def store_again(name: str, split, device) -> dict:
     }
     if was != precision:
         about["figures"][f"auroc_{was}"] = entry["figures"]["auroc"]
-    about["written_again"] = {
-        "from": was,
-        "to": precision,
-        "provenance": results.provenance(
-            settings={"command": f"python scripts/store_models.py --again {name}"},
-            wall_time_s=time.perf_counter() - started,
-            device=device,
-            git=code_state,
-        ),
-    }
+    about["written_again"] = results.with_provenance(
+        {"from": was, "to": precision},
+        start=start,
+        settings={"command": f"python scripts/store_models.py --again {name}"},
+        device=device,
+    )
     image_shape = tuple(entry["image_shape"])
     return trained.save_detector(
         detector, name, MODELS, method=entry["method"], image_shape=image_shape, precision=precision, **about
@@ -256,13 +250,13 @@ def store_network(name: str, device, seed: int = 0) -> dict:
     (half precision)."""
     recipe = STORED_NETWORKS[name]
     settings = profiles.get_profile(recipe["profile"])[recipe["entry"]]
-    started, code_state = time.perf_counter(), results.git_state()
+    start = results.RunStart()
     x_train, y_train = data.load_dataset("mnist", True, device=device)
     x_test, y_test = data.load_dataset("mnist", False, device=device)
     network, history = adversarial_training.train_classifier(
         x_train, y_train, settings, adversarial=recipe["adversarial"], seed=seed
     )
-    training_seconds = time.perf_counter() - started
+    training_seconds = time.perf_counter() - start.clock
     about = {
         "description": f"MnistCNN trained on MNIST's 60,000 training images: the {recipe['profile']} profile's "
         f"{recipe['entry']!r} settings, {'adversarial' if recipe['adversarial'] else 'standard'} training",
@@ -270,13 +264,9 @@ def store_network(name: str, device, seed: int = 0) -> dict:
         "adversarial": recipe["adversarial"],
         "data_licence": data_licence("mnist"),
         "history": [round(loss, 6) for loss in history],
-        "provenance": results.provenance(
-            settings={"seed": seed, **recipe, "command": "python scripts/store_models.py"},
-            wall_time_s=training_seconds,
-            device=device,
-            git=code_state,
-        ),
     }
+    run_settings = {"seed": seed, **recipe, "command": "python scripts/store_models.py"}
+    about = results.with_provenance(about, start=start, settings=run_settings, device=device)
     with tempfile.TemporaryDirectory() as scratch:  # measure the network as its file gives it back
         trained.save_network(network, name, scratch, precision="float16")
         loaded = trained.load_network(name, MnistCNN(width=settings.get("width", 1)), scratch).to(device)

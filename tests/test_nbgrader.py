@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "exercises" / "solutions"
 EXERCISES = sorted(path.stem for path in SOLUTIONS.glob("*.ipynb"))
 sys.path.insert(0, str(ROOT / "scripts"))
-from build_course import unmarked  # noqa: E402 (nbval's markers, which make student versions drop)
+from notebook_runs import unmarked  # noqa: E402 (nbval's markers, which make student versions drop)
 
 SOLUTION_BLOCK = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_course  # noqa: E402
 import nbval_tolerance  # noqa: E402
+import notebook_runs  # noqa: E402
 from nbval_tolerance import TOLERANCES, declared_tolerance, numbers_out_of_tolerance, within_tolerance  # noqa: E402
 
 PERCENT, UNDER_ATTACK, RELATIVE = TOLERANCES["percent"], TOLERANCES["under-attack"], TOLERANCES["relative"]
@@ -107,7 +108,7 @@ def test_within_tolerance_swaps_in_the_reference_and_leaves_the_run_untouched():
 
 def test_the_book_and_the_references_ignore_the_tolerance_line():
     source = "# NBVAL_CHECK_OUTPUT\n# NBVAL_TOLERANCE percent\nprint(1)"
-    assert build_course.unmarked(source) == "print(1)"
+    assert notebook_runs.unmarked(source) == "print(1)"
 
 
 def test_every_declared_tolerance_in_the_course_is_known_and_on_a_marked_cell():
@@ -116,7 +117,7 @@ def test_every_declared_tolerance_in_the_course_is_known_and_on_a_marked_cell():
         for cell in nbformat.read(ROOT / notebook, as_version=4).cells:
             if cell.cell_type == "code" and nbval_tolerance.DECLARATION in cell.source:
                 declared_tolerance(cell.source)  # raises on an unknown kind
-                assert build_course.is_marked(cell), f"{notebook}: a tolerance on an unmarked cell"
+                assert notebook_runs.is_marked(cell), f"{notebook}: a tolerance on an unmarked cell"
 
 
 # ---------------------------------------------------------------- Lecture 2, run by nbval
@@ -148,7 +149,7 @@ def lecture_2_opening(error: str | None = None) -> nbformat.NotebookNode:
     nb = nbformat.read(LECTURE_2, as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     setup, trained, attacked = code[2], code[3], code[4]
-    assert build_course.is_marked(trained) and build_course.is_marked(attacked)
+    assert notebook_runs.is_marked(trained) and notebook_runs.is_marked(attacked)
     assert declared_tolerance(trained.source) is PERCENT and declared_tolerance(attacked.source) is UNDER_ATTACK
     setup.source += "\n" + SMALLER_BUDGET
     if error is not None:
@@ -168,8 +169,8 @@ def run(nb: nbformat.NotebookNode, folder: Path, environment: dict) -> Path:
     ``folder``; return the executed copy."""
     source, target = folder / "lecture.ipynb", folder / "lecture.executed.ipynb"
     nbformat.write(nb, source)
-    with environment_variables(environment), build_course.kernel_environment():
-        build_course.run_with_nbval(source, target, "quick", timeout=600)
+    with environment_variables(environment), notebook_runs.kernel_environment(ROOT):
+        notebook_runs.run_with_nbval(source, target, "quick", timeout=600)
     return target
 
 
@@ -196,8 +197,8 @@ def with_references(nb: nbformat.NotebookNode, executed: Path) -> nbformat.Noteb
     """The notebook with its marked cells' outputs of the executed copy as references."""
     ran = [cell for cell in nbformat.read(executed, as_version=4).cells if cell.cell_type == "code"]
     for cell, run_cell in zip(nb.cells, ran):
-        if build_course.is_marked(cell):
-            cell.outputs, cell.execution_count = build_course.sanitized(run_cell.outputs), run_cell.execution_count
+        if notebook_runs.is_marked(cell):
+            cell.outputs, cell.execution_count = notebook_runs.sanitized(run_cell.outputs), run_cell.execution_count
     return nb
 
 
@@ -230,7 +231,7 @@ def test_a_deliberate_error_in_the_lecture_is_caught(lecture_2_with_references, 
     wrong = lecture_2_opening(error)
     for cell, reference in zip(wrong.cells, nb.cells):
         cell.outputs, cell.execution_count = reference.outputs, reference.execution_count
-    with pytest.raises(build_course.OutputsDiffer) as caught:
+    with pytest.raises(notebook_runs.OutputsDiffer) as caught:
         run(wrong, tmp_path, OWN_ARITHMETIC)
     (difference,) = caught.value.differences
     assert "code cell 5" in difference  # the attack's cell; the training cells still pass

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_course  # noqa: E402
 import nbval_tolerance  # noqa: E402
+import notebook_runs  # noqa: E402
 import pin_release  # noqa: E402
 
 LECTURES = sorted(p.relative_to(ROOT) for p in (ROOT / "lectures").glob("*.ipynb"))
@@ -70,7 +71,7 @@ def test_notebook_follows_the_course_conventions(path):
     assert badge in nb.cells[0].source, f"{path}: the first cell needs an Open-in-Colab badge to {badge}"
     assert "../shared" not in "".join(c.source for c in nb.cells)
     stored = [c for c in code if c.get("outputs") or c.execution_count is not None]
-    assert all(build_course.is_marked(c) for c in stored), f"{path}: only nbval's references keep outputs"
+    assert all(notebook_runs.is_marked(c) for c in stored), f"{path}: only nbval's references keep outputs"
 
 
 @pytest.mark.parametrize("path", LECTURES + INSTRUCTOR + STUDENT, ids=str)
@@ -99,8 +100,8 @@ def test_nbval_checks_outputs_of_every_lecture_and_instructor_notebook(path):
     (nbval ignores one at the end of a code line), each with a reference that
     has an execution count (nbval skips a reference without one as "unrun")."""
     nb = nbformat.read(ROOT / path, as_version=4)
-    marked = [c for c in nb.cells if build_course.is_marked(c)]
-    assert marked, f"{path}: no cell is marked {build_course.NBVAL_MARKER}"
+    marked = [c for c in nb.cells if notebook_runs.is_marked(c)]
+    assert marked, f"{path}: no cell is marked {notebook_runs.NBVAL_MARKER}"
     for cell in marked:
         assert cell.outputs and cell.execution_count, f"{path}: a marked cell has no reference; run references"
     trailing = [c for c in nb.cells if c.cell_type == "code" and re.search(r"\S.*# NBVAL_", c.source)]
@@ -444,7 +445,7 @@ def glued_references(cells) -> dict[str, tuple[object, nbval_tolerance.Tolerance
     from the cell's reference; the tolerance is the cell's (None: compared exactly)."""
     glued = {}
     for cell in cells:
-        if not build_course.is_marked(cell):
+        if not notebook_runs.is_marked(cell):
             continue
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name")
