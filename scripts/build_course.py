@@ -28,11 +28,12 @@ Who does what:
   stamp beside its key is ours: the package, results/, models/, the pins, the
   profile and the notebook's nbval references.
 - **nbval** and **nbclient** execute (notebook_runs.py), with their own cell
-  time-outs. Not jupyter-cache's executors: they run the notebook file as it
-  is, so they cannot run nbval (the tolerant comparison), set the profile or
-  keep a failed run (its page shows it up to the error), and their parallel
-  executor takes one process per core, with no say over how many notebooks
-  run at once or with how many threads. Not papermill: it fails on an error in
+  time-outs. Not jupyter-cache's project and executors (``add_nb_to_project``,
+  ``run_and_cache``): they run the notebook file as it is, so they cannot run
+  nbval (the tolerant comparison), set the profile or keep a failed run (its
+  page shows it up to the error), and their parallel executor takes one
+  process per core, with no say over how many notebooks run at once or with
+  how many threads. Not papermill: it fails on an error in
   a cell tagged ``raises-exception`` (the student versions have them), so the
   build sets the profile in a cell of its own, as papermill does.
 - **Ours**: staging the book, the stamp, nbval's tolerance (nbval_tolerance.py)

@@ -334,7 +334,7 @@ class RunCache:
         now (its markdown may have changed). A file already the same is left alone."""
         with self.lock:
             _, nb = self.cache.merge_match_into_notebook(job.nb, nb_meta=None)
-        text = nbformat.writes(nb)
+        text = nbformat.writes(nb) + "\n"  # as nbformat.write ends a file
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
