@@ -302,7 +302,7 @@ def test_lecture_pages_are_light(book_html):
     assert size < MAX_LECTURE_PAGE_BYTES, (
         f"{largest.relative_to(book_html)} is {size / 1e6:.2f} MB of HTML, more than "
         f"{MAX_LECTURE_PAGE_BYTES / 1e6} MB: does it embed plotly.js again (the book links "
-        "its own copy, see stage_notebook in scripts/build_course.py), or a large figure?"
+        "its own copy, see stage_notebook in scripts/book_pages.py), or a large figure?"
     )
 
 
