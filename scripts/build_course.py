@@ -120,6 +120,7 @@ STATISTICS_MARKER = book_pages.STATISTICS_MARKER
 
 
 def log(message: str) -> None:
+    """Print a line of the build's log at once (notebooks run side by side)."""
     print(message, flush=True)
 
 
