@@ -14,7 +14,8 @@ mask. An image's score can be read off its map (its mean or its maximum).
   maps to the size of each mask
 
 Puzzle-AE's map (its per-pixel error averaged over the puzzles) is
-:meth:`anomaly_edu.puzzle_ae.PuzzleAEDetector.anomaly_map`.
+:meth:`anomaly_edu.puzzle_ae.PuzzleAEDetector.anomaly_map`, computed by
+:func:`anomaly_edu.puzzle_ae.permutation_error_maps`.
 """
 
 from __future__ import annotations

@@ -12,8 +12,11 @@ the blank margins of an MNIST digit end up in the middle of the image.
   was applied and measures how often it is right: far above chance on the
   seams alone means the seams give the puzzle away;
 - :func:`remove_shortcut` is the talk's remedy, an adversarial perturbation of
-  the puzzled input (one signed-gradient step from a uniform random start);
-  :func:`permutation_accuracy` with ``eps > 0`` measures what it does.
+  the puzzled input (one signed-gradient step from a uniform random start).
+  :func:`permutation_accuracy` with ``eps > 0`` perturbs against the classifier
+  itself (adversarial training of the classifier, at test time too);
+  :func:`permutation_accuracy_against_unet` perturbs as Puzzle-AE trains:
+  against a Puzzle-AE U-Net's reconstruction loss (:func:`perturb_as_puzzle_ae_trains`).
 - :func:`published_shortcut_perturbation` is the same remedy as the authors'
   code computes it (the reproducing default of Puzzle-AE, see
   ``SHORTCUT_PERTURBATIONS``); :func:`remove_shortcut` is the course's version.
@@ -181,8 +184,11 @@ def permutation_accuracy(
 
     ``band``: show the classifier only the pixels within ``band`` of a seam
     (:class:`KeepSeams`: the rest is uninformative grey). ``eps > 0``: apply
-    :func:`remove_shortcut` to every puzzled image, against the classifier
-    itself, during training and at test time.
+    :func:`remove_shortcut` to every puzzled image **against the classifier
+    itself** (its cross-entropy), during training and at test time: adversarial
+    training of the classifier, not what Puzzle-AE does. Puzzle-AE perturbs
+    against its U-Net, in training only: :func:`permutation_accuracy_against_unet`
+    measures that.
     """
     check_images(x_train, "x_train")
     check_images(x_test, "x_test")
@@ -208,3 +214,91 @@ def permutation_accuracy(
         x_test_puzzled, y_test = puzzle_dataset(x_test, grid, seed + 1)
         x_test_puzzled = perturbed(model, x_test_puzzled, y_test)
     return accuracy(model, x_test_puzzled, y_test)
+
+
+def perturb_as_puzzle_ae_trains(
+    unet: torch.nn.Module,
+    puzzled: torch.Tensor,
+    clean: torch.Tensor,
+    eps: float,
+    shortcut: str = "published",
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """The puzzles ``puzzled`` of the images ``clean`` perturbed against a
+    Puzzle-AE ``unet`` as the method's training step perturbs its input:
+    ``SHORTCUT_PERTURBATIONS[shortcut](unet, puzzled, clean, eps)``, the call
+    that :func:`anomaly_edu.puzzle_ae.puzzle_input` makes, on ``batch_size``
+    images at a time. ``shortcut="published"`` moves a pixel by up to ``2 * eps``,
+    ``"clean-target"`` by up to ``eps``. The random start comes from torch's
+    generator. Lecture 5."""
+    if shortcut not in SHORTCUT_PERTURBATIONS:
+        raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {', '.join(SHORTCUT_PERTURBATIONS)}")
+    if puzzled.shape != clean.shape:
+        raise ValueError(f"need one clean image per puzzle, got shapes {tuple(puzzled.shape)} and {tuple(clean.shape)}")
+    perturb = SHORTCUT_PERTURBATIONS[shortcut]
+    return torch.cat(
+        [perturb(unet, p, c, eps) for p, c in zip(puzzled.split(batch_size), clean.split(batch_size))]
+    ).detach()
+
+
+def permutation_accuracy_against_unet(
+    unet: torch.nn.Module,
+    x_train: torch.Tensor,
+    x_test: torch.Tensor,
+    *,
+    eps: float,
+    shortcut: str = "published",
+    grid: int = 2,
+    band: int | None = None,
+    epochs: int = 3,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, float]:
+    """The shortcut as Puzzle-AE trains: how well a :class:`PermutationClassifier`
+    tells which puzzle an image shows when the puzzles are perturbed against a
+    trained Puzzle-AE ``unet`` (:func:`perturb_as_puzzle_ae_trains`), the input
+    that U-Net gets in training. Lecture 5.
+
+    The classifier is trained twice on the same puzzles of ``x_train``, from the
+    same initial weights: on the puzzles as they are, and on the puzzles
+    perturbed against ``unet`` (a fresh random start every mini-batch, as in
+    Puzzle-AE's training). Each is tested on the puzzles of ``x_test``, as they
+    are or perturbed once against ``unet``. The classifier never perturbs
+    anything itself; the ``unet``'s weights are not changed. ``band``: the classifier sees
+    only the seams (see :func:`permutation_accuracy`). CPAE's missing tile is
+    left out: this measures the shortcut perturbation alone.
+
+    Returns the accuracies (fractions) ``"perturbed"`` and ``"unperturbed"``,
+    and ``"chance"``: one over the number of puzzles.
+    """
+    check_images(x_train, "x_train")
+    check_images(x_test, "x_test")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    n_perms = len(puzzle_permutations(grid))
+    unet = unet.to(x_train.device).eval()
+    accuracies = {}
+    for name, against_unet in (("unperturbed", False), ("perturbed", True)):
+        with seeded(seed):
+            x_puzzled, y = puzzle_dataset(x_train, grid, seed)
+            model = PermutationClassifier(n_perms, channels=x_train.shape[1])
+            if band is not None:
+                model = torch.nn.Sequential(KeepSeams(seam_band(tuple(x_train.shape), grid, band)), model)
+            model = model.to(x_train.device)
+
+            def batch_loss(model, images, index, labels=y, against_unet=against_unet):
+                if against_unet:  # the batch's puzzles, perturbed afresh against the U-Net
+                    images = perturb_as_puzzle_ae_trains(unet, images, x_train[index], eps, shortcut)
+                return classification_loss(model, images, labels[index])
+
+            train(
+                model, x_puzzled, torch.arange(len(x_puzzled), device=x_train.device), batch_loss=batch_loss,
+                epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
+                desc=f"permutation classifier ({name})",
+            )  # fmt: skip
+            x_test_puzzled, y_test = puzzle_dataset(x_test, grid, seed + 1)
+            if against_unet:
+                x_test_puzzled = perturb_as_puzzle_ae_trains(unet, x_test_puzzled, x_test, eps, shortcut)
+        accuracies[name] = accuracy(model, x_test_puzzled, y_test)
+    return {**accuracies, "chance": 1 / n_perms}

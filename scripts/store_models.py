@@ -75,6 +75,15 @@ STORED: dict[str, dict] = {
         "case": "magnetic-tile",
         "precision": "float16",
     },
+    # Lecture 6: Puzzle-AE's anomaly map beside the autoencoders'. The quick settings on the same
+    # split (PAE, the course's perturbation, 20 epochs), as the stored table's Puzzle-AE row
+    # (results/magnetic_tile.json); at full precision (1 MB)
+    "puzzle-ae-magnetic-tile": {
+        "method": "puzzle-ae",
+        "changes": {},
+        "table": "magnetic-tile",
+        "case": "magnetic-tile",
+    },
     # Lectures 5 and 6: the talk's medical table. On head CT the plain autoencoder at the stored
     # run's budget (results/medical_head_ct.json: 120 epochs, 79.95 over 3 seeds) is the deep
     # model that beats the mean image clearly (Puzzle-AE does not); its MLP on 64 x 64 slices

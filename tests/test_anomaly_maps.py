@@ -1,5 +1,5 @@
 """Anomaly maps (Lecture 6): the squared-error and SSIM maps against known
-answers, image scores read off the maps, Puzzle-AE's map against its score,
+answers, image scores read off the maps, Puzzle-AE's map against its score and a known answer,
 and maps resized to the masks' sizes."""
 
 import numpy as np
@@ -15,7 +15,8 @@ from anomaly_edu.anomaly_maps import (
     ssim_error_map,
 )
 from anomaly_edu.models import ConvAutoencoder
-from anomaly_edu.puzzle_ae import PuzzleAEDetector
+from anomaly_edu.puzzle_ae import PuzzleAEDetector, permutation_error_maps
+from anomaly_edu.puzzles import puzzle_permutations
 
 C1, C2 = 0.01**2, 0.03**2  # SSIM's constants for pixel values in [0, 1]
 
@@ -127,3 +128,28 @@ def test_puzzle_ae_map_averages_to_its_avg_score():
     assert torch.allclose(detector.anomaly_map(x[:4]), maps)
     max_scores, _ = detector.score_and_map(x[:4], aggregation="max")
     assert np.allclose(max_scores, detector.anomaly_score(x[:4], aggregation="max"), rtol=1e-5)
+
+
+class Identity(torch.nn.Module):
+    """A "U-Net" that gives back what it gets: it never undoes a puzzle."""
+
+    def forward(self, x):
+        return x
+
+
+def test_puzzle_ae_map_of_a_network_that_never_undoes_a_puzzle_counts_the_misplaced_tiles():
+    """One bright tile (top left) on black, two channels; a network that returns its input
+    errs wherever a puzzle moves that tile: on its own place under the 18 of the 23 puzzles
+    that take it away (only 5 keep it: the other 3 tiles' 3! - 1 shuffles), and on each other
+    place under the 6 puzzles that put it there. Each error, 1 per pixel, is divided by its
+    puzzle's normaliser (2 here)."""
+    x = torch.zeros(1, 2, 8, 8)
+    x[:, :, :4, :4] = 1.0
+    perms = puzzle_permutations(2)
+    maps, errors = permutation_error_maps(Identity(), x, perms, 2, torch.full((23,), 2.0))
+    expected = torch.full((8, 8), 6 / 23 / 2)
+    expected[:4, :4] = 18 / 23 / 2
+    assert maps.shape == (1, 8, 8) and torch.allclose(maps[0], expected)
+    assert torch.allclose(errors.mean(1), maps.flatten(1).mean(1))  # the map's mean is the "avg" score
+    constant = torch.full((3, 1, 8, 8), 0.4)  # every puzzle of a constant image is the image
+    assert torch.equal(permutation_error_maps(Identity(), constant, perms, 2, torch.ones(23))[0], torch.zeros(3, 8, 8))

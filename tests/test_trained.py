@@ -149,8 +149,9 @@ def test_a_stored_detector_scores_its_test_set_as_its_manifest_says(name, mnist_
     detector = trained.load_detector(name, device="cpu")
     x_test, y_test, stored_auroc = split.x_test, split.y_test, entry["figures"]["auroc"]
     # Puzzle-AE's 23 puzzles of 10,000 images take over a minute: the test scores the first 1,000
-    # (python scripts/store_models.py --check scores every stored detector's whole test set)
-    if entry["method"] == "puzzle-ae":
+    # (python scripts/store_models.py --check scores every stored detector's whole test set); a
+    # test set of fewer images (583 magnetic tiles) is scored whole
+    if entry["method"] == "puzzle-ae" and "auroc_first_1000" in entry["figures"]:
         x_test, y_test, stored_auroc = x_test[:1000], y_test[:1000], entry["figures"]["auroc_first_1000"]
     scored = 100 * auroc(y_test.numpy(), detector.anomaly_score(x_test))
     # the same weights on another CPU differ only in the last decimals of each score
